@@ -1,0 +1,70 @@
+//! The `fvhost` commands: `apply`, `run`, `get-online-features`, `quickstart`.
+
+mod apply;
+mod get;
+mod quickstart;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Stream ingestion for Feast feature stores: Kafka in, WebAssembly
+/// transforms, Redis out in Feast's layout.
+#[derive(Debug, Parser)]
+#[command(name = "fvhost", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a feature repo: definitions, modules, and each module's output on a probe batch.
+    Apply(apply::ApplyArgs),
+    /// Consume the repo's stream feature views and write the online store until stopped.
+    Run(run::RunArgs),
+    /// Read online features, printed as Feast's feature server would return them.
+    GetOnlineFeatures(get::GetArgs),
+    /// Run the whole pipeline on this machine with a local broker and redis-server.
+    Quickstart(quickstart::QuickstartArgs),
+}
+
+/// Options every command that touches a repo shares.
+#[derive(Debug, clap::Args)]
+pub struct RepoArgs {
+    /// The feature repo folder (holding feature_store.yaml).
+    #[arg(short = 'r', long = "repo", default_value = ".")]
+    pub repo: PathBuf,
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Apply(args) => apply::apply(args).await,
+        Command::Run(args) => run::run(args).await,
+        Command::GetOnlineFeatures(args) => get::get(args).await,
+        Command::Quickstart(args) => quickstart::quickstart(args).await,
+    }
+}
+
+/// Logs to stderr; `FVHOST_LOG` (or `RUST_LOG`) overrides the level.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = std::env::var("FVHOST_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| format!("{default},cranelift=warn,wasmtime=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}

@@ -1,0 +1,84 @@
+//! `fvhost run`: ingest until SIGTERM or Ctrl-C, then drain, commit and exit.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use super::RepoArgs;
+use crate::pipeline::{Host, HostOptions, StreamSettings};
+use crate::repo;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Kafka bootstrap servers for every Kafka source, instead of the repo's.
+    #[arg(long, env = "FVHOST_KAFKA_BOOTSTRAP")]
+    pub kafka_bootstrap: Option<String>,
+    /// Redis URL of the online store, instead of the repo's connection_string.
+    #[arg(long, env = "FVHOST_REDIS_URL")]
+    pub redis: Option<String>,
+    /// Most messages per batch.
+    #[arg(long, default_value_t = 8192)]
+    pub max_batch: usize,
+    /// Milliseconds a batch waits for more messages after its first.
+    #[arg(long, default_value_t = 100)]
+    pub linger_ms: u64,
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let repo = repo::load(&args.repo.repo).map_err(|e| {
+        anyhow::anyhow!(
+            "the feature repo in {} is invalid:\n{e}",
+            args.repo.repo.display()
+        )
+    })?;
+    let options = HostOptions {
+        kafka_bootstrap: args.kafka_bootstrap,
+        redis_url: args.redis,
+        stream: StreamSettings {
+            max_batch: args.max_batch.max(1),
+            linger: Duration::from_millis(args.linger_ms),
+            ..StreamSettings::default()
+        },
+        ..HostOptions::default()
+    };
+    let (stop, shutdown) = watch::channel(false);
+    let host = Host::start(&repo, &options, shutdown).await?;
+    tokio::spawn(async move {
+        if let Err(e) = stop_signal().await {
+            tracing::error!("cannot listen for stop signals: {e}");
+            return;
+        }
+        tracing::info!("stop requested: finishing the batch in hand, then committing");
+        let _ = stop.send(true);
+    });
+    let reports = host.wait().await;
+    let mut failed = false;
+    for report in &reports {
+        failed |= report.error.is_some();
+        println!(
+            "{}",
+            serde_json::to_string(report).context("encoding the view report")?
+        );
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stop_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

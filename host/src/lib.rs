@@ -1,0 +1,27 @@
+//! fvhost: the stream-ingestion job Feast leaves to its users, done properly.
+//!
+//! It consumes Kafka topics, hands Arrow batches to feature-view transforms
+//! compiled to WebAssembly, and writes the results into a Redis online store
+//! in Feast's exact layout, so Feast's SDK and feature server read them
+//! unchanged.
+//!
+//! Modules by role, the way Vector splits sources, transforms and sinks:
+//! - [`repo`]: the feature repo (Feast's `feature_store.yaml` plus YAML definitions);
+//! - [`source`]: where events come from (Kafka);
+//! - [`format`]: message bytes into Arrow rows (JSON by a declared schema);
+//! - [`transform`]: the Wasm engine, modules, limits, the output schema check;
+//! - [`online`]: Feast's Redis layout, writer and reader;
+//! - [`pipeline`]: the per-view stream loop, watermark, dead letters, metrics;
+//! - [`local`]: a redis-server and a Kafka-protocol broker on loopback, for the
+//!   quickstart and the tests;
+//! - [`cli`]: the `fvhost` commands.
+
+pub mod cli;
+pub mod format;
+pub mod local;
+pub mod online;
+pub mod pipeline;
+pub mod repo;
+pub mod source;
+pub mod transform;
+pub mod types;

@@ -1,0 +1,15 @@
+//! Real services on loopback for the quickstart and the tests: a
+//! `redis-server` child process on a free port, and librdkafka's mock
+//! cluster (a Kafka-protocol broker over real TCP) in this process.
+
+mod broker;
+mod redis_server;
+
+pub use broker::LocalBroker;
+pub use redis_server::RedisServer;
+
+/// A TCP port on 127.0.0.1 that nothing listened on a moment ago.
+pub fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
+}

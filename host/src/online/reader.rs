@@ -1,0 +1,155 @@
+//! Reading online features back in Feast's response shape.
+//!
+//! Values match what Feast's SDK returns; a missing entity is reported as
+//! `NOT_FOUND` (Feast 0.67's Redis store says `PRESENT` with a null value).
+
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+
+use super::entity_key::{KeyBuilder, KeyValue};
+use super::murmur3::{feature_field, timestamp_field};
+use super::timestamp::{self, EventTime};
+use super::value::decode_to_json;
+use crate::repo::FeatureView;
+
+/// A `view:feature` reference from a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureRef {
+    pub view: String,
+    pub feature: String,
+}
+
+impl FeatureRef {
+    /// Parses `view:feature`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.split_once(':') {
+            Some((view, feature)) if !view.is_empty() && !feature.is_empty() => Ok(Self {
+                view: view.to_string(),
+                feature: feature.to_string(),
+            }),
+            _ => Err(format!(
+                "`{text}` is not a feature reference (expected view:feature)"
+            )),
+        }
+    }
+}
+
+/// Feast's `GetOnlineFeaturesResponse`, column-wise.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OnlineResponse {
+    pub metadata: ResponseMetadata,
+    pub results: Vec<FeatureColumn>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ResponseMetadata {
+    pub feature_names: Vec<String>,
+}
+
+/// One requested column across all entities.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FeatureColumn {
+    pub values: Vec<serde_json::Value>,
+    pub statuses: Vec<&'static str>,
+    pub event_timestamps: Vec<String>,
+}
+
+/// One entity row of a request: join key names and values, in one shared order.
+pub struct EntityRow<'a> {
+    pub values: Vec<KeyValue<'a>>,
+}
+
+/// Reads `features` for `entities` (each with values for `join_keys`), one pipeline in all.
+pub async fn get_online_features(
+    connection: &mut ConnectionManager,
+    keys: &KeyBuilder,
+    join_keys: &[String],
+    views: &[(&FeatureView, Vec<String>)],
+    entities: &[EntityRow<'_>],
+    full_feature_names: bool,
+) -> Result<OnlineResponse, redis::RedisError> {
+    let mut pipeline = redis::pipe();
+    for entity in entities {
+        let key = keys.redis_key(&entity.values);
+        for (view, features) in views {
+            let mut call = redis::cmd("HMGET");
+            call.arg(&key);
+            for feature in features {
+                call.arg(&feature_field(&view.name, feature)[..]);
+            }
+            call.arg(timestamp_field(&view.name));
+            pipeline.add_command(call);
+        }
+    }
+    let replies: Vec<Vec<Option<Vec<u8>>>> = if entities.is_empty() {
+        Vec::new()
+    } else {
+        pipeline.query_async(connection).await?
+    };
+
+    let mut names: Vec<String> = join_keys.to_vec();
+    let mut results: Vec<FeatureColumn> = join_keys
+        .iter()
+        .enumerate()
+        .map(|(i, _)| FeatureColumn {
+            values: entities.iter().map(|e| key_json(&e.values[i])).collect(),
+            statuses: vec!["PRESENT"; entities.len()],
+            event_timestamps: vec![EventTime::EPOCH.to_rfc3339(); entities.len()],
+        })
+        .collect();
+    for (view, features) in views {
+        for feature in features {
+            names.push(if full_feature_names {
+                format!("{}__{feature}", view.name)
+            } else {
+                feature.clone()
+            });
+            results.push(FeatureColumn {
+                values: Vec::new(),
+                statuses: Vec::new(),
+                event_timestamps: Vec::new(),
+            });
+        }
+    }
+    let mut reply = replies.into_iter();
+    for _ in entities {
+        let mut column = join_keys.len();
+        for (_, features) in views {
+            let fields = reply.next().unwrap_or_default();
+            let stored_ts = fields.get(features.len()).cloned().flatten();
+            let event_time = stored_ts.as_deref().and_then(|b| timestamp::decode(b).ok());
+            for i in 0..features.len() {
+                let raw = fields.get(i).cloned().flatten();
+                let (value, status) = match (&event_time, raw) {
+                    (None, _) | (_, None) => (serde_json::Value::Null, "NOT_FOUND"),
+                    (Some(_), Some(bytes)) => match decode_to_json(&bytes) {
+                        Ok(serde_json::Value::Null) => (serde_json::Value::Null, "NULL_VALUE"),
+                        Ok(value) => (value, "PRESENT"),
+                        Err(_) => (serde_json::Value::Null, "INVALID"),
+                    },
+                };
+                let out = &mut results[column];
+                out.values.push(value);
+                out.statuses.push(status);
+                out.event_timestamps
+                    .push(event_time.unwrap_or(EventTime::EPOCH).to_rfc3339());
+                column += 1;
+            }
+        }
+    }
+    Ok(OnlineResponse {
+        metadata: ResponseMetadata {
+            feature_names: names,
+        },
+        results,
+    })
+}
+
+fn key_json(value: &KeyValue<'_>) -> serde_json::Value {
+    match value {
+        KeyValue::Bytes(b) => serde_json::Value::from(String::from_utf8_lossy(b).into_owned()),
+        KeyValue::String(s) => serde_json::Value::from(*s),
+        KeyValue::Int32(v) => serde_json::Value::from(*v),
+        KeyValue::Int64(v) | KeyValue::UnixTimestamp(v) => serde_json::Value::from(*v),
+    }
+}

@@ -1,0 +1,169 @@
+//! Checked output batches turned into online rows: Redis key, event time and
+//! encoded feature values, with the newest row kept per entity.
+
+use std::collections::HashMap;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, ArrayRef};
+
+use super::entity_key::{KeyBuilder, KeyValue};
+use super::timestamp::EventTime;
+use super::value::encode_cell;
+use crate::transform::schema_check::key_overflowed;
+use crate::transform::{CheckedBatch, ViewSchema};
+use crate::types::ScalarType;
+
+/// One entity's newest values for one view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnlineRow {
+    /// Serialized entity key followed by the project.
+    pub key: Vec<u8>,
+    pub event_time: EventTime,
+    pub created: Option<EventTime>,
+    /// Encoded `feast.types.Value` per feature, in the view's feature order.
+    pub values: Vec<Vec<u8>>,
+    /// The row's index in the output batch it came from.
+    pub batch_row: usize,
+}
+
+/// An output row that cannot be written, with the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowFailure {
+    pub batch_row: usize,
+    pub reason: String,
+}
+
+/// Builds one online row per output row; rows with a null or out-of-range
+/// join key, a null timestamp or an unencodable value are failures.
+pub fn build_rows(
+    checked: &CheckedBatch,
+    view: &ViewSchema,
+    keys: &KeyBuilder,
+) -> (Vec<OnlineRow>, Vec<RowFailure>) {
+    let mut rows = Vec::with_capacity(checked.rows);
+    let mut failures = Vec::new();
+    for row in 0..checked.rows {
+        match build_row(checked, view, keys, row) {
+            Ok(online) => rows.push(online),
+            Err(reason) => failures.push(RowFailure {
+                batch_row: row,
+                reason,
+            }),
+        }
+    }
+    (rows, failures)
+}
+
+fn build_row(
+    checked: &CheckedBatch,
+    view: &ViewSchema,
+    keys: &KeyBuilder,
+    row: usize,
+) -> Result<OnlineRow, String> {
+    let mut key_values = Vec::with_capacity(view.join_keys.len());
+    for (i, key) in view.join_keys.iter().enumerate() {
+        if key_overflowed(checked, i, row) {
+            return Err(format!(
+                "join key `{}` does not fit its declared type {}",
+                key.name, key.value_type
+            ));
+        }
+        let value = key_value(&checked.join_keys[i], key.value_type, row)
+            .ok_or_else(|| format!("join key `{}` is null", key.name))?;
+        key_values.push(value);
+    }
+    if checked.event_time.is_null(row) {
+        return Err(format!("timestamp `{}` is null", view.timestamp_field));
+    }
+    let event_time = EventTime::from_micros(checked.event_time.value(row));
+    let created = checked
+        .created
+        .as_ref()
+        .filter(|c| !c.is_null(row))
+        .map(|c| EventTime::from_micros(c.value(row)));
+    let mut values = Vec::with_capacity(view.features.len());
+    for (feature, column) in view.features.iter().zip(&checked.features) {
+        let mut encoded = Vec::new();
+        encode_cell(column.as_ref(), feature.dtype, row, &mut encoded)
+            .map_err(|e| format!("feature `{}`: {e}", feature.name))?;
+        values.push(encoded);
+    }
+    Ok(OnlineRow {
+        key: keys.redis_key(&key_values),
+        event_time,
+        created,
+        values,
+        batch_row: row,
+    })
+}
+
+/// The value of a canonical join-key column at `row`, or `None` when null.
+fn key_value(column: &ArrayRef, value_type: ScalarType, row: usize) -> Option<KeyValue<'_>> {
+    if column.is_null(row) {
+        return None;
+    }
+    Some(match value_type {
+        ScalarType::Int32 => KeyValue::Int32(column.as_primitive::<Int32Type>().value(row)),
+        ScalarType::Int64 => KeyValue::Int64(column.as_primitive::<Int64Type>().value(row)),
+        ScalarType::String => KeyValue::String(column.as_string::<i32>().value(row)),
+        ScalarType::Bytes => KeyValue::Bytes(column.as_binary::<i32>().value(row)),
+        ScalarType::UnixTimestamp => {
+            let micros = column.as_primitive::<TimestampMicrosecondType>().value(row);
+            KeyValue::UnixTimestamp(micros.div_euclid(1_000_000))
+        }
+        ScalarType::Float32 | ScalarType::Float64 | ScalarType::Bool => return None,
+    })
+}
+
+/// Keeps the newest row per entity: the greatest (event time, created time);
+/// on a full tie the first row stays, as Feast's writer does.
+pub fn newest_per_entity(rows: Vec<OnlineRow>) -> Vec<OnlineRow> {
+    let mut index: HashMap<Vec<u8>, usize> = HashMap::with_capacity(rows.len());
+    let mut newest: Vec<OnlineRow> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match index.get(&row.key) {
+            Some(&i) => {
+                if (row.event_time, row.created) > (newest[i].event_time, newest[i].created) {
+                    newest[i] = row;
+                }
+            }
+            None => {
+                index.insert(row.key.clone(), newest.len());
+                newest.push(row);
+            }
+        }
+    }
+    newest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: u8, micros: i64, created: Option<i64>, value: u8) -> OnlineRow {
+        OnlineRow {
+            key: vec![key],
+            event_time: EventTime::from_micros(micros),
+            created: created.map(EventTime::from_micros),
+            values: vec![vec![value]],
+            batch_row: 0,
+        }
+    }
+
+    #[test]
+    fn newest_wins_ties_go_to_created_then_first() {
+        let rows = vec![
+            row(1, 10, None, 1),
+            row(1, 30, None, 2),
+            row(1, 20, None, 3),
+            row(2, 5, Some(1), 4),
+            row(2, 5, Some(2), 5),
+            row(3, 7, None, 6),
+            row(3, 7, None, 7),
+        ];
+        let newest = newest_per_entity(rows);
+        let values: Vec<u8> = newest.iter().map(|r| r.values[0][0]).collect();
+        assert_eq!(values, [2, 5, 6]);
+    }
+}

@@ -1,0 +1,246 @@
+//! Feature values as serialized `feast.types.Value` protobufs.
+//!
+//! A value is a protobuf with one `oneof` field whose number is its
+//! `ValueType` (lists are wrapped in a message with `repeated T val = 1`).
+//! A null is an empty message: zero bytes.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Float32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType,
+};
+use arrow_array::{Array, ArrayRef};
+use base64::Engine as _;
+
+use super::proto::{self, Field, Reader};
+use crate::types::{FeatureType, ScalarType};
+
+/// Why one cell could not be encoded.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum CellError {
+    #[error("list holds a null element, which Feast cannot store")]
+    NullListElement,
+}
+
+/// Appends the `Value` for `array[row]`, declared as `dtype`, to `out`.
+///
+/// The array must already have the canonical Arrow type of `dtype`
+/// (see [`crate::transform::schema_check`]), which the caller guarantees.
+pub fn encode_cell(
+    array: &dyn Array,
+    dtype: FeatureType,
+    row: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), CellError> {
+    if array.is_null(row) {
+        return Ok(());
+    }
+    match dtype {
+        FeatureType::Scalar(scalar) => {
+            encode_scalar(array, scalar, row, out);
+            Ok(())
+        }
+        FeatureType::List(item) => {
+            let list = array.as_list::<i32>();
+            let values = list.value(row);
+            if values.null_count() > 0 {
+                return Err(CellError::NullListElement);
+            }
+            proto::put_len_field(out, dtype.value_type_number(), |inner| {
+                encode_list_body(values.as_ref(), item, inner)
+            });
+            Ok(())
+        }
+    }
+}
+
+fn encode_scalar(array: &dyn Array, scalar: ScalarType, row: usize, out: &mut Vec<u8>) {
+    let number = scalar.value_type_number();
+    match scalar {
+        ScalarType::Bytes => put_bytes(out, number, array.as_binary::<i32>().value(row)),
+        ScalarType::String => {
+            put_bytes(out, number, array.as_string::<i32>().value(row).as_bytes())
+        }
+        ScalarType::Int32 => {
+            let v = array.as_primitive::<Int32Type>().value(row);
+            put_varint_field(out, number, i64::from(v) as u64);
+        }
+        ScalarType::Int64 => {
+            let v = array.as_primitive::<Int64Type>().value(row);
+            put_varint_field(out, number, v as u64);
+        }
+        ScalarType::Float64 => {
+            proto::put_tag(out, number, proto::FIXED64);
+            let v = array.as_primitive::<Float64Type>().value(row);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        ScalarType::Float32 => {
+            proto::put_tag(out, number, proto::FIXED32);
+            let v = array.as_primitive::<Float32Type>().value(row);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        ScalarType::Bool => {
+            let v = array.as_boolean().value(row);
+            put_varint_field(out, number, u64::from(v));
+        }
+        ScalarType::UnixTimestamp => {
+            let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);
+            put_varint_field(out, number, unix_seconds(micros) as u64);
+        }
+    }
+}
+
+/// Feast stores timestamps as whole seconds, truncated like Python's `int()`.
+fn unix_seconds(micros: i64) -> i64 {
+    micros / 1_000_000
+}
+
+fn put_bytes(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
+    proto::put_tag(out, number, proto::LEN);
+    proto::put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn put_varint_field(out: &mut Vec<u8>, number: u32, value: u64) {
+    proto::put_tag(out, number, proto::VARINT);
+    proto::put_varint(out, value);
+}
+
+/// The body of a `*List` message: `repeated T val = 1`, numeric types packed.
+fn encode_list_body(values: &dyn Array, item: ScalarType, out: &mut Vec<u8>) {
+    let len = values.len();
+    match item {
+        ScalarType::Bytes => {
+            let array = values.as_binary::<i32>();
+            (0..len).for_each(|i| put_bytes(out, 1, array.value(i)));
+        }
+        ScalarType::String => {
+            let array = values.as_string::<i32>();
+            (0..len).for_each(|i| put_bytes(out, 1, array.value(i).as_bytes()));
+        }
+        _ if len == 0 => {}
+        ScalarType::Int32 => put_packed(out, |body| {
+            for v in values.as_primitive::<Int32Type>().values() {
+                proto::put_varint(body, i64::from(*v) as u64);
+            }
+        }),
+        ScalarType::Int64 => put_packed(out, |body| {
+            for v in values.as_primitive::<Int64Type>().values() {
+                proto::put_varint(body, *v as u64);
+            }
+        }),
+        ScalarType::UnixTimestamp => put_packed(out, |body| {
+            for v in values.as_primitive::<TimestampMicrosecondType>().values() {
+                proto::put_varint(body, unix_seconds(*v) as u64);
+            }
+        }),
+        ScalarType::Bool => put_packed(out, |body| {
+            for v in values.as_boolean().values().iter() {
+                proto::put_varint(body, u64::from(v));
+            }
+        }),
+        ScalarType::Float64 => put_packed(out, |body| {
+            for v in values.as_primitive::<Float64Type>().values() {
+                body.extend_from_slice(&v.to_le_bytes());
+            }
+        }),
+        ScalarType::Float32 => put_packed(out, |body| {
+            for v in values.as_primitive::<Float32Type>().values() {
+                body.extend_from_slice(&v.to_le_bytes());
+            }
+        }),
+    }
+}
+
+fn put_packed(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+    proto::put_len_field(out, 1, body);
+}
+
+/// Encodes a whole column; handy in tests and for one-off values.
+pub fn encode_column(array: &ArrayRef, dtype: FeatureType) -> Result<Vec<Vec<u8>>, CellError> {
+    (0..array.len())
+        .map(|row| {
+            let mut out = Vec::new();
+            encode_cell(array.as_ref(), dtype, row, &mut out).map(|()| out)
+        })
+        .collect()
+}
+
+/// Why stored bytes are not a `feast.types.Value`.
+#[derive(Debug, thiserror::Error)]
+pub enum ValueDecodeError {
+    #[error(transparent)]
+    Proto(#[from] proto::DecodeError),
+    #[error("field {0} is not a feast.types.Value field")]
+    UnknownField(u32),
+    #[error("string value is not UTF-8")]
+    Utf8,
+}
+
+/// Decodes a stored `Value` into JSON, as Feast's feature server returns it.
+/// An empty message (Feast's null) is JSON `null`.
+pub fn decode_to_json(bytes: &[u8]) -> Result<serde_json::Value, ValueDecodeError> {
+    let mut reader = Reader::new(bytes);
+    let Some((number, field)) = reader.next_field()? else {
+        return Ok(serde_json::Value::Null);
+    };
+    match (number, field) {
+        (11..=18, Field::Bytes(body)) => decode_list(number - 10, body),
+        (19, _) => Ok(serde_json::Value::Null),
+        (n, field) => scalar_to_json(n, field),
+    }
+}
+
+fn scalar_to_json(number: u32, field: Field<'_>) -> Result<serde_json::Value, ValueDecodeError> {
+    use serde_json::Value as J;
+    Ok(match (number, field) {
+        (1, Field::Bytes(b)) => J::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        (2, Field::Bytes(b)) => J::String(
+            std::str::from_utf8(b)
+                .map_err(|_| ValueDecodeError::Utf8)?
+                .to_string(),
+        ),
+        (3, Field::Varint(v)) => J::from(v as i32),
+        (4 | 8, Field::Varint(v)) => J::from(v as i64),
+        (5, Field::Fixed64(b)) => float_json(f64::from_le_bytes(b)),
+        (6, Field::Fixed32(b)) => float_json(f64::from(f32::from_le_bytes(b))),
+        (7, Field::Varint(v)) => J::Bool(v != 0),
+        (n, _) => return Err(ValueDecodeError::UnknownField(n)),
+    })
+}
+
+fn float_json(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(v)
+        .map(serde_json::Value::Number)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn decode_list(item: u32, body: &[u8]) -> Result<serde_json::Value, ValueDecodeError> {
+    let mut items = Vec::new();
+    let mut reader = Reader::new(body);
+    while let Some((_, field)) = reader.next_field()? {
+        match (item, field) {
+            (1 | 2, field) => items.push(scalar_to_json(item, field)?),
+            (3 | 4 | 7 | 8, Field::Bytes(packed)) => {
+                let mut packed = Reader::new(packed);
+                while !packed.is_empty() {
+                    items.push(scalar_to_json(item, Field::Varint(packed.varint()?))?);
+                }
+            }
+            (5, Field::Bytes(packed)) => {
+                for chunk in packed.chunks_exact(8) {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(chunk);
+                    items.push(scalar_to_json(5, Field::Fixed64(b))?);
+                }
+            }
+            (6, Field::Bytes(packed)) => {
+                for chunk in packed.chunks_exact(4) {
+                    let b = [chunk[0], chunk[1], chunk[2], chunk[3]];
+                    items.push(scalar_to_json(6, Field::Fixed32(b))?);
+                }
+            }
+            (_, field) => items.push(scalar_to_json(item, field)?),
+        }
+    }
+    Ok(serde_json::Value::Array(items))
+}

@@ -1,0 +1,60 @@
+//! Per-view counters: what came in, what was refused and why, what was written.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// Live counters of one view, shared between its loop and whoever reports.
+#[derive(Debug, Default)]
+pub struct ViewMetrics {
+    pub messages: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub late_events: AtomicU64,
+    pub rejected_by_transform: AtomicU64,
+    pub unwritable_rows: AtomicU64,
+    pub rows_out: AtomicU64,
+    pub keys_written: AtomicU64,
+    pub keys_skipped_older: AtomicU64,
+    pub batches: AtomicU64,
+    pub batch_failures: AtomicU64,
+    pub commits: AtomicU64,
+}
+
+/// A point-in-time copy of [`ViewMetrics`], printed as JSON.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    pub messages: u64,
+    pub decode_errors: u64,
+    pub late_events: u64,
+    pub rejected_by_transform: u64,
+    pub unwritable_rows: u64,
+    pub rows_out: u64,
+    pub keys_written: u64,
+    pub keys_skipped_older: u64,
+    pub batches: u64,
+    pub batch_failures: u64,
+    pub commits: u64,
+}
+
+impl ViewMetrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            messages: get(&self.messages),
+            decode_errors: get(&self.decode_errors),
+            late_events: get(&self.late_events),
+            rejected_by_transform: get(&self.rejected_by_transform),
+            unwritable_rows: get(&self.unwritable_rows),
+            rows_out: get(&self.rows_out),
+            keys_written: get(&self.keys_written),
+            keys_skipped_older: get(&self.keys_skipped_older),
+            batches: get(&self.batches),
+            batch_failures: get(&self.batch_failures),
+            commits: get(&self.commits),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Running a repo's stream feature views: one loop per view, each with its
+//! own consumer group, so a view that fails stops alone.
+//!
+//! - [`stream`]: the per-view loop (consume, decode, watermark, transform, write, commit);
+//! - [`view`]: a view's processing independent of its source;
+//! - [`watermark`], [`dead_letter`], [`metrics`]: what the loop keeps track of.
+
+pub mod dead_letter;
+pub mod metrics;
+pub mod stream;
+pub mod view;
+pub mod watermark;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::online::{OnlineWriter, connect};
+use crate::repo::FeatureRepo;
+use crate::source::kafka::{TopicConsumer, TopicConsumerConfig};
+use crate::transform::cache::{ModuleCache, default_dir};
+use crate::transform::{Limits, TransformEngine};
+pub use metrics::{MetricsSnapshot, ViewMetrics};
+pub use stream::{StreamLoop, StreamSettings, ViewStopped};
+pub use view::ViewPipeline;
+
+/// Settings of `fvhost run` beyond the repo itself.
+#[derive(Debug, Clone, Default)]
+pub struct HostOptions {
+    /// Replaces every Kafka source's `kafka_bootstrap_servers`.
+    pub kafka_bootstrap: Option<String>,
+    /// Replaces the online store's connection string (a `redis://` URL).
+    pub redis_url: Option<String>,
+    pub limits: Limits,
+    pub stream: StreamSettings,
+    /// Where compiled modules are cached; `None` uses the default folder.
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
+/// The consumer group of a view: views never share offsets.
+pub fn group_id(project: &str, view: &str) -> String {
+    format!("fvhost.{project}.{view}")
+}
+
+/// A running host: one task per stream view.
+pub struct Host {
+    views: Vec<(String, Arc<ViewMetrics>)>,
+    tasks: JoinSet<(String, Result<(), ViewStopped>)>,
+}
+
+/// How one view ended, with its final counters.
+#[derive(Debug, Serialize)]
+pub struct ViewReport {
+    pub view: String,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(flatten)]
+    pub metrics: MetricsSnapshot,
+}
+
+impl Host {
+    /// Loads every stream view's module, connects to Redis and Kafka and starts the loops.
+    pub async fn start(
+        repo: &FeatureRepo,
+        options: &HostOptions,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<Self> {
+        let engine = TransformEngine::new().context("starting the WebAssembly engine")?;
+        let cache = ModuleCache::new(options.cache_dir.clone().or_else(default_dir));
+        let connection = connect(&repo.config.online_store, options.redis_url.as_deref())
+            .await
+            .context("connecting to the Redis online store")?;
+        let writer = OnlineWriter::new(connection, &repo.config.online_store);
+
+        let mut views = Vec::new();
+        let mut tasks = JoinSet::new();
+        for (view, _, kafka) in repo.kafka_views() {
+            let pipeline = ViewPipeline::new(repo, view, &engine, &cache, &options.limits)
+                .with_context(|| format!("stream feature view `{}`", view.name))?;
+            let consumer = TopicConsumer::subscribe(&TopicConsumerConfig {
+                bootstrap_servers: options
+                    .kafka_bootstrap
+                    .clone()
+                    .unwrap_or_else(|| kafka.bootstrap_servers.clone()),
+                topic: kafka.topic.clone(),
+                group_id: group_id(repo.project(), &view.name),
+            })
+            .with_context(|| {
+                format!(
+                    "subscribing view `{}` to topic `{}`",
+                    view.name, kafka.topic
+                )
+            })?;
+            let metrics = Arc::new(ViewMetrics::default());
+            views.push((view.name.clone(), metrics.clone()));
+            let stream = StreamLoop::new(
+                pipeline,
+                kafka.clone(),
+                consumer,
+                writer.clone(),
+                metrics,
+                options.stream,
+            );
+            let name = view.name.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { (name, stream.run(shutdown).await) });
+        }
+        if views.is_empty() {
+            anyhow::bail!(
+                "the repo has no stream feature view with a kafka source: nothing to run"
+            );
+        }
+        Ok(Self { views, tasks })
+    }
+
+    /// Counters of every view, live.
+    pub fn metrics(&self) -> &[(String, Arc<ViewMetrics>)] {
+        &self.views
+    }
+
+    /// Waits for every view to stop; a view that fails is reported and the others keep running.
+    pub async fn wait(mut self) -> Vec<ViewReport> {
+        let mut errors = std::collections::HashMap::new();
+        while let Some(joined) = self.tasks.join_next().await {
+            match joined {
+                Ok((view, Ok(()))) => tracing::debug!(view, "view finished"),
+                Ok((view, Err(e))) => {
+                    tracing::error!(
+                        view,
+                        "view stopped: {e}; its offsets stay at the last written batch, other views keep running"
+                    );
+                    errors.insert(view, e.to_string());
+                }
+                Err(e) => tracing::error!("a view task panicked: {e}"),
+            }
+        }
+        self.views
+            .iter()
+            .map(|(view, metrics)| {
+                let error = errors.remove(view);
+                ViewReport {
+                    view: view.clone(),
+                    status: if error.is_some() { "failed" } else { "stopped" },
+                    error,
+                    metrics: metrics.snapshot(),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,136 @@
+//! One feature view's processing, independent of where its events come from:
+//! input batch → Wasm transform → schema check → online rows.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+
+use crate::online::{KeyBuilder, OnlineRow, RowFailure, ViewFields, build_rows, newest_per_entity};
+use crate::repo::{FeatureRepo, FeatureView, Source};
+use crate::transform::cache::ModuleCache;
+use crate::transform::{
+    CheckedBatch, Limits, Rejected, TransformEngine, TransformError, TransformModule, Transformer,
+    ViewSchema,
+};
+
+/// What a view needs at run time, resolved once from the repo.
+#[derive(Clone)]
+pub struct ViewPipeline {
+    pub view: FeatureView,
+    pub source: Source,
+    pub schema: ViewSchema,
+    pub transformer: Option<Transformer>,
+    pub keys: KeyBuilder,
+    pub fields: ViewFields,
+}
+
+/// A batch transformed and checked, ready to write.
+pub struct TransformedBatch {
+    pub checked: CheckedBatch,
+    /// Input rows the transform refused.
+    pub rejected: Vec<Rejected>,
+}
+
+impl ViewPipeline {
+    /// Resolves `view` and loads its module (compiled, cached, linked).
+    pub fn new(
+        repo: &FeatureRepo,
+        view: &FeatureView,
+        engine: &TransformEngine,
+        cache: &ModuleCache,
+        limits: &Limits,
+    ) -> Result<Self, TransformError> {
+        let source = repo.source(&view.source).cloned().ok_or_else(|| {
+            TransformError::Input(format!(
+                "view `{}`: source `{}` is not in the repo",
+                view.name, view.source
+            ))
+        })?;
+        let transformer = match &view.transform {
+            Some(spec) => {
+                let module = TransformModule::load(engine, cache, &spec.module, limits)?;
+                Some(Transformer::new(
+                    engine.clone(),
+                    Arc::new(module),
+                    spec.config.clone(),
+                    *limits,
+                    &view.name,
+                ))
+            }
+            None => None,
+        };
+        let join_keys: Vec<String> = view.join_keys.iter().map(|k| k.name.clone()).collect();
+        let key_version = repo
+            .config
+            .key_version()
+            .unwrap_or(crate::online::KeyVersion::V3);
+        Ok(Self {
+            schema: ViewSchema {
+                view: view.name.clone(),
+                join_keys: view.join_keys.clone(),
+                timestamp_field: source.timestamp_field.clone(),
+                created_timestamp_column: source.created_timestamp_column.clone(),
+                features: view.features.clone(),
+            },
+            keys: KeyBuilder::new(key_version, &join_keys, repo.project()),
+            fields: ViewFields::of(view),
+            view: view.clone(),
+            source,
+            transformer,
+        })
+    }
+
+    /// The module version serving this view: its short content hash, or `identity`.
+    pub fn version(&self) -> &str {
+        self.transformer
+            .as_ref()
+            .map(|t| t.module().short_hash())
+            .unwrap_or("identity")
+    }
+
+    /// Runs the transform (if any) and checks its output. Blocking.
+    pub fn transform(&self, input: &RecordBatch) -> Result<TransformedBatch, TransformError> {
+        let (output, rejected) = match &self.transformer {
+            Some(t) => {
+                let out = t.run(input)?;
+                (out.batch, out.rejected)
+            }
+            None => (input.clone(), Vec::new()),
+        };
+        let checked = self.schema.check(&output)?;
+        Ok(TransformedBatch { checked, rejected })
+    }
+
+    /// Online rows of a checked batch, newest per entity, and the rows that cannot be written.
+    pub fn online_rows(&self, checked: &CheckedBatch) -> (Vec<OnlineRow>, Vec<RowFailure>) {
+        let (rows, failures) = build_rows(checked, &self.schema, &self.keys);
+        (newest_per_entity(rows), failures)
+    }
+}
+
+impl ViewPipeline {
+    /// The schema of the batches this view's transform receives, when the
+    /// source declares one (Kafka JSON); `None` for sources known only at read time.
+    pub fn input_schema(&self) -> Option<Arc<arrow_schema::Schema>> {
+        match &self.source.kind {
+            crate::repo::SourceKind::Kafka(kafka) => match &kafka.format {
+                crate::repo::MessageFormat::Json { schema } => Some(Arc::new(
+                    crate::repo::mapped_schema(schema, &self.source.field_mapping),
+                )),
+            },
+            _ => None,
+        }
+    }
+
+    /// Checks the view end to end on a synthetic batch of its input schema:
+    /// the module runs, and its output carries the declared columns and types.
+    /// Returns the number of output rows, or `None` when the input schema is unknown.
+    pub fn probe(&self) -> Result<Option<usize>, TransformError> {
+        let Some(schema) = self.input_schema() else {
+            return Ok(None);
+        };
+        let input = crate::transform::probe::probe_batch(&schema)
+            .map_err(|e| TransformError::Input(e.to_string()))?;
+        Ok(Some(self.transform(&input)?.checked.rows))
+    }
+}

@@ -1,0 +1,159 @@
+//! The YAML definition objects as written in a feature repo, before validation.
+//!
+//! Field names are Feast's (`join_keys`, `timestamp_field`, `batch_source`,
+//! `watermark_delay_threshold`, ...). Unknown fields are errors, so a typo
+//! never silently drops a setting.
+#![allow(
+    dead_code,
+    reason = "description, owner, tags and class_path are Feast metadata: accepted so one repo serves Feast and fvhost, not used by fvhost yet"
+)]
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// One definitions file: any `*.yaml` beside `feature_store.yaml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefinitionsFile {
+    #[serde(default)]
+    pub entities: Vec<serde_yaml::Value>,
+    #[serde(default)]
+    pub sources: Vec<serde_yaml::Value>,
+    #[serde(default)]
+    pub feature_views: Vec<serde_yaml::Value>,
+    #[serde(default)]
+    pub stream_feature_views: Vec<serde_yaml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEntity {
+    pub name: String,
+    #[serde(default)]
+    pub join_keys: Option<Vec<String>>,
+    pub value_type: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Fields every source kind shares.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileSource {
+    pub name: String,
+    pub path: String,
+    pub timestamp_field: String,
+    #[serde(default)]
+    pub created_timestamp_column: Option<String>,
+    #[serde(default)]
+    pub field_mapping: BTreeMap<String, String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafkaSource {
+    pub name: String,
+    pub kafka_bootstrap_servers: String,
+    pub topic: String,
+    pub timestamp_field: String,
+    #[serde(default)]
+    pub created_timestamp_column: Option<String>,
+    #[serde(default)]
+    pub field_mapping: BTreeMap<String, String>,
+    pub batch_source: String,
+    pub message_format: RawMessageFormat,
+    #[serde(default)]
+    pub watermark_delay_threshold: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPushSource {
+    pub name: String,
+    pub batch_source: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// `message_format:` of a Kafka source; Feast's `JsonFormat`, `AvroFormat`, `ProtoFormat`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMessageFormat {
+    #[serde(rename = "type")]
+    pub format_type: String,
+    #[serde(default)]
+    pub schema_json: Option<String>,
+    #[serde(default)]
+    pub class_path: Option<String>,
+}
+
+/// A feature view or stream feature view.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeatureView {
+    pub name: String,
+    #[serde(default)]
+    pub entities: Vec<String>,
+    pub schema: Vec<RawField>,
+    #[serde(default)]
+    pub ttl: Option<serde_yaml::Value>,
+    #[serde(default = "yes")]
+    pub online: bool,
+    #[serde(default)]
+    pub offline: bool,
+    pub source: String,
+    #[serde(default)]
+    pub transform: Option<RawTransform>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One entry of a view's `schema:` (Feast's `Field`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawField {
+    pub name: String,
+    pub dtype: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A view's `transform:`: the Wasm module and the config handed to its `init`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransform {
+    pub module: String,
+    #[serde(default)]
+    pub config: serde_yaml::Mapping,
+}

@@ -1,0 +1,625 @@
+//! Reading and validating a feature repo folder.
+//!
+//! Every error names the file, the object and the field, so a user can go
+//! straight to the line to fix.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema};
+use serde::de::DeserializeOwned;
+
+use super::definitions::*;
+use super::duration::parse_duration;
+use super::model::*;
+use super::store_config::{ConnectionString, StoreConfig};
+use crate::format::parse_ddl;
+use crate::types::{FeatureType, ScalarType};
+
+/// The name of a repo's main config file.
+pub const STORE_CONFIG_FILE: &str = "feature_store.yaml";
+
+/// Why a feature repo is invalid; the message names file, object and field.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct RepoError(pub Vec<String>);
+
+/// Loads and validates the repo in `root`.
+pub fn load_repo(root: &Path) -> Result<FeatureRepo, RepoError> {
+    let mut loader = Loader::new(root);
+    let config = loader.store_config();
+    for file in definition_files(root).map_err(|e| RepoError(vec![e]))? {
+        loader.definitions_file(&file);
+    }
+    let (entities, sources, views) = loader.objects;
+    let errors = loader.errors;
+    match config {
+        Some(config) if errors.is_empty() => {
+            let repo = FeatureRepo {
+                root: root.to_path_buf(),
+                config,
+                entities,
+                sources,
+                views,
+            };
+            let errors = check_references(&repo);
+            if errors.is_empty() {
+                Ok(repo)
+            } else {
+                Err(RepoError(errors))
+            }
+        }
+        _ => Err(RepoError(errors)),
+    }
+}
+
+/// `*.yaml` / `*.yml` files in the repo folder other than `feature_store.yaml`, sorted.
+fn definition_files(root: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(root)
+        .map_err(|e| format!("{}: cannot read the repo folder: {e}", root.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            (name.ends_with(".yaml") || name.ends_with(".yml")) && name != STORE_CONFIG_FILE
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+type Objects = (Vec<Entity>, Vec<Source>, Vec<FeatureView>);
+
+struct Loader<'a> {
+    root: &'a Path,
+    errors: Vec<String>,
+    objects: Objects,
+}
+
+/// Where an object was defined, for error messages: `file: kind `name``.
+struct Place<'a> {
+    file: &'a str,
+    kind: &'static str,
+    name: String,
+}
+
+impl Place<'_> {
+    fn error(&self, field: &str, message: impl std::fmt::Display) -> String {
+        format!(
+            "{}: {} `{}`: field `{field}`: {message}",
+            self.file, self.kind, self.name
+        )
+    }
+
+    fn parse_error(&self, message: impl std::fmt::Display) -> String {
+        format!("{}: {} `{}`: {message}", self.file, self.kind, self.name)
+    }
+}
+
+impl<'a> Loader<'a> {
+    fn new(root: &'a Path) -> Self {
+        Self {
+            root,
+            errors: Vec::new(),
+            objects: (Vec::new(), Vec::new(), Vec::new()),
+        }
+    }
+
+    fn store_config(&mut self) -> Option<StoreConfig> {
+        let path = self.root.join(STORE_CONFIG_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                self.errors.push(format!("{}: {e}", path.display()));
+                return None;
+            }
+        };
+        let config: StoreConfig = match serde_yaml::from_str(&text) {
+            Ok(config) => config,
+            Err(e) => {
+                self.errors.push(format!("{STORE_CONFIG_FILE}: {e}"));
+                return None;
+            }
+        };
+        let before = self.errors.len();
+        self.check_store_config(&config);
+        (self.errors.len() == before).then_some(config)
+    }
+
+    fn check_store_config(&mut self, config: &StoreConfig) {
+        let field =
+            |name: &str, message: String| format!("{STORE_CONFIG_FILE}: field `{name}`: {message}");
+        if config.project.trim().is_empty() {
+            self.errors
+                .push(field("project", "must not be empty".into()));
+        }
+        let online = &config.online_store;
+        if online.store_type != "redis" {
+            self.errors.push(field(
+                "online_store.type",
+                format!(
+                    "`{}` is not supported; fvhost writes Feast's `redis` online store",
+                    online.store_type
+                ),
+            ));
+        }
+        if online.redis_type != "redis" {
+            self.errors.push(field(
+                "online_store.redis_type",
+                format!("`{}` is not supported yet; use `redis`", online.redis_type),
+            ));
+        }
+        if let Err(e) = ConnectionString::parse(&online.connection_string) {
+            self.errors.push(field("online_store.connection_string", e));
+        }
+        if config.key_version().is_none() {
+            self.errors.push(field(
+                "entity_key_serialization_version",
+                format!(
+                    "{} is not a Feast version (2 or 3)",
+                    config.entity_key_serialization_version
+                ),
+            ));
+        }
+    }
+
+    fn definitions_file(&mut self, path: &Path) {
+        let file = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => return self.errors.push(format!("{file}: {e}")),
+        };
+        let definitions: DefinitionsFile = match serde_yaml::from_str(&text) {
+            Ok(d) => d,
+            Err(e) => return self.errors.push(format!("{file}: {e}")),
+        };
+        for value in definitions.entities {
+            self.entity(&file, value);
+        }
+        for value in definitions.sources {
+            self.source(&file, value);
+        }
+        for (value, stream) in definitions
+            .feature_views
+            .into_iter()
+            .map(|v| (v, false))
+            .chain(
+                definitions
+                    .stream_feature_views
+                    .into_iter()
+                    .map(|v| (v, true)),
+            )
+        {
+            self.view(&file, path, value, stream);
+        }
+    }
+
+    /// Parses `value` as `T`, recording a located error on failure.
+    fn typed<T: DeserializeOwned>(
+        &mut self,
+        place: &Place<'_>,
+        value: serde_yaml::Value,
+    ) -> Option<T> {
+        match serde_yaml::from_value(value) {
+            Ok(parsed) => Some(parsed),
+            Err(e) => {
+                self.errors.push(place.parse_error(e));
+                None
+            }
+        }
+    }
+
+    fn entity(&mut self, file: &str, value: serde_yaml::Value) {
+        let place = place(file, "entity", &value);
+        let Some(raw) = self.typed::<RawEntity>(&place, value) else {
+            return;
+        };
+        let join_keys = raw.join_keys.unwrap_or_else(|| vec![raw.name.clone()]);
+        if join_keys.is_empty() {
+            self.errors
+                .push(place.error("join_keys", "must name at least one join key"));
+        }
+        match raw.value_type.parse::<ScalarType>() {
+            Ok(value_type) if value_type.is_join_key_type() => {
+                self.objects.0.push(Entity { name: raw.name, join_keys, value_type })
+            }
+            Ok(value_type) => self.errors.push(place.error(
+                "value_type",
+                format!("{value_type} cannot be a join key type (Feast rejects float, double and bool keys)"),
+            )),
+            Err(e) => self.errors.push(place.error("value_type", e)),
+        }
+    }
+
+    fn source(&mut self, file: &str, value: serde_yaml::Value) {
+        let mut place = place(file, "source", &value);
+        let Some((source_type, value)) = take_type(value) else {
+            self.errors
+                .push(place.error("type", "missing; expected one of `file`, `kafka`, `push`"));
+            return;
+        };
+        place.kind = match source_type.as_str() {
+            "file" => "file source",
+            "kafka" => "kafka source",
+            "push" => "push source",
+            other => {
+                let message =
+                    format!("`{other}` is not a source type (expected `file`, `kafka` or `push`)");
+                return self.errors.push(place.error("type", message));
+            }
+        };
+        let source = match source_type.as_str() {
+            "file" => self
+                .typed::<RawFileSource>(&place, value)
+                .map(|raw| Source {
+                    name: raw.name,
+                    timestamp_field: raw.timestamp_field,
+                    created_timestamp_column: raw.created_timestamp_column,
+                    field_mapping: raw.field_mapping.into_iter().collect(),
+                    kind: SourceKind::File { path: raw.path },
+                }),
+            "kafka" => self
+                .typed::<RawKafkaSource>(&place, value)
+                .and_then(|raw| self.kafka_source(&place, raw)),
+            _ => self
+                .typed::<RawPushSource>(&place, value)
+                .map(|raw| Source {
+                    name: raw.name,
+                    timestamp_field: String::new(),
+                    created_timestamp_column: None,
+                    field_mapping: Vec::new(),
+                    kind: SourceKind::Push {
+                        batch_source: raw.batch_source,
+                    },
+                }),
+        };
+        if let Some(source) = source {
+            self.objects.1.push(source);
+        }
+    }
+
+    fn kafka_source(&mut self, place: &Place<'_>, raw: RawKafkaSource) -> Option<Source> {
+        let before = self.errors.len();
+        let format = match raw.message_format.format_type.as_str() {
+            "json" => match raw.message_format.schema_json.as_deref().map(parse_ddl) {
+                Some(Ok(schema)) => Some(MessageFormat::Json {
+                    schema: Arc::new(schema),
+                }),
+                Some(Err(e)) => {
+                    self.errors
+                        .push(place.error("message_format.schema_json", e));
+                    None
+                }
+                None => {
+                    self.errors.push(
+                        place.error("message_format.schema_json", "required for JSON messages"),
+                    );
+                    None
+                }
+            },
+            other => {
+                self.errors.push(place.error(
+                    "message_format.type",
+                    format!("`{other}` is not supported yet (supported: `json`)"),
+                ));
+                None
+            }
+        };
+        let watermark_delay = match raw.watermark_delay_threshold.as_ref().map(duration_text) {
+            None => None,
+            Some(text) => match parse_duration(&text) {
+                Ok(delay) => Some(delay),
+                Err(e) => {
+                    self.errors
+                        .push(place.error("watermark_delay_threshold", e));
+                    None
+                }
+            },
+        };
+        if raw.topic.trim().is_empty() {
+            self.errors.push(place.error("topic", "must not be empty"));
+        }
+        let field_mapping: Vec<(String, String)> = raw.field_mapping.into_iter().collect();
+        if let Some(MessageFormat::Json { schema }) = &format {
+            let mapped = mapped_schema(schema, &field_mapping);
+            match mapped.field_with_name(&raw.timestamp_field) {
+                Ok(field) if matches!(field.data_type(), DataType::Timestamp(..)) => {}
+                Ok(field) => self.errors.push(place.error(
+                    "timestamp_field",
+                    format!(
+                        "`{}` is {} in schema_json; it must be a timestamp",
+                        raw.timestamp_field,
+                        field.data_type()
+                    ),
+                )),
+                Err(_) => self.errors.push(place.error(
+                    "timestamp_field",
+                    format!(
+                        "`{}` is not a column of message_format.schema_json",
+                        raw.timestamp_field
+                    ),
+                )),
+            }
+        }
+        if self.errors.len() != before {
+            return None;
+        }
+        Some(Source {
+            name: raw.name,
+            timestamp_field: raw.timestamp_field,
+            created_timestamp_column: raw.created_timestamp_column,
+            field_mapping,
+            kind: SourceKind::Kafka(KafkaSource {
+                bootstrap_servers: raw.kafka_bootstrap_servers,
+                topic: raw.topic,
+                batch_source: raw.batch_source,
+                format: format?,
+                watermark_delay,
+            }),
+        })
+    }
+
+    fn view(&mut self, file: &str, path: &Path, value: serde_yaml::Value, stream: bool) {
+        let kind = if stream {
+            "stream feature view"
+        } else {
+            "feature view"
+        };
+        let place = place(file, kind, &value);
+        let Some(raw) = self.typed::<RawFeatureView>(&place, value) else {
+            return;
+        };
+        let before = self.errors.len();
+        let mut features = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (i, field) in raw.schema.iter().enumerate() {
+            if !seen.insert(field.name.as_str()) {
+                self.errors.push(place.error(
+                    &format!("schema[{i}].name"),
+                    format!("`{}` is declared twice", field.name),
+                ));
+            }
+            match field.dtype.parse::<FeatureType>() {
+                Ok(dtype) => features.push(Feature {
+                    name: field.name.clone(),
+                    dtype,
+                }),
+                Err(e) => self
+                    .errors
+                    .push(place.error(&format!("schema[{i}].dtype"), e)),
+            }
+        }
+        let ttl = match raw.ttl.as_ref().map(duration_text) {
+            None => None,
+            Some(text) => match parse_duration(&text) {
+                Ok(ttl) => Some(ttl),
+                Err(e) => {
+                    self.errors.push(place.error("ttl", e));
+                    None
+                }
+            },
+        };
+        let transform = raw.transform.map(|t| TransformSpec {
+            module: resolve(self.root, &t.module),
+            config: flatten_config(&t.config),
+        });
+        if let Some(spec) = &transform
+            && !spec.module.is_file()
+        {
+            self.errors.push(place.error(
+                "transform.module",
+                format!(
+                    "{} does not exist (build the transform first)",
+                    spec.module.display()
+                ),
+            ));
+        }
+        if self.errors.len() != before {
+            return;
+        }
+        self.objects.2.push(FeatureView {
+            name: raw.name,
+            stream,
+            entities: raw.entities,
+            join_keys: Vec::new(),
+            features,
+            ttl,
+            online: raw.online,
+            offline: raw.offline,
+            source: raw.source,
+            transform,
+            defined_in: path.to_path_buf(),
+        });
+    }
+}
+
+/// Cross-object checks: names are unique, references resolve, kinds fit.
+/// Also fills each view's join keys from its entities.
+fn check_references(repo: &FeatureRepo) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut names = BTreeSet::new();
+    for name in repo
+        .entities
+        .iter()
+        .map(|e| ("entity", &e.name))
+        .chain(repo.sources.iter().map(|s| ("source", &s.name)))
+        .chain(repo.views.iter().map(|v| ("feature view", &v.name)))
+    {
+        if !names.insert(name) {
+            errors.push(format!("{} `{}` is defined twice", name.0, name.1));
+        }
+    }
+    for source in &repo.sources {
+        let batch = match &source.kind {
+            SourceKind::Kafka(k) => Some(&k.batch_source),
+            SourceKind::Push { batch_source } => Some(batch_source),
+            SourceKind::File { .. } => None,
+        };
+        if let Some(batch) = batch
+            && !matches!(
+                repo.source(batch).map(|s| &s.kind),
+                Some(SourceKind::File { .. })
+            )
+        {
+            errors.push(format!(
+                "source `{}`: field `batch_source`: `{batch}` is not a file source of this repo",
+                source.name
+            ));
+        }
+    }
+    errors
+}
+
+/// Resolves each view's join keys; separate so `check_references` stays read-only.
+pub(super) fn resolve_join_keys(repo: &mut FeatureRepo) -> Result<(), RepoError> {
+    let mut errors = Vec::new();
+    let entities = repo.entities.clone();
+    let sources = repo.sources.clone();
+    for view in &mut repo.views {
+        let file = view
+            .defined_in
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let kind = if view.stream {
+            "stream feature view"
+        } else {
+            "feature view"
+        };
+        let place = Place {
+            file: &file,
+            kind,
+            name: view.name.clone(),
+        };
+        for entity_name in &view.entities {
+            match entities.iter().find(|e| &e.name == entity_name) {
+                Some(entity) => view
+                    .join_keys
+                    .extend(entity.join_keys.iter().map(|k| JoinKey {
+                        name: k.clone(),
+                        value_type: entity.value_type,
+                    })),
+                None => errors.push(place.error(
+                    "entities",
+                    format!("`{entity_name}` is not an entity of this repo"),
+                )),
+            }
+        }
+        match sources
+            .iter()
+            .find(|s| s.name == view.source)
+            .map(|s| (&s.kind, s))
+        {
+            None => errors.push(place.error(
+                "source",
+                format!("`{}` is not a source of this repo", view.source),
+            )),
+            Some((SourceKind::File { .. }, _)) if view.stream => errors.push(place.error(
+                "source",
+                format!(
+                    "`{}` is a file source; a stream feature view reads a kafka or push source",
+                    view.source
+                ),
+            )),
+            Some((SourceKind::Kafka(_), _)) if !view.stream => errors.push(place.error(
+                "source",
+                format!(
+                    "`{}` is a kafka source; declare the view under stream_feature_views",
+                    view.source
+                ),
+            )),
+            Some((_, source)) => {
+                for feature in &view.features {
+                    if view.join_keys.iter().any(|k| k.name == feature.name)
+                        || feature.name == source.timestamp_field
+                    {
+                        errors.push(place.error(
+                            "schema",
+                            format!(
+                                "feature `{}` has the name of a join key or the timestamp field",
+                                feature.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(RepoError(errors))
+    }
+}
+
+fn place<'a>(file: &'a str, kind: &'static str, value: &serde_yaml::Value) -> Place<'a> {
+    let name = value
+        .get("name")
+        .and_then(|n| n.as_str())
+        .unwrap_or("<unnamed>")
+        .to_string();
+    Place { file, kind, name }
+}
+
+/// Splits the `type:` key off a mapping.
+fn take_type(value: serde_yaml::Value) -> Option<(String, serde_yaml::Value)> {
+    let serde_yaml::Value::Mapping(mut map) = value else {
+        return None;
+    };
+    let source_type = map.remove("type")?.as_str()?.to_string();
+    Some((source_type, serde_yaml::Value::Mapping(map)))
+}
+
+fn duration_text(value: &serde_yaml::Value) -> String {
+    match value {
+        serde_yaml::Value::String(s) => s.clone(),
+        serde_yaml::Value::Number(n) => n.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn resolve(root: &Path, path: &str) -> PathBuf {
+    let path = Path::new(path);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        root.join(path)
+    }
+}
+
+/// `transform.config` as key/value text: scalars as written, nested values as JSON.
+fn flatten_config(config: &serde_yaml::Mapping) -> Vec<(String, String)> {
+    config
+        .iter()
+        .map(|(key, value)| (scalar_text(key), scalar_text(value)))
+        .collect()
+}
+
+fn scalar_text(value: &serde_yaml::Value) -> String {
+    match value {
+        serde_yaml::Value::String(s) => s.clone(),
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::Bool(b) => b.to_string(),
+        serde_yaml::Value::Null => String::new(),
+        other => serde_json::to_string(other).unwrap_or_default(),
+    }
+}
+
+/// The schema a view sees: `schema` with `field_mapping` applied.
+pub fn mapped_schema(schema: &Schema, field_mapping: &[(String, String)]) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(
+            |f| match field_mapping.iter().find(|(from, _)| from == f.name()) {
+                Some((_, to)) => f.as_ref().clone().with_name(to),
+                None => f.as_ref().clone(),
+            },
+        )
+        .collect();
+    Schema::new(fields)
+}

@@ -1,0 +1,21 @@
+//! The feature repo: `feature_store.yaml` plus YAML definitions that keep
+//! Feast's object model (entities, sources, feature views, stream feature views).
+
+mod definitions;
+pub mod duration;
+mod load;
+mod model;
+pub mod store_config;
+
+use std::path::Path;
+
+pub use load::{RepoError, STORE_CONFIG_FILE, mapped_schema};
+pub use model::*;
+pub use store_config::{ConnectionString, OnlineStoreConfig, StoreConfig};
+
+/// Loads the repo in `root` and validates every definition in it.
+pub fn load(root: &Path) -> Result<FeatureRepo, RepoError> {
+    let mut repo = load::load_repo(root)?;
+    load::resolve_join_keys(&mut repo)?;
+    Ok(repo)
+}

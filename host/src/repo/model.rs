@@ -1,0 +1,148 @@
+//! The validated feature repo: what the rest of fvhost works from.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_schema::Schema;
+
+use super::store_config::StoreConfig;
+use crate::types::{FeatureType, ScalarType};
+
+/// A feature repo that passed validation.
+#[derive(Debug, Clone)]
+pub struct FeatureRepo {
+    /// The folder holding `feature_store.yaml`.
+    pub root: PathBuf,
+    pub config: StoreConfig,
+    pub entities: Vec<Entity>,
+    pub sources: Vec<Source>,
+    pub views: Vec<FeatureView>,
+}
+
+/// Feast's `Entity`.
+#[derive(Debug, Clone)]
+pub struct Entity {
+    pub name: String,
+    pub join_keys: Vec<String>,
+    pub value_type: ScalarType,
+}
+
+/// A data source, with what all kinds share.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub timestamp_field: String,
+    pub created_timestamp_column: Option<String>,
+    /// Source column name -> name the views see.
+    pub field_mapping: Vec<(String, String)>,
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// Parquet files; `path` is relative to the repo root unless absolute.
+    File {
+        path: String,
+    },
+    Kafka(KafkaSource),
+    Push {
+        batch_source: String,
+    },
+}
+
+/// Feast's `KafkaSource`.
+#[derive(Debug, Clone)]
+pub struct KafkaSource {
+    pub bootstrap_servers: String,
+    pub topic: String,
+    pub batch_source: String,
+    pub format: MessageFormat,
+    /// Events older than the newest seen event time minus this are too late.
+    pub watermark_delay: Option<Duration>,
+}
+
+/// How a Kafka message's bytes become a row.
+#[derive(Debug, Clone)]
+pub enum MessageFormat {
+    /// JSON objects, decoded by the declared schema (column names before `field_mapping`).
+    Json { schema: Arc<Schema> },
+}
+
+/// A join key of a view, with the type its values are encoded as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinKey {
+    pub name: String,
+    pub value_type: ScalarType,
+}
+
+/// One feature of a view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feature {
+    pub name: String,
+    pub dtype: FeatureType,
+}
+
+/// A feature view or stream feature view.
+#[derive(Debug, Clone)]
+pub struct FeatureView {
+    pub name: String,
+    /// True for `stream_feature_views`.
+    pub stream: bool,
+    pub entities: Vec<String>,
+    /// Join keys of all entities, in declaration order.
+    pub join_keys: Vec<JoinKey>,
+    pub features: Vec<Feature>,
+    pub ttl: Option<Duration>,
+    pub online: bool,
+    pub offline: bool,
+    pub source: String,
+    pub transform: Option<TransformSpec>,
+    /// The definitions file the view came from, for messages.
+    pub defined_in: PathBuf,
+}
+
+/// A view's Wasm transform.
+#[derive(Debug, Clone)]
+pub struct TransformSpec {
+    /// Resolved path of the `.wasm` component.
+    pub module: PathBuf,
+    /// `transform.config`, flattened to key/value text for the guest's `init`.
+    pub config: Vec<(String, String)>,
+}
+
+impl FeatureRepo {
+    pub fn project(&self) -> &str {
+        &self.config.project
+    }
+
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    pub fn view(&self, name: &str) -> Option<&FeatureView> {
+        self.views.iter().find(|v| v.name == name)
+    }
+
+    /// Stream feature views fed by a Kafka source, with that source.
+    pub fn kafka_views(&self) -> impl Iterator<Item = (&FeatureView, &Source, &KafkaSource)> {
+        self.views.iter().filter_map(|view| {
+            let source = self.source(&view.source)?;
+            match &source.kind {
+                SourceKind::Kafka(kafka) if view.stream => Some((view, source, kafka)),
+                _ => None,
+            }
+        })
+    }
+}
+
+impl Source {
+    /// The name a view sees for source column `column`.
+    pub fn mapped_name<'a>(&'a self, column: &'a str) -> &'a str {
+        self.field_mapping
+            .iter()
+            .find(|(from, _)| from == column)
+            .map(|(_, to)| to.as_str())
+            .unwrap_or(column)
+    }
+}

@@ -1,0 +1,128 @@
+//! `feature_store.yaml`: the same file, and the same keys, Feast reads.
+
+use serde::Deserialize;
+
+use crate::online::KeyVersion;
+
+/// The parts of `feature_store.yaml` fvhost uses. Keys it does not use
+/// (`registry`, `provider`, `offline_store`, ...) are accepted and ignored,
+/// so one file serves both Feast and fvhost.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoreConfig {
+    pub project: String,
+    pub online_store: OnlineStoreConfig,
+    #[serde(default = "default_key_version")]
+    pub entity_key_serialization_version: u32,
+}
+
+fn default_key_version() -> u32 {
+    3
+}
+
+/// The `online_store` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnlineStoreConfig {
+    #[serde(rename = "type")]
+    pub store_type: String,
+    #[serde(default = "default_redis_type")]
+    pub redis_type: String,
+    #[serde(default = "default_connection_string")]
+    pub connection_string: String,
+    #[serde(default)]
+    pub key_ttl_seconds: Option<u64>,
+    #[serde(default)]
+    pub skip_dedup: bool,
+    #[serde(default)]
+    pub sentinel_master: Option<String>,
+    #[serde(default)]
+    pub full_scan_for_deletion: Option<bool>,
+}
+
+fn default_redis_type() -> String {
+    "redis".into()
+}
+
+fn default_connection_string() -> String {
+    "localhost:6379".into()
+}
+
+impl StoreConfig {
+    /// The entity key format this repo's keys are written in.
+    pub fn key_version(&self) -> Option<KeyVersion> {
+        KeyVersion::from_number(self.entity_key_serialization_version)
+    }
+}
+
+/// A Feast Redis `connection_string`, split into nodes and options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionString {
+    /// `host:port` nodes in the order given.
+    pub nodes: Vec<String>,
+    pub db: i64,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ssl: bool,
+}
+
+impl ConnectionString {
+    /// Parses `host:port[,host:port...][,key=value...]`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut parsed = ConnectionString {
+            nodes: Vec::new(),
+            db: 0,
+            username: None,
+            password: None,
+            ssl: false,
+        };
+        for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            match token.split_once('=') {
+                None => parsed.nodes.push(token.to_string()),
+                Some((key, value)) => parsed.set_option(key.trim(), value.trim())?,
+            }
+        }
+        if parsed.nodes.is_empty() {
+            return Err(format!("`{text}` names no host:port"));
+        }
+        Ok(parsed)
+    }
+
+    fn set_option(&mut self, key: &str, value: &str) -> Result<(), String> {
+        match key {
+            "db" => {
+                self.db = value
+                    .parse()
+                    .map_err(|_| format!("db={value} is not a number"))?
+            }
+            "username" => self.username = Some(value.to_string()),
+            "password" => self.password = Some(value.to_string()),
+            "ssl" => self.ssl = value.eq_ignore_ascii_case("true"),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A `redis://` URL for the first node: plain `redis_type: redis` uses only it, as Feast does.
+    pub fn first_node_url(&self) -> String {
+        let scheme = if self.ssl { "rediss" } else { "redis" };
+        let auth = match (&self.username, &self.password) {
+            (Some(user), Some(pass)) => format!("{user}:{pass}@"),
+            (None, Some(pass)) => format!(":{pass}@"),
+            _ => String::new(),
+        };
+        format!("{scheme}://{auth}{}/{}", self.nodes[0], self.db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_and_options() {
+        let c = ConnectionString::parse("10.0.0.1:6379, 10.0.0.2:6379,db=2,password=pw").unwrap();
+        assert_eq!(c.nodes, ["10.0.0.1:6379", "10.0.0.2:6379"]);
+        assert_eq!(c.first_node_url(), "redis://:pw@10.0.0.1:6379/2");
+        assert!(ConnectionString::parse("db=1").is_err());
+    }
+}

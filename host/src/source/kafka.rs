@@ -1,0 +1,138 @@
+//! Consuming a Kafka topic in a consumer group, in batches, with offsets
+//! committed by the caller only after the batch's writes succeeded.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::EventOrigin;
+
+/// How to reach and consume one topic.
+#[derive(Debug, Clone)]
+pub struct TopicConsumerConfig {
+    pub bootstrap_servers: String,
+    pub topic: String,
+    pub group_id: String,
+}
+
+/// A consumer-group member reading one topic.
+pub struct TopicConsumer {
+    consumer: StreamConsumer,
+    topic: String,
+}
+
+/// One consumed message, owned.
+pub struct Event {
+    pub origin: EventOrigin,
+    pub payload: Option<Vec<u8>>,
+}
+
+impl TopicConsumer {
+    /// Joins the group and subscribes. With no committed offset the group
+    /// starts from the earliest message, never from "latest".
+    pub fn subscribe(config: &TopicConsumerConfig) -> KafkaResult<Self> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &config.bootstrap_servers)
+            .set("group.id", &config.group_id)
+            .set("client.id", "fvhost")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("topic.metadata.refresh.interval.ms", "5000")
+            .create()?;
+        consumer.subscribe(&[config.topic.as_str()])?;
+        Ok(Self {
+            consumer,
+            topic: config.topic.clone(),
+        })
+    }
+
+    /// Waits for a first message (or shutdown), then gathers more for at most
+    /// `linger` or until `max` messages. An empty result means shutdown.
+    pub async fn next_batch(
+        &self,
+        max: usize,
+        linger: Duration,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> KafkaResult<Vec<Event>> {
+        let mut events = Vec::new();
+        if *shutdown.borrow() {
+            return Ok(events);
+        }
+        tokio::select! {
+            message = self.consumer.recv() => events.push(to_event(&message?)),
+            _ = shutdown.changed() => return Ok(events),
+        }
+        let deadline = Instant::now() + linger;
+        while events.len() < max {
+            tokio::select! {
+                message = self.consumer.recv() => events.push(to_event(&message?)),
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = shutdown.changed() => break,
+            }
+        }
+        Ok(events)
+    }
+
+    /// Commits, synchronously, the position after every event in `events`.
+    pub fn commit(&self, events: &[Event]) -> KafkaResult<()> {
+        let positions = next_positions(events);
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for (partition, next) in positions {
+            list.add_partition_offset(&self.topic, partition, Offset::Offset(next))?;
+        }
+        tokio::task::block_in_place(|| self.consumer.commit(&list, CommitMode::Sync))
+    }
+
+    /// Messages behind the end of the topic for this member's partitions, if known.
+    pub fn lag(&self) -> Option<i64> {
+        let assignment = self.consumer.assignment().ok()?;
+        let positions = self.consumer.position().ok()?;
+        let mut lag = 0;
+        for element in assignment.elements() {
+            let (_, high) = self
+                .consumer
+                .fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(1))
+                .ok()?;
+            let position = positions
+                .find_partition(element.topic(), element.partition())
+                .and_then(|p| p.offset().to_raw())
+                .filter(|o| *o >= 0)
+                .unwrap_or(0);
+            lag += (high - position).max(0);
+        }
+        Some(lag)
+    }
+}
+
+fn to_event(message: &impl Message) -> Event {
+    Event {
+        origin: EventOrigin {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+        },
+        payload: message.payload().map(<[u8]>::to_vec),
+    }
+}
+
+/// Per partition, the offset after the last event seen.
+fn next_positions(events: &[Event]) -> BTreeMap<i32, i64> {
+    let mut positions = BTreeMap::new();
+    for event in events {
+        let next = positions.entry(event.origin.partition).or_insert(0);
+        *next = (*next).max(event.origin.offset + 1);
+    }
+    positions
+}

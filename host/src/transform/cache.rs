@@ -1,0 +1,85 @@
+//! Compiled components kept on disk, keyed by the module's content hash and
+//! the engine's compilation settings, so a restart does not recompile.
+
+use std::path::{Path, PathBuf};
+
+use wasmtime::component::Component;
+
+use super::TransformEngine;
+
+/// Where compiled modules are kept: `$FVHOST_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/fvhost/modules`, else `~/.cache/fvhost/modules`.
+pub fn default_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("FVHOST_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("fvhost").join("modules"))
+}
+
+/// An on-disk cache of compiled components.
+#[derive(Debug, Clone)]
+pub struct ModuleCache {
+    dir: Option<PathBuf>,
+}
+
+impl ModuleCache {
+    /// A cache in `dir`; `None` disables caching.
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        Self { dir }
+    }
+
+    /// Loads the compiled form of `bytes` (whose SHA-256 is `hash`), compiling
+    /// and storing it on a miss. A cache that cannot be read or written is
+    /// skipped with a warning; it never fails the load.
+    pub fn load_or_compile(
+        &self,
+        engine: &TransformEngine,
+        hash: &str,
+        bytes: &[u8],
+    ) -> wasmtime::Result<(Component, bool)> {
+        let Some(path) = self.path_for(engine, hash) else {
+            return Ok((Component::from_binary(engine.engine(), bytes)?, false));
+        };
+        if path.is_file() {
+            // SAFETY: the file was written by `Component::serialize` of an engine
+            // with the same compatibility key (part of its name), into a folder
+            // only fvhost writes; wasmtime re-checks version and settings on load.
+            match unsafe { Component::deserialize_file(engine.engine(), &path) } {
+                Ok(component) => return Ok((component, true)),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable cached module: {e:#}")
+                }
+            }
+        }
+        let component = Component::from_binary(engine.engine(), bytes)?;
+        if let Err(e) = store(&path, &component) {
+            tracing::warn!(path = %path.display(), "cannot cache compiled module: {e:#}");
+        }
+        Ok((component, false))
+    }
+
+    fn path_for(&self, engine: &TransformEngine, hash: &str) -> Option<PathBuf> {
+        let dir = self.dir.as_ref()?;
+        Some(dir.join(format!("{hash}-{}.cwasm", engine.compatibility_key())))
+    }
+}
+
+/// Writes atomically: a temporary file in the same folder, then a rename.
+fn store(path: &Path, component: &Component) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let bytes = component.serialize()?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("module")
+    ));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

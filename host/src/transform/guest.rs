@@ -1,0 +1,71 @@
+//! The state a transform instance runs with: an empty WASI context (no files,
+//! network, environment or arguments), the resource limiter, and logging.
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{Level, fvhost};
+use super::limits::GuestLimiter;
+
+/// Store data of one transform call.
+pub(crate) struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: GuestLimiter,
+    log: GuestLog,
+}
+
+/// Guest log lines, tagged with the view, capped per call.
+pub(crate) struct GuestLog {
+    pub(crate) view: String,
+    pub(crate) budget: u32,
+    pub(crate) dropped: u32,
+}
+
+impl GuestState {
+    pub(crate) fn new(view: &str, memory_bytes: usize, log_lines: u32) -> Self {
+        Self {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limiter: GuestLimiter::new(memory_bytes),
+            log: GuestLog {
+                view: view.to_string(),
+                budget: log_lines,
+                dropped: 0,
+            },
+        }
+    }
+
+    pub(crate) fn dropped_log_lines(&self) -> u32 {
+        self.log.dropped
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl fvhost::transform::host::Host for GuestState {
+    fn log(&mut self, level: Level, message: String) {
+        if self.log.budget == 0 {
+            self.log.dropped += 1;
+            return;
+        }
+        self.log.budget -= 1;
+        let view = &self.log.view;
+        let message: String = message.chars().take(1000).collect();
+        match level {
+            Level::Debug => tracing::debug!(target: "fvhost::guest", view, "{message}"),
+            Level::Info => tracing::info!(target: "fvhost::guest", view, "{message}"),
+            Level::Warn => tracing::warn!(target: "fvhost::guest", view, "{message}"),
+            Level::Error => tracing::error!(target: "fvhost::guest", view, "{message}"),
+        }
+    }
+}
+
+impl fvhost::transform::types::Host for GuestState {}

@@ -1,0 +1,52 @@
+//! Running feature-view transforms: WebAssembly components that implement
+//! the `fvhost:transform@0.1.0` contract, sandboxed and bounded by the engine.
+//!
+//! One small file per concern, the way wasmtime's examples are laid out:
+//! - [`engine`]: the wasmtime configuration and the epoch ticker behind time limits;
+//! - [`limits`]: what one batch may use, and how an overrun is reported;
+//! - [`module`]: loading a component, checking it against the contract;
+//! - [`cache`]: compiled components kept on disk by content hash;
+//! - [`guest`]: the per-call store state (empty WASI, logging);
+//! - [`runner`]: one batch through one fresh instance;
+//! - [`ipc`]: Arrow IPC stream bytes across the boundary;
+//! - [`schema_check`]: a transform's output against the view's declared schema.
+
+mod bindings;
+pub mod cache;
+pub mod engine;
+mod guest;
+pub mod ipc;
+pub mod limits;
+pub mod module;
+pub mod probe;
+pub mod runner;
+pub mod schema_check;
+
+pub use engine::TransformEngine;
+pub use limits::Limits;
+pub use module::TransformModule;
+pub use runner::{Rejected, TransformOutput, Transformer};
+pub use schema_check::{CheckedBatch, OutputSchemaError, ViewSchema};
+
+/// Why a transform failed a batch. The whole batch fails; nothing after it is committed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    #[error("cannot load module {path}: {reason}")]
+    Load { path: String, reason: String },
+    #[error("module does not implement the fvhost:transform@0.1.0 contract: {0}")]
+    Contract(String),
+    #[error("transform init failed: {0}")]
+    Init(String),
+    #[error("transform returned an error: {0}")]
+    Returned(String),
+    #[error("transform trapped: {0}")]
+    Trap(String),
+    #[error("limit exceeded: {0}")]
+    Limit(String),
+    #[error("transform output is not valid Arrow IPC: {0}")]
+    MalformedOutput(String),
+    #[error("transform output does not match the view's schema: {0}")]
+    Schema(#[from] OutputSchemaError),
+    #[error("cannot encode the input batch: {0}")]
+    Input(String),
+}

@@ -1,0 +1,143 @@
+//! One batch through one fresh instance of a transform.
+//!
+//! A fresh store and instance per batch costs tens of microseconds and buys
+//! isolation: no state, leak or trap carries over from one batch to the next.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use wasmtime::Store;
+
+use super::guest::GuestState;
+use super::{Limits, TransformEngine, TransformError, TransformModule, ipc};
+
+/// An input row a transform refused, with its reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub row: usize,
+    pub reason: String,
+}
+
+/// The result of one successful call.
+#[derive(Debug)]
+pub struct TransformOutput {
+    pub batch: RecordBatch,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Runs one view's module with that view's config and limits.
+#[derive(Clone)]
+pub struct Transformer {
+    engine: TransformEngine,
+    module: Arc<TransformModule>,
+    config: Vec<(String, String)>,
+    limits: Limits,
+    view: String,
+}
+
+impl Transformer {
+    pub fn new(
+        engine: TransformEngine,
+        module: Arc<TransformModule>,
+        config: Vec<(String, String)>,
+        limits: Limits,
+        view: &str,
+    ) -> Self {
+        Self {
+            engine,
+            module,
+            config,
+            limits,
+            view: view.to_string(),
+        }
+    }
+
+    pub fn module(&self) -> &Arc<TransformModule> {
+        &self.module
+    }
+
+    /// Transforms `input`. Blocks the calling thread for up to the time limit:
+    /// call it from a blocking-capable thread, not an async task.
+    pub fn run(&self, input: &RecordBatch) -> Result<TransformOutput, TransformError> {
+        let bytes = ipc::encode(input).map_err(|e| TransformError::Input(e.to_string()))?;
+        let mut store = Store::new(
+            self.engine.engine(),
+            GuestState::new(
+                &self.view,
+                self.limits.memory_bytes,
+                self.limits.log_lines_per_batch,
+            ),
+        );
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(TransformEngine::ticks_for(self.limits.time_per_batch));
+
+        let result = self.call(&mut store, &bytes, input.num_rows());
+        let dropped = store.data().dropped_log_lines();
+        if dropped > 0 {
+            tracing::warn!(view = %self.view, dropped, "guest log lines over the per-batch limit were dropped");
+        }
+        result
+    }
+
+    fn call(
+        &self,
+        store: &mut Store<GuestState>,
+        input: &[u8],
+        input_rows: usize,
+    ) -> Result<TransformOutput, TransformError> {
+        let instance = self
+            .module
+            .pre
+            .instantiate(&mut *store)
+            .map_err(|e| self.trap(store, e))?;
+        instance
+            .call_init(&mut *store, &self.config)
+            .map_err(|e| self.trap(store, e))?
+            .map_err(TransformError::Init)?;
+        let output = instance
+            .call_transform(&mut *store, input)
+            .map_err(|e| self.trap(store, e))?
+            .map_err(TransformError::Returned)?;
+        if output.batch.len() > self.limits.output_bytes {
+            return Err(TransformError::Limit(format!(
+                "output size limit of {} bytes exceeded: the batch is {} bytes",
+                self.limits.output_bytes,
+                output.batch.len()
+            )));
+        }
+        let batch = ipc::decode_one(&output.batch).map_err(TransformError::MalformedOutput)?;
+        let rejected = output
+            .rejected
+            .into_iter()
+            .map(|r| Rejected {
+                row: r.row as usize,
+                reason: r.reason,
+            })
+            .collect::<Vec<_>>();
+        if let Some(bad) = rejected.iter().find(|r| r.row >= input_rows) {
+            return Err(TransformError::MalformedOutput(format!(
+                "rejected row {} does not exist (the input has {input_rows} rows)",
+                bad.row
+            )));
+        }
+        Ok(TransformOutput { batch, rejected })
+    }
+
+    /// Names the limit behind a trap when one was hit, else describes the trap.
+    fn trap(&self, store: &Store<GuestState>, error: wasmtime::Error) -> TransformError {
+        if let Some(desired) = store.data().limiter.memory_exceeded {
+            return TransformError::Limit(format!(
+                "memory limit of {} MiB exceeded (the guest asked for {} MiB)",
+                self.limits.memory_bytes >> 20,
+                desired >> 20
+            ));
+        }
+        if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
+            return TransformError::Limit(format!(
+                "time limit of {} ms per batch exceeded",
+                self.limits.time_per_batch.as_millis()
+            ));
+        }
+        TransformError::Trap(format!("{error:#}"))
+    }
+}
