@@ -1,1 +1,389 @@
+//! The stream path end to end, against a real redis-server, librdkafka's mock
+//! cluster over TCP, the real `fvhost` binary and transforms built from source.
 
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fvhost::online::murmur3::feature_field;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use redis::Commands;
+use support::*;
+
+const VIEW: &str = "driver_stats_view";
+const TIMEOUT: Duration = Duration::from_secs(90);
+/// 2027-01-15T08:00:00Z: event times of the tests.
+const BASE: i64 = 1_800_000_000;
+
+/// A message to produce: (key, payload).
+type Message = (String, Vec<u8>);
+
+/// What one driver's hash must hold: the newest event's values, times 100.
+#[derive(Debug, Clone, Copy)]
+struct Newest {
+    seconds: i64,
+    conv_rate: f64,
+    acc_rate: f64,
+}
+
+fn rate(driver: i64, event: i64, salt: i64) -> f64 {
+    ((driver * 37 + event * 11 + salt) % 97) as f64 / 97.0
+}
+
+/// Events for `drivers`, `per_driver` each 30 s apart from `start`, sent in
+/// rounds with neighbours swapped, so every driver's events arrive out of order.
+fn out_of_order_events(
+    drivers: std::ops::Range<i64>,
+    per_driver: i64,
+    start: i64,
+) -> (Vec<Message>, HashMap<i64, Newest>) {
+    let order: Vec<i64> = (0..per_driver)
+        .map(|i| {
+            if i % 2 == 0 {
+                (i + 1).min(per_driver - 1)
+            } else {
+                i - 1
+            }
+        })
+        .collect();
+    let mut messages = Vec::new();
+    let mut newest = HashMap::new();
+    for event in order {
+        for driver in drivers.clone() {
+            let seconds = start + event * 30;
+            let (conv, acc) = (rate(driver, event, 1), rate(driver, event, 2));
+            messages.push((driver.to_string(), driver_event(driver, seconds, conv, acc)));
+            let entry = newest.entry(driver).or_insert(Newest {
+                seconds,
+                conv_rate: conv,
+                acc_rate: acc,
+            });
+            if seconds > entry.seconds {
+                *entry = Newest {
+                    seconds,
+                    conv_rate: conv,
+                    acc_rate: acc,
+                };
+            }
+        }
+    }
+    (messages, newest)
+}
+
+/// The exact hash Feast's layout requires for one driver of the example view.
+fn expected_hash(view: &str, newest: &Newest) -> HashMap<Vec<u8>, Vec<u8>> {
+    HashMap::from([
+        (
+            format!("_ts:{view}").into_bytes(),
+            timestamp_value(newest.seconds),
+        ),
+        (
+            feature_field(view, "conv_percentage").to_vec(),
+            float_value((newest.conv_rate * 100.0) as f32),
+        ),
+        (
+            feature_field(view, "acc_percentage").to_vec(),
+            float_value((newest.acc_rate * 100.0) as f32),
+        ),
+    ])
+}
+
+fn stored_ts(
+    connection: &mut redis::Connection,
+    view: &str,
+    driver: i64,
+    project: &str,
+) -> Option<Vec<u8>> {
+    connection
+        .hget(driver_key(driver, project), format!("_ts:{view}"))
+        .unwrap()
+}
+
+fn wait_for_newest(redis: &RedisServer, project: &str, newest: &HashMap<i64, Newest>) {
+    let mut connection = redis_connection(redis);
+    wait_for("every driver's newest event in Redis", TIMEOUT, || {
+        newest.iter().all(|(driver, n)| {
+            stored_ts(&mut connection, VIEW, *driver, project) == Some(timestamp_value(n.seconds))
+        })
+    });
+}
+
+fn assert_hashes_exact(redis: &RedisServer, project: &str, newest: &HashMap<i64, Newest>) {
+    let mut connection = redis_connection(redis);
+    for (driver, n) in newest {
+        let stored: HashMap<Vec<u8>, Vec<u8>> =
+            connection.hgetall(driver_key(*driver, project)).unwrap();
+        assert_eq!(stored, expected_hash(VIEW, n), "hash of driver {driver}");
+    }
+}
+
+#[test]
+fn newest_event_per_driver_is_written_in_feasts_exact_layout() {
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("drivers", 4).unwrap();
+    let repo = TestRepo::new(
+        "e2e_newest",
+        &Definitions::new()
+            .driver_stats(VIEW, "drivers", "Float32")
+            .yaml(),
+    );
+    let (messages, newest) = out_of_order_events(1000..1300, 6, BASE);
+    runtime()
+        .block_on(broker.produce("drivers", &messages))
+        .unwrap();
+
+    let host = HostProcess::start(repo.path(), &broker, &redis);
+    wait_for_newest(&redis, &repo.project, &newest);
+    let exit = host.stop();
+
+    assert!(
+        exit.success,
+        "SIGTERM must drain and exit 0; stderr:\n{}",
+        exit.stderr
+    );
+    let report = exit.report(VIEW);
+    assert_eq!(report["messages"], 1800);
+    assert_eq!(report["decode_errors"], 0);
+    assert_eq!(report["late_events"], 0);
+    let dbsize: i64 = redis::cmd("DBSIZE")
+        .query(&mut redis_connection(&redis))
+        .unwrap();
+    assert_eq!(dbsize, 300, "one hash per driver, nothing else");
+    assert_hashes_exact(&redis, &repo.project, &newest);
+}
+
+#[test]
+fn bad_and_late_events_are_counted_with_their_offsets_and_good_ones_still_written() {
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("mixed", 1).unwrap();
+    let repo = TestRepo::new(
+        "e2e_bad",
+        &Definitions::new()
+            .driver_stats(VIEW, "mixed", "Float32")
+            .yaml(),
+    );
+    let (mut messages, newest) = out_of_order_events(1..51, 2, BASE);
+    let bad: Vec<&[u8]> = vec![
+        b"{\"driver_id\": 7, \"event_ti",
+        b"[1, 2, 3]",
+        br#"{"event_timestamp": "2027-01-15T08:00:00Z", "conv_rate": 0.5, "acc_rate": 0.5}"#,
+        br#"{"driver_id": "seven", "event_timestamp": "2027-01-15T08:00:00Z", "conv_rate": 0.5, "acc_rate": 0.5}"#,
+        br#"{"driver_id": 7, "event_timestamp": "last tuesday", "conv_rate": 0.5, "acc_rate": 0.5}"#,
+        br#"{"driver_id": 99999999999, "event_timestamp": "2027-01-15T08:00:00Z", "conv_rate": 0.5, "acc_rate": 0.5}"#,
+        b"",
+    ];
+    for (i, payload) in bad.iter().enumerate() {
+        messages.insert(10 + i * 7, ("7".into(), payload.to_vec()));
+    }
+    // Ten minutes behind the newest event seen: beyond the 5 minute watermark.
+    messages.push(("1".into(), driver_event(1, BASE - 600, 0.99, 0.99)));
+    runtime()
+        .block_on(broker.produce("mixed", &messages))
+        .unwrap();
+
+    let host = HostProcess::start(repo.path(), &broker, &redis);
+    wait_for_newest(&redis, &repo.project, &newest);
+    let exit = host.stop();
+
+    assert!(exit.success, "stderr:\n{}", exit.stderr);
+    let report = exit.report(VIEW);
+    assert_eq!(report["messages"], messages.len());
+    assert_eq!(report["decode_errors"], bad.len());
+    assert_eq!(report["late_events"], 1);
+    assert_hashes_exact(&redis, &repo.project, &newest);
+    for reason in [
+        "not valid JSON",
+        "not a JSON object",
+        "field `driver_id`: missing",
+        "found string \"seven\"",
+        "`last tuesday`",
+        "out of range",
+        "behind the watermark",
+    ] {
+        assert!(
+            exit.stderr.contains(reason),
+            "the log should name `{reason}`; stderr:\n{}",
+            exit.stderr
+        );
+    }
+    assert!(
+        exit.stderr.contains("topic=mixed partition=0 offset="),
+        "dead letters carry topic, partition and offset"
+    );
+}
+
+#[test]
+fn a_restarted_host_resumes_from_committed_offsets_and_loses_nothing() {
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("restart", 3).unwrap();
+    let repo = TestRepo::new(
+        "e2e_restart",
+        &Definitions::new()
+            .driver_stats(VIEW, "restart", "Float32")
+            .yaml(),
+    );
+
+    let (first, mut newest) = out_of_order_events(1..101, 4, BASE);
+    runtime()
+        .block_on(broker.produce("restart", &first))
+        .unwrap();
+    let host = HostProcess::start(repo.path(), &broker, &redis);
+    wait_for_newest(&redis, &repo.project, &newest);
+    let exit = host.stop();
+    assert!(exit.success, "stderr:\n{}", exit.stderr);
+    assert_eq!(exit.report(VIEW)["messages"], first.len());
+
+    let (second, newer) = out_of_order_events(51..151, 4, BASE + 600);
+    newest.extend(newer);
+    runtime()
+        .block_on(broker.produce("restart", &second))
+        .unwrap();
+    let host = HostProcess::start(repo.path(), &broker, &redis);
+    wait_for_newest(&redis, &repo.project, &newest);
+    let exit = host.stop();
+
+    assert!(exit.success, "stderr:\n{}", exit.stderr);
+    assert_eq!(
+        exit.report(VIEW)["messages"],
+        second.len(),
+        "the second run starts after the first run's commits"
+    );
+    assert_hashes_exact(&redis, &repo.project, &newest);
+}
+
+/// The committed offset of `group` on partition 0 of `topic`.
+fn committed_offset(broker: &LocalBroker, group: &str, topic: &str) -> Offset {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap_servers())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, 0);
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .unwrap();
+    committed.find_partition(topic, 0).unwrap().offset()
+}
+
+#[test]
+fn a_failing_transform_stops_its_view_uncommitted_while_other_views_keep_ingesting() {
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    for topic in ["healthy", "poisoned", "mistyped"] {
+        broker.create_topic(topic, 1).unwrap();
+    }
+    let definitions = Definitions::new()
+        .driver_stats(VIEW, "healthy", "Float32")
+        .driver_stats("mistyped_view", "mistyped", "Int64")
+        .kafka_source("poisoned", DRIVER_EVENT_SCHEMA)
+        .stream_view(
+            "poisoned_view",
+            "poisoned",
+            &[("conv_rate", "Float64")],
+            &test_guest("trap_on_driver"),
+            "trap_on: 13",
+        );
+    let repo = TestRepo::new("e2e_isolation", &definitions.yaml());
+    let rt = runtime();
+
+    let (healthy_first, mut healthy_newest) = out_of_order_events(1..21, 2, BASE);
+    rt.block_on(broker.produce("healthy", &healthy_first))
+        .unwrap();
+    let mut poisoned_first: Vec<Message> = (1..6)
+        .map(|d| (d.to_string(), driver_event(d, BASE, 0.5, 0.5)))
+        .collect();
+    poisoned_first.push(("6".into(), driver_event(6, BASE, -1.0, 0.5)));
+    rt.block_on(broker.produce("poisoned", &poisoned_first))
+        .unwrap();
+    rt.block_on(broker.produce("mistyped", &[("1".into(), driver_event(1, BASE, 0.5, 0.5))]))
+        .unwrap();
+
+    let mut host = HostProcess::start(repo.path(), &broker, &redis);
+    let mut connection = redis_connection(&redis);
+    wait_for("the poisoned view's first batch", TIMEOUT, || {
+        stored_ts(&mut connection, "poisoned_view", 5, &repo.project).is_some()
+    });
+    wait_for_newest(&redis, &repo.project, &healthy_newest);
+    assert_eq!(
+        stored_ts(&mut connection, "poisoned_view", 6, &repo.project),
+        None,
+        "a rejected row is not written"
+    );
+    wait_for("the first batch's commit", TIMEOUT, || {
+        committed_offset(
+            &broker,
+            &format!("fvhost.{}.poisoned_view", repo.project),
+            "poisoned",
+        ) == Offset::Offset(6)
+    });
+
+    let poison = vec![
+        ("13".to_string(), driver_event(13, BASE + 60, 0.5, 0.5)),
+        ("14".to_string(), driver_event(14, BASE + 60, 0.5, 0.5)),
+    ];
+    rt.block_on(broker.produce("poisoned", &poison)).unwrap();
+    let (healthy_second, newer) = out_of_order_events(21..41, 2, BASE + 60);
+    healthy_newest.extend(newer);
+    rt.block_on(broker.produce("healthy", &healthy_second))
+        .unwrap();
+    wait_for_newest(&redis, &repo.project, &healthy_newest);
+    assert!(host.is_running(), "the host keeps running its healthy view");
+    let exit = host.stop();
+
+    assert_eq!(
+        exit.code,
+        Some(1),
+        "a failed view makes the exit code non-zero; stderr:\n{}",
+        exit.stderr
+    );
+    assert_eq!(exit.report(VIEW)["status"], "stopped");
+    assert_eq!(
+        exit.report(VIEW)["messages"],
+        healthy_first.len() + healthy_second.len()
+    );
+    let poisoned = exit.report("poisoned_view");
+    assert_eq!(poisoned["status"], "failed");
+    assert_eq!(poisoned["rejected_by_transform"], 1);
+    let error = poisoned["error"].as_str().unwrap();
+    assert!(
+        error.contains("trapped") && error.contains("driver 13 is poison"),
+        "{error}"
+    );
+    let mistyped = exit.report("mistyped_view");
+    assert_eq!(mistyped["status"], "failed");
+    let error = mistyped["error"].as_str().unwrap();
+    assert!(
+        error.contains("`conv_percentage`") && error.contains("Float32") && error.contains("Int64"),
+        "{error}"
+    );
+
+    assert_eq!(
+        committed_offset(
+            &broker,
+            &format!("fvhost.{}.poisoned_view", repo.project),
+            "poisoned"
+        ),
+        Offset::Offset(6),
+        "nothing past the failed batch is committed"
+    );
+    assert_eq!(
+        committed_offset(
+            &broker,
+            &format!("fvhost.{}.mistyped_view", repo.project),
+            "mistyped"
+        ),
+        Offset::Invalid,
+        "the mistyped view never committed"
+    );
+    assert_eq!(
+        stored_ts(&mut connection, "poisoned_view", 14, &repo.project),
+        None,
+        "nothing of the failed batch is written"
+    );
+}

@@ -38,6 +38,7 @@ pub mod testing;
 pub use arrow_array;
 pub use arrow_array::RecordBatch;
 pub use arrow_schema;
+pub use arrow_select;
 pub use config::Config;
 pub use rejections::Rejections;
 
@@ -74,6 +75,20 @@ pub trait Transform: Sized + 'static {
         input: RecordBatch,
         rejected: &mut Rejections,
     ) -> Result<RecordBatch, String>;
+}
+
+/// The rows of `batch` whose entry in `keep` is true: the usual companion of
+/// [`Rejections::reject`], which leaves the rejected rows out of the output.
+pub fn keep_rows(batch: &RecordBatch, keep: &[bool]) -> Result<RecordBatch, String> {
+    if keep.len() != batch.num_rows() {
+        return Err(format!(
+            "keep_rows: {} flags for {} rows",
+            keep.len(),
+            batch.num_rows()
+        ));
+    }
+    let mask = arrow_array::BooleanArray::from(keep.to_vec());
+    arrow_select::filter::filter_record_batch(batch, &mask).map_err(|e| e.to_string())
 }
 
 /// Exports a [`Transform`] implementation as the module's entry points.

@@ -10,6 +10,7 @@ pub fn init<T: Transform>(
     slot: &RefCell<Option<T>>,
     config: Vec<(String, String)>,
 ) -> Result<(), String> {
+    install_panic_hook();
     let transform = T::init(&Config::new(config))?;
     *slot.borrow_mut() = Some(transform);
     Ok(())
@@ -34,13 +35,24 @@ pub fn transform<T: Transform>(
     })
 }
 
+/// Rejected input rows with their reasons.
+pub(crate) type RejectedRows = Vec<(u32, String)>;
+
 /// One call, independent of the bindings, so native tests share it.
 pub(crate) fn run<T: Transform>(
     transform: &mut T,
     input: &[u8],
-) -> Result<(Vec<u8>, Vec<(u32, String)>), String> {
+) -> Result<(Vec<u8>, RejectedRows), String> {
     let input = ipc::decode(input)?;
     let mut rejected = Rejections::default();
     let output = transform.transform(input, &mut rejected)?;
     Ok((ipc::encode(&output)?, rejected.into_rows()))
+}
+
+/// Sends panic messages to the host's log before the instance traps, so the
+/// host can say why a batch failed.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        crate::log::error(&format!("panic: {info}"));
+    }));
 }

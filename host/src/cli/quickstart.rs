@@ -216,8 +216,8 @@ fn print_table(
 ) -> bool {
     println!();
     println!(
-        "{:>9}  {:>15}  {:>14}  {:<27}  {:<10}  {}",
-        "driver_id", "conv_percentage", "acc_percentage", "event_timestamp", "status", "check"
+        "{:>9}  {:>15}  {:>14}  {:<27}  {:<10}  check",
+        "driver_id", "conv_percentage", "acc_percentage", "event_timestamp", "status"
     );
     let mut all_match = true;
     for (i, id) in ids.iter().enumerate() {

@@ -362,7 +362,8 @@ mod tests {
         let ts = batch.column(1).as_primitive::<TimestampMicrosecondType>();
         assert_eq!(ts.value(0), 1_657_184_400_000_000);
         assert_eq!(ts.value(0), ts.value(1));
-        assert!(batch.column(2).as_primitive::<Float64Type>().is_null(1));
+        assert!(batch.column(2).is_null(1));
+        assert_eq!(batch.column(2).as_primitive::<Float64Type>().value(0), 0.5);
         assert_eq!(batch.column(3).as_list::<i32>().value(0).len(), 1);
         assert!(batch.column(3).is_null(1));
     }

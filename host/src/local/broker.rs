@@ -47,14 +47,14 @@ impl LocalBroker {
     /// Produces `(key, payload)` messages in order and waits for every delivery.
     /// Messages with the same key land in the same partition, in order.
     pub async fn produce(&self, topic: &str, messages: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
-        let deliveries: Vec<_> = messages
-            .iter()
-            .map(|(key, payload)| {
-                self.producer
-                    .send_result(FutureRecord::to(topic).key(key).payload(payload))
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|(e, _)| anyhow::anyhow!("cannot enqueue a message for `{topic}`: {e}"))?;
+        let mut deliveries = Vec::with_capacity(messages.len());
+        for (key, payload) in messages {
+            let record = FutureRecord::to(topic).key(key).payload(payload);
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((e, _)) => anyhow::bail!("cannot enqueue a message for `{topic}`: {e}"),
+            }
+        }
         for delivery in deliveries {
             delivery
                 .await

@@ -20,6 +20,8 @@ pub(crate) struct GuestLog {
     pub(crate) view: String,
     pub(crate) budget: u32,
     pub(crate) dropped: u32,
+    /// The last error-level line, kept to explain a trap (the SDK logs panics).
+    pub(crate) last_error: Option<String>,
 }
 
 impl GuestState {
@@ -32,12 +34,17 @@ impl GuestState {
                 view: view.to_string(),
                 budget: log_lines,
                 dropped: 0,
+                last_error: None,
             },
         }
     }
 
     pub(crate) fn dropped_log_lines(&self) -> u32 {
         self.log.dropped
+    }
+
+    pub(crate) fn last_error_line(&self) -> Option<&str> {
+        self.log.last_error.as_deref()
     }
 }
 
@@ -52,13 +59,16 @@ impl WasiView for GuestState {
 
 impl fvhost::transform::host::Host for GuestState {
     fn log(&mut self, level: Level, message: String) {
+        let message: String = message.chars().take(1000).collect();
+        if matches!(level, Level::Error) {
+            self.log.last_error = Some(message.clone());
+        }
         if self.log.budget == 0 {
             self.log.dropped += 1;
             return;
         }
         self.log.budget -= 1;
         let view = &self.log.view;
-        let message: String = message.chars().take(1000).collect();
         match level {
             Level::Debug => tracing::debug!(target: "fvhost::guest", view, "{message}"),
             Level::Info => tracing::info!(target: "fvhost::guest", view, "{message}"),

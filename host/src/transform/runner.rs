@@ -138,6 +138,10 @@ impl Transformer {
                 self.limits.time_per_batch.as_millis()
             ));
         }
-        TransformError::Trap(format!("{error:#}"))
+        let cause = error.root_cause().to_string();
+        match store.data().last_error_line() {
+            Some(line) => TransformError::Trap(format!("{cause} (guest's last error: {line})")),
+            None => TransformError::Trap(cause),
+        }
     }
 }

@@ -1,0 +1,315 @@
+//! Shared fixtures of the end-to-end tests: real parts, really started.
+//!
+//! - a `redis-server` child on a free loopback port and a mock Kafka cluster
+//!   (real TCP) come from `fvhost::local`;
+//! - the transforms are built from source (`examples/transforms`, `tests/guests`);
+//! - the host under test is the real `fvhost` binary, run as a child process.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the support"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use fvhost::local::{LocalBroker, RedisServer};
+
+/// The checkout's root folder.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds a guest workspace for wasm32-wasip2 once per test binary; returns its release folder.
+fn build_guest_workspace(relative: &str) -> PathBuf {
+    let manifest = root().join(relative).join("Cargo.toml");
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .status()
+        .expect("running cargo for the guests");
+    assert!(status.success(), "building {} failed", manifest.display());
+    root().join(relative).join("target/wasm32-wasip2/release")
+}
+
+/// The example transform `driver_stats.wasm`, built from source.
+pub fn driver_stats_module() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_guest_workspace("examples/transforms"))
+        .join("driver_stats.wasm")
+}
+
+/// A test guest from `tests/guests`, built from source.
+pub fn test_guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_guest_workspace("tests/guests"))
+        .join(format!("{name}.wasm"))
+}
+
+/// A feature repo written to a fresh temporary folder.
+pub struct TestRepo {
+    pub dir: tempfile::TempDir,
+    pub project: String,
+}
+
+impl TestRepo {
+    /// A repo with `definitions` (YAML) beside a feature_store.yaml for `project`.
+    pub fn new(project: &str, definitions: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("feature_store.yaml"),
+            format!(
+                "project: {project}\nprovider: local\nregistry: data/registry.db\nonline_store:\n  type: redis\n  connection_string: \"127.0.0.1:1\"\nentity_key_serialization_version: 3\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("definitions.yaml"), definitions).unwrap();
+        Self {
+            dir,
+            project: project.to_string(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The JSON schema of the example's driver events.
+pub const DRIVER_EVENT_SCHEMA: &str = "driver_id integer, event_timestamp timestamp, conv_rate double, acc_rate double, created timestamp";
+
+/// Definitions YAML assembled from parts: the `driver` entity and a file
+/// source always, plus Kafka sources and stream views as a test needs.
+pub struct Definitions {
+    sources: Vec<String>,
+    views: Vec<String>,
+}
+
+impl Definitions {
+    pub fn new() -> Self {
+        Self {
+            sources: vec![
+                "  - name: driver_stats_source\n    type: file\n    path: data/driver_stats.parquet\n    timestamp_field: event_timestamp\n".into(),
+            ],
+            views: Vec::new(),
+        }
+    }
+
+    /// A Kafka source `<topic>_stream` with JSON messages of `schema_json`.
+    pub fn kafka_source(mut self, topic: &str, schema_json: &str) -> Self {
+        self.sources.push(format!(
+            "  - name: {topic}_stream\n    type: kafka\n    kafka_bootstrap_servers: 127.0.0.1:1\n    topic: {topic}\n    timestamp_field: event_timestamp\n    batch_source: driver_stats_source\n    message_format:\n      type: json\n      schema_json: \"{schema_json}\"\n    watermark_delay_threshold: 5m\n"
+        ));
+        self
+    }
+
+    /// A stream view over `<topic>_stream` with `features` (name, dtype) and a transform.
+    pub fn stream_view(
+        mut self,
+        view: &str,
+        topic: &str,
+        features: &[(&str, &str)],
+        module: &Path,
+        config: &str,
+    ) -> Self {
+        let schema: String = features
+            .iter()
+            .map(|(name, dtype)| format!("      - name: {name}\n        dtype: {dtype}\n"))
+            .collect();
+        self.views.push(format!(
+            "  - name: {view}\n    entities: [driver]\n    ttl: 1d\n    source: {topic}_stream\n    schema:\n{schema}    transform:\n      module: {}\n      config: {{{config}}}\n",
+            module.display()
+        ));
+        self
+    }
+
+    /// The example's view: the driver-stats transform over `topic`, `conv_percentage` declared as `conv_dtype`.
+    pub fn driver_stats(self, view: &str, topic: &str, conv_dtype: &str) -> Self {
+        self.kafka_source(topic, DRIVER_EVENT_SCHEMA).stream_view(
+            view,
+            topic,
+            &[
+                ("conv_percentage", conv_dtype),
+                ("acc_percentage", "Float32"),
+            ],
+            &driver_stats_module(),
+            "factor: 100",
+        )
+    }
+
+    pub fn yaml(&self) -> String {
+        format!(
+            "entities:\n  - name: driver\n    join_keys: [driver_id]\n    value_type: INT64\nsources:\n{}stream_feature_views:\n{}",
+            self.sources.concat(),
+            self.views.concat()
+        )
+    }
+}
+
+/// The real `fvhost run`, as a child process.
+pub struct HostProcess {
+    child: Child,
+}
+
+/// How a host process ended.
+pub struct HostExit {
+    pub success: bool,
+    pub code: Option<i32>,
+    /// One JSON report per view, as printed on stdout.
+    pub reports: Vec<serde_json::Value>,
+    pub stderr: String,
+}
+
+impl HostExit {
+    /// The final report of `view`.
+    pub fn report(&self, view: &str) -> &serde_json::Value {
+        self.reports
+            .iter()
+            .find(|r| r["view"] == view)
+            .unwrap_or_else(|| panic!("no report for view {view}; stderr:\n{}", self.stderr))
+    }
+}
+
+impl HostProcess {
+    pub fn start(repo: &Path, broker: &LocalBroker, redis: &RedisServer) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_fvhost"))
+            .arg("run")
+            .arg("-r")
+            .arg(repo)
+            .args([
+                "--kafka-bootstrap",
+                &broker.bootstrap_servers(),
+                "--redis",
+                &redis.url(),
+                "--linger-ms",
+                "50",
+            ])
+            .env("FVHOST_LOG", "info")
+            .env(
+                "FVHOST_CACHE_DIR",
+                root().join("target/fvhost-test-module-cache"),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting fvhost run");
+        Self { child }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and collects the exit and the reports.
+    pub fn stop(self) -> HostExit {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.wait()
+    }
+
+    /// Waits for the process to end on its own.
+    pub fn wait(self) -> HostExit {
+        let output = self.child.wait_with_output().expect("waiting for fvhost");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        HostExit {
+            success: output.status.success(),
+            code: output.status.code(),
+            reports: stdout
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// Polls `condition` every 100 ms until it holds or `timeout` passes.
+pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A blocking connection to the test's redis-server.
+pub fn redis_connection(redis: &RedisServer) -> redis::Connection {
+    redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// A current-thread runtime for producing to the broker.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// One driver event as the example's JSON schema declares it.
+pub fn driver_event(driver_id: i64, event_seconds: i64, conv_rate: f64, acc_rate: f64) -> Vec<u8> {
+    let time = chrono::DateTime::from_timestamp(event_seconds, 0)
+        .unwrap()
+        .to_rfc3339();
+    serde_json::json!({
+        "driver_id": driver_id,
+        "event_timestamp": time,
+        "conv_rate": conv_rate,
+        "acc_rate": acc_rate,
+        "created": time,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Feast's Redis key for an Int64 `driver_id` in `project`, written out by hand
+/// from the documented layout (not with fvhost's encoder).
+pub fn driver_key(driver_id: i64, project: &str) -> Vec<u8> {
+    let mut key = Vec::new();
+    key.extend_from_slice(&1u32.to_le_bytes());
+    key.extend_from_slice(&2u32.to_le_bytes());
+    key.extend_from_slice(&9u32.to_le_bytes());
+    key.extend_from_slice(b"driver_id");
+    key.extend_from_slice(&4u32.to_le_bytes());
+    key.extend_from_slice(&8u32.to_le_bytes());
+    key.extend_from_slice(&driver_id.to_le_bytes());
+    key.extend_from_slice(project.as_bytes());
+    key
+}
+
+/// A serialized `feast.types.Value` holding a float, by hand: tag 0x35 + f32 LE.
+pub fn float_value(v: f32) -> Vec<u8> {
+    let mut out = vec![0x35];
+    out.extend_from_slice(&v.to_le_bytes());
+    out
+}
+
+/// A serialized `google.protobuf.Timestamp` of whole seconds, by hand.
+pub fn timestamp_value(seconds: i64) -> Vec<u8> {
+    let mut out = vec![0x08];
+    let mut v = seconds as u64;
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+    out
+}
