@@ -35,6 +35,8 @@ fn build_guest_workspace(relative: &str) -> PathBuf {
             "--manifest-path",
         ])
         .arg(&manifest)
+        .arg("--target-dir")
+        .arg(root().join(relative).join("target"))
         .status()
         .expect("running cargo for the guests");
     assert!(status.success(), "building {} failed", manifest.display());

@@ -155,6 +155,9 @@ fn build_example_transform(examples: &Path) -> anyhow::Result<()> {
             "--manifest-path",
         ])
         .arg(examples.join("transforms/Cargo.toml"))
+        // The repo points at this folder, whatever CARGO_TARGET_DIR says.
+        .arg("--target-dir")
+        .arg(examples.join("transforms/target"))
         .status()
         .context("running cargo to build the example transform")?;
     if !status.success() {
