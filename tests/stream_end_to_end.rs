@@ -153,6 +153,59 @@ fn newest_event_per_driver_is_written_in_feasts_exact_layout() {
         .unwrap();
     assert_eq!(dbsize, 300, "one hash per driver, nothing else");
     assert_hashes_exact(&redis, &repo.project, &newest);
+
+    let read = std::process::Command::new(env!("CARGO_BIN_EXE_fvhost"))
+        .args([
+            "get-online-features",
+            "-r",
+            repo.path().to_str().unwrap(),
+            "--redis",
+            &redis.url(),
+        ])
+        .args([
+            "--features",
+            &format!("{VIEW}:conv_percentage,{VIEW}:acc_percentage"),
+        ])
+        .args([
+            "--entity",
+            "driver_id=1000",
+            "--entity",
+            "driver_id=1299",
+            "--entity",
+            "driver_id=5",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let response: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    assert_eq!(
+        response["metadata"]["feature_names"],
+        serde_json::json!(["driver_id", "conv_percentage", "acc_percentage"])
+    );
+    assert_eq!(
+        response["results"][0]["values"],
+        serde_json::json!([1000, 1299, 5])
+    );
+    let conv = &response["results"][1];
+    for (i, driver) in [1000i64, 1299].into_iter().enumerate() {
+        let n = newest[&driver];
+        assert_eq!(
+            conv["values"][i].as_f64().unwrap() as f32,
+            (n.conv_rate * 100.0) as f32
+        );
+        assert_eq!(conv["statuses"][i], "PRESENT");
+        let seconds =
+            chrono::DateTime::parse_from_rfc3339(conv["event_timestamps"][i].as_str().unwrap())
+                .unwrap()
+                .timestamp();
+        assert_eq!(seconds, n.seconds);
+    }
+    assert_eq!(conv["statuses"][2], "NOT_FOUND");
+    assert_eq!(conv["values"][2], serde_json::Value::Null);
 }
 
 #[test]

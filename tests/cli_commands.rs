@@ -1,0 +1,234 @@
+//! The `fvhost` commands as a user runs them: `apply` on valid and invalid
+//! repos, and `quickstart` from a checkout.
+
+mod support;
+
+use std::process::{Command, Output};
+
+use support::*;
+
+fn fvhost(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fvhost"))
+        .args(args)
+        .env(
+            "FVHOST_CACHE_DIR",
+            root().join("target/fvhost-test-module-cache"),
+        )
+        .output()
+        .expect("running fvhost")
+}
+
+fn apply(repo: &TestRepo) -> (Option<i32>, String, String) {
+    let out = fvhost(&["apply", "-r", repo.path().to_str().unwrap()]);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Applies `definitions` and expects exit code 2 with every `expected` text in the message.
+fn assert_invalid(definitions: &str, expected: &[&str]) {
+    let repo = TestRepo::new("invalid", definitions);
+    let (code, _, stderr) = apply(&repo);
+    assert_eq!(code, Some(2), "an invalid repo exits 2; stderr:\n{stderr}");
+    for text in expected {
+        assert!(
+            stderr.contains(text),
+            "the message should contain {text:?}; it was:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn apply_accepts_the_example_repo_and_probes_its_transform() {
+    driver_stats_module();
+    let repo = root().join("examples/driver_ranking");
+    let out = fvhost(&["apply", "-r", repo.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("project driver_ranking is valid"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "driver_hourly_stats_stream [conv_percentage:Float32, acc_percentage:Float32]"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("probe ok (4 rows out)"), "{stdout}");
+}
+
+#[test]
+fn apply_names_file_object_and_field_of_each_mistake() {
+    let good = Definitions::new()
+        .driver_stats("stats", "drivers", "Float32")
+        .yaml();
+    assert_invalid(
+        &good.replace("    ttl: 1d\n", "    tll: 1d\n"),
+        &[
+            "definitions.yaml: stream feature view `stats`",
+            "unknown field `tll`",
+        ],
+    );
+    assert_invalid(
+        &good.replace("value_type: INT64", "value_type: FLOAT"),
+        &[
+            "definitions.yaml: entity `driver`: field `value_type`",
+            "cannot be a join key type",
+        ],
+    );
+    assert_invalid(
+        &good.replace("entities: [driver]", "entities: [rider]"),
+        &[
+            "stream feature view `stats`: field `entities`",
+            "`rider` is not an entity",
+        ],
+    );
+    assert_invalid(
+        &good.replace("dtype: Float32", "dtype: Float128"),
+        &[
+            "stream feature view `stats`: field `schema[0].dtype`",
+            "unknown type `Float128`",
+        ],
+    );
+    assert_invalid(
+        &good.replace("driver_stats.wasm", "missing.wasm"),
+        &["field `transform.module`", "missing.wasm does not exist"],
+    );
+    assert_invalid(
+        &good.replace(
+            "timestamp_field: event_timestamp\n    batch_source",
+            "timestamp_field: event_time\n    batch_source",
+        ),
+        &[
+            "kafka source `drivers_stream`: field `timestamp_field`",
+            "`event_time` is not a column",
+        ],
+    );
+    assert_invalid(
+        &good.replace(
+            "watermark_delay_threshold: 5m",
+            "watermark_delay_threshold: 5 minutes",
+        ),
+        &["field `watermark_delay_threshold`", "`5 minutes`"],
+    );
+    assert_invalid(
+        &good.replace(
+            "schema_json: \"driver_id integer",
+            "schema_json: \"driver_id decimal(10,2)",
+        ),
+        &[
+            "field `message_format.schema_json`",
+            "unsupported type `decimal(10,2)`",
+        ],
+    );
+    assert_invalid(
+        &good.replace("source: drivers_stream", "source: driver_stats_source"),
+        &["field `source`", "is a file source"],
+    );
+}
+
+#[test]
+fn apply_runs_the_module_on_a_probe_batch_and_rejects_a_schema_mismatch() {
+    let mistyped = Definitions::new()
+        .driver_stats("stats", "drivers", "Int64")
+        .yaml();
+    assert_invalid(
+        &mistyped,
+        &[
+            "stream feature view `stats`: field `transform`",
+            "feature column `conv_percentage` is Float32, but the view declares Int64",
+        ],
+    );
+    let missing_feature = Definitions::new()
+        .kafka_source("drivers", DRIVER_EVENT_SCHEMA)
+        .stream_view(
+            "stats",
+            "drivers",
+            &[("speed", "Float32")],
+            &driver_stats_module(),
+            "",
+        )
+        .yaml();
+    assert_invalid(&missing_feature, &["feature column `speed` is missing"]);
+    let bad_config = Definitions::new()
+        .driver_stats("stats", "drivers", "Float32")
+        .yaml()
+        .replace("factor: 100", "factor: lots");
+    assert_invalid(
+        &bad_config,
+        &["transform init failed", "config key `factor`"],
+    );
+}
+
+#[test]
+fn apply_rejects_a_module_that_is_not_a_transform() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_wasm = dir.path().join("notes.wasm");
+    std::fs::write(&not_wasm, "this is not WebAssembly").unwrap();
+    let definitions = Definitions::new()
+        .kafka_source("drivers", DRIVER_EVENT_SCHEMA)
+        .stream_view("stats", "drivers", &[("x", "Float32")], &not_wasm, "")
+        .yaml();
+    assert_invalid(
+        &definitions,
+        &[
+            "stream feature view `stats`: field `transform`",
+            "not a WebAssembly file",
+        ],
+    );
+}
+
+#[test]
+fn apply_rejects_an_unsupported_online_store() {
+    let repo = TestRepo::new(
+        "store",
+        &Definitions::new()
+            .driver_stats("stats", "drivers", "Float32")
+            .yaml(),
+    );
+    let config = std::fs::read_to_string(repo.path().join("feature_store.yaml")).unwrap();
+    std::fs::write(
+        repo.path().join("feature_store.yaml"),
+        config.replace("type: redis", "type: sqlite"),
+    )
+    .unwrap();
+    let (code, _, stderr) = apply(&repo);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("feature_store.yaml: field `online_store.type`: `sqlite` is not supported"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn quickstart_runs_end_to_end_from_the_checkout() {
+    driver_stats_module();
+    let out = fvhost(&[
+        "quickstart",
+        "--no-build",
+        "--examples",
+        root().join("examples").to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("every driver shows its newest event"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("3 malformed, 1 too late"), "{stdout}");
+    assert!(
+        stdout.contains("stopped the broker and redis-server"),
+        "{stdout}"
+    );
+}
