@@ -385,6 +385,10 @@ fn a_failing_transform_stops_its_view_uncommitted_while_other_views_keep_ingesti
     healthy_newest.extend(newer);
     rt.block_on(broker.produce("healthy", &healthy_second))
         .unwrap();
+    host.wait_for_log(
+        "view stopped: batch at poisoned[0]@6 failed after 3 attempts",
+        TIMEOUT,
+    );
     wait_for_newest(&redis, &repo.project, &healthy_newest);
     assert!(host.is_running(), "the host keeps running its healthy view");
     let exit = host.stop();

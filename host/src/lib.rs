@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod format;
 pub mod local;
+pub mod offline;
 pub mod online;
 pub mod pipeline;
 pub mod repo;

@@ -10,9 +10,10 @@
     reason = "each test binary uses a different part of the support"
 )]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use fvhost::local::{LocalBroker, RedisServer};
@@ -159,9 +160,12 @@ impl Definitions {
     }
 }
 
-/// The real `fvhost run`, as a child process.
+/// The real `fvhost run`, as a child process. Its log (stderr) is collected
+/// as it comes, so a test can wait for a line.
 pub struct HostProcess {
     child: Child,
+    log: Arc<Mutex<String>>,
+    log_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 /// How a host process ended.
@@ -185,7 +189,7 @@ impl HostExit {
 
 impl HostProcess {
     pub fn start(repo: &Path, broker: &LocalBroker, redis: &RedisServer) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_fvhost"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fvhost"))
             .arg("run")
             .arg("-r")
             .arg(repo)
@@ -206,12 +210,33 @@ impl HostProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting fvhost run");
-        Self { child }
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = Arc::clone(&log);
+        let log_reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Self {
+            child,
+            log,
+            log_reader: Some(log_reader),
+        }
     }
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits until the host has logged a line containing `text`.
+    pub fn wait_for_log(&self, text: &str, timeout: Duration) {
+        wait_for(&format!("the host to log {text:?}"), timeout, || {
+            self.log.lock().unwrap().contains(text)
+        });
     }
 
     /// Sends SIGTERM and collects the exit and the reports.
@@ -223,9 +248,13 @@ impl HostProcess {
     }
 
     /// Waits for the process to end on its own.
-    pub fn wait(self) -> HostExit {
+    pub fn wait(mut self) -> HostExit {
         let output = self.child.wait_with_output().expect("waiting for fvhost");
+        if let Some(reader) = self.log_reader.take() {
+            let _ = reader.join();
+        }
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = self.log.lock().unwrap().clone();
         HostExit {
             success: output.status.success(),
             code: output.status.code(),
@@ -233,7 +262,7 @@ impl HostProcess {
                 .lines()
                 .filter_map(|l| serde_json::from_str(l).ok())
                 .collect(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            stderr,
         }
     }
 }

@@ -1,7 +1,10 @@
-//! The `fvhost` commands: `apply`, `run`, `get-online-features`, `quickstart`.
+//! The `fvhost` commands: `apply`, `run`, `materialize`, `materialize-incremental`,
+//! `get-online-features`, `quickstart`.
 
 mod apply;
 mod get;
+mod materialize;
+mod push;
 mod quickstart;
 mod run;
 
@@ -30,6 +33,12 @@ pub enum Command {
     Run(run::RunArgs),
     /// Read online features, printed as Feast's feature server would return them.
     GetOnlineFeatures(get::GetArgs),
+    /// Materialize the batch history of views over [START, END] into the online store.
+    Materialize(materialize::MaterializeArgs),
+    /// Materialize each view from where its last run ended up to END.
+    MaterializeIncremental(materialize::IncrementalArgs),
+    /// Push rows from a file to the views over a push source (online, offline or both).
+    Push(push::PushArgs),
     /// Run the whole pipeline on this machine with a local broker and redis-server.
     Quickstart(quickstart::QuickstartArgs),
 }
@@ -48,6 +57,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply(args) => apply::apply(args).await,
         Command::Run(args) => run::run(args).await,
         Command::GetOnlineFeatures(args) => get::get(args).await,
+        Command::Materialize(args) => materialize::materialize(args).await,
+        Command::MaterializeIncremental(args) => materialize::materialize_incremental(args).await,
+        Command::Push(args) => push::push(args).await,
         Command::Quickstart(args) => quickstart::quickstart(args).await,
     }
 }

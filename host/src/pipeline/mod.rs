@@ -6,7 +6,10 @@
 //! - [`watermark`], [`dead_letter`], [`metrics`]: what the loop keeps track of.
 
 pub mod dead_letter;
+pub mod materialize;
+pub mod materialize_state;
 pub mod metrics;
+pub mod push;
 pub mod stream;
 pub mod view;
 pub mod watermark;
@@ -18,6 +21,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::offline::log::{OfflineLog, Rotation};
 use crate::online::{OnlineWriter, connect};
 use crate::repo::FeatureRepo;
 use crate::source::kafka::{TopicConsumer, TopicConsumerConfig};
@@ -36,6 +40,8 @@ pub struct HostOptions {
     pub redis_url: Option<String>,
     pub limits: Limits,
     pub stream: StreamSettings,
+    /// When offline log files are finished (and offsets committed).
+    pub offline_rotation: Rotation,
     /// Where compiled modules are cached; `None` uses the default folder.
     pub cache_dir: Option<std::path::PathBuf>,
 }
@@ -43,6 +49,30 @@ pub struct HostOptions {
 /// The consumer group of a view: views never share offsets.
 pub fn group_id(project: &str, view: &str) -> String {
     format!("fvhost.{project}.{view}")
+}
+
+/// The offline log of a stream view: its batch source's folder.
+fn offline_log(
+    repo: &FeatureRepo,
+    view: &crate::repo::FeatureView,
+    pipeline: &ViewPipeline,
+    options: &HostOptions,
+) -> anyhow::Result<OfflineLog> {
+    let source = materialize::batch_source(repo, view)?;
+    let crate::repo::SourceKind::File { path } = &source.kind else {
+        anyhow::bail!(
+            "view `{}`: batch source `{}` is not a file source",
+            view.name,
+            source.name
+        );
+    };
+    let dir = crate::offline::files::write_dir(&repo.root, path)
+        .with_context(|| format!("view `{}`: offline log", view.name))?;
+    Ok(OfflineLog::new(
+        dir,
+        &pipeline.schema,
+        options.offline_rotation,
+    ))
 }
 
 /// A running host: one task per stream view.
@@ -97,7 +127,7 @@ impl Host {
             })?;
             let metrics = Arc::new(ViewMetrics::default());
             views.push((view.name.clone(), metrics.clone()));
-            let stream = StreamLoop::new(
+            let mut stream = StreamLoop::new(
                 pipeline,
                 kafka.clone(),
                 consumer,
@@ -105,6 +135,10 @@ impl Host {
                 metrics,
                 options.stream,
             );
+            if view.offline {
+                let log = offline_log(repo, view, &stream.pipeline, options)?;
+                stream = stream.with_offline_log(log);
+            }
             let name = view.name.clone();
             let shutdown = shutdown.clone();
             tasks.spawn(async move { (name, stream.run(shutdown).await) });

@@ -12,10 +12,12 @@ use super::metrics::ViewMetrics;
 use super::view::{TransformedBatch, ViewPipeline};
 use super::watermark::Watermark;
 use crate::format::JsonBatchBuilder;
+use crate::offline::OfflineError;
+use crate::offline::log::OfflineLog;
 use crate::online::OnlineWriter;
 use crate::repo::{KafkaSource, MessageFormat};
 use crate::source::EventOrigin;
-use crate::source::kafka::{Event, TopicConsumer};
+use crate::source::kafka::{Event, Positions, TopicConsumer, advance};
 use crate::transform::TransformError;
 
 /// Batching and retry settings of a stream loop.
@@ -49,10 +51,12 @@ pub enum ViewStopped {
     Transform {
         first: EventOrigin,
         attempts: u32,
-        error: TransformError,
+        error: Box<TransformError>,
     },
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("offline log: {0}")]
+    Offline(#[from] OfflineError),
 }
 
 /// One view's running loop.
@@ -64,6 +68,11 @@ pub struct StreamLoop {
     pub metrics: Arc<ViewMetrics>,
     pub settings: StreamSettings,
     watermark: Watermark,
+    /// The view's offline log, when it keeps one (behind a lock only so the
+    /// loop stays `Sync`; the loop is its one user).
+    offline: Option<std::sync::Mutex<OfflineLog>>,
+    /// Positions written but not yet committed (waiting for the offline log).
+    pending: Positions,
 }
 
 impl StreamLoop {
@@ -84,7 +93,16 @@ impl StreamLoop {
             metrics,
             settings,
             watermark,
+            offline: None,
+            pending: Positions::new(),
         }
+    }
+
+    /// Also appends every written row to `log`; offsets are then committed
+    /// only when the log's files are complete and durable.
+    pub fn with_offline_log(mut self, log: OfflineLog) -> Self {
+        self.offline = Some(std::sync::Mutex::new(log));
+        self
     }
 
     /// Runs until `shutdown` turns true (after finishing the batch in hand) or the view fails.
@@ -102,10 +120,33 @@ impl StreamLoop {
             if !self.process(&events, &mut shutdown).await? {
                 break;
             }
-            self.consumer.commit(&events)?;
-            ViewMetrics::add(&self.metrics.commits, 1);
+            advance(&mut self.pending, &events);
+            self.commit_written(false)?;
         }
+        self.commit_written(true)?;
         tracing::info!(view, "stream view drained and stopped");
+        Ok(())
+    }
+
+    /// Commits what is written everywhere it must be: at once without an
+    /// offline log; with one, when its files rotate (or `closing`).
+    fn commit_written(&mut self, closing: bool) -> Result<(), ViewStopped> {
+        if let Some(log) = &self.offline {
+            let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !(closing || log.should_rotate()) {
+                return Ok(());
+            }
+            let files = tokio::task::block_in_place(|| log.rotate())?;
+            for file in &files {
+                tracing::debug!(view = %self.pipeline.view.name, file = %file.display(), "offline log file complete");
+            }
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.consumer.commit(&self.pending)?;
+        self.pending.clear();
+        ViewMetrics::add(&self.metrics.commits, 1);
         Ok(())
     }
 
@@ -157,6 +198,11 @@ impl StreamLoop {
         loop {
             match self.writer.write(&self.pipeline.fields, &rows).await {
                 Ok(stats) => {
+                    if let Some(log) = &self.offline {
+                        let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        let skip: Vec<usize> = failures.iter().map(|f| f.batch_row).collect();
+                        tokio::task::block_in_place(|| log.append(&transformed.checked, &skip))?;
+                    }
                     ViewMetrics::add(&metrics.keys_written, stats.written);
                     ViewMetrics::add(&metrics.keys_skipped_older, stats.skipped_older);
                     tracing::debug!(view = %self.pipeline.view.name, version = self.pipeline.version(), events = events.len(), written = stats.written, skipped = stats.skipped_older, "batch written");
@@ -312,7 +358,9 @@ impl StreamLoop {
         Err(ViewStopped::Transform {
             first: events[0].origin.clone(),
             attempts,
-            error: last_error.unwrap_or_else(|| TransformError::Trap("no attempt ran".into())),
+            error: Box::new(
+                last_error.unwrap_or_else(|| TransformError::Trap("no attempt ran".into())),
+            ),
         })
     }
 }

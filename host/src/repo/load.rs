@@ -45,6 +45,8 @@ pub fn load_repo(root: &Path) -> Result<FeatureRepo, RepoError> {
             };
             let errors = check_references(&repo);
             if errors.is_empty() {
+                let mut repo = repo;
+                inherit_push_timestamps(&mut repo);
                 Ok(repo)
             } else {
                 Err(RepoError(errors))
@@ -472,6 +474,22 @@ fn check_references(repo: &FeatureRepo) -> Vec<String> {
         }
     }
     errors
+}
+
+/// A push source takes its timestamp columns and field mapping from its
+/// batch source, as Feast's `PushSource` does.
+fn inherit_push_timestamps(repo: &mut FeatureRepo) {
+    let batch_sources = repo.sources.clone();
+    for source in &mut repo.sources {
+        let SourceKind::Push { batch_source } = &source.kind else {
+            continue;
+        };
+        if let Some(batch) = batch_sources.iter().find(|s| &s.name == batch_source) {
+            source.timestamp_field = batch.timestamp_field.clone();
+            source.created_timestamp_column = batch.created_timestamp_column.clone();
+            source.field_mapping = batch.field_mapping.clone();
+        }
+    }
 }
 
 /// Resolves each view's join keys; separate so `check_references` stays read-only.

@@ -82,14 +82,13 @@ impl TopicConsumer {
         Ok(events)
     }
 
-    /// Commits, synchronously, the position after every event in `events`.
-    pub fn commit(&self, events: &[Event]) -> KafkaResult<()> {
-        let positions = next_positions(events);
+    /// Commits, synchronously, `positions` (partition -> next offset to read).
+    pub fn commit(&self, positions: &Positions) -> KafkaResult<()> {
         if positions.is_empty() {
             return Ok(());
         }
         let mut list = TopicPartitionList::new();
-        for (partition, next) in positions {
+        for (&partition, &next) in positions {
             list.add_partition_offset(&self.topic, partition, Offset::Offset(next))?;
         }
         tokio::task::block_in_place(|| self.consumer.commit(&list, CommitMode::Sync))
@@ -127,12 +126,13 @@ fn to_event(message: &impl Message) -> Event {
     }
 }
 
-/// Per partition, the offset after the last event seen.
-fn next_positions(events: &[Event]) -> BTreeMap<i32, i64> {
-    let mut positions = BTreeMap::new();
+/// Per partition, the next offset to read: what a commit records.
+pub type Positions = BTreeMap<i32, i64>;
+
+/// Adds to `positions` the offset after each of `events`.
+pub fn advance(positions: &mut Positions, events: &[Event]) {
     for event in events {
         let next = positions.entry(event.origin.partition).or_insert(0);
         *next = (*next).max(event.origin.offset + 1);
     }
-    positions
 }

@@ -132,6 +132,9 @@ fn key_column(array: &ArrayRef, key: &JoinKey) -> Result<ArrayRef, OutputSchemaE
     if !fits {
         return Err(wrong());
     }
+    if key.value_type == ScalarType::UnixTimestamp {
+        return to_utc_micros(array).ok_or_else(wrong);
+    }
     cast(array, &key.value_type.arrow_type()).ok_or_else(wrong)
 }
 
@@ -166,6 +169,20 @@ fn timestamp_micros(array: &ArrayRef) -> Option<ArrayRef> {
         array,
         &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
     )
+}
+
+/// A timestamp column (any unit or zone) or timestamp text (RFC 3339; naive
+/// text is UTC) as microseconds labelled UTC, the canonical form.
+pub fn to_utc_micros(array: &ArrayRef) -> Option<ArrayRef> {
+    let micros = match array.data_type() {
+        DataType::Timestamp(..) => timestamp_micros(array)?,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?
+        }
+        _ => return None,
+    };
+    let values = micros.as_primitive::<TimestampMicrosecondType>().clone();
+    Some(std::sync::Arc::new(values.with_timezone("UTC")))
 }
 
 fn feature_column(array: &ArrayRef, feature: &Feature) -> Result<ArrayRef, OutputSchemaError> {

@@ -1,0 +1,205 @@
+//! Stream ingestion throughput, stage by stage and end to end.
+//!
+//! Run: `cargo bench -p fvhost --bench stream_throughput` (builds the example
+//! transform first). Uses a real redis-server and librdkafka's mock cluster on
+//! loopback. Prints one line per measurement and a JSON summary last.
+//! Sizes: `FVHOST_BENCH_DRIVERS` (default 100000) x 2 events each.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fvhost::format::JsonBatchBuilder;
+use fvhost::local::{LocalBroker, RedisServer};
+use fvhost::online::{OnlineWriter, connect};
+use fvhost::pipeline::{Host, HostOptions, ViewPipeline};
+use fvhost::repo::{self, MessageFormat, SourceKind};
+use fvhost::transform::cache::ModuleCache;
+use fvhost::transform::{Limits, TransformEngine};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const BATCH: usize = 8192;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn build_example() {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(root().join("examples/transforms/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(root().join("examples/transforms/target"))
+        .status()
+        .expect("cargo");
+    assert!(status.success());
+}
+
+fn event(driver: u64, seconds: i64) -> Vec<u8> {
+    let time = chrono::DateTime::from_timestamp(seconds, 0)
+        .unwrap()
+        .to_rfc3339();
+    format!(
+        r#"{{"driver_id": {driver}, "event_timestamp": "{time}", "conv_rate": 0.{a:03}, "acc_rate": 0.{b:03}, "created": "{time}"}}"#,
+        a = driver % 997,
+        b = driver % 991
+    )
+    .into_bytes()
+}
+
+fn rate(rows: usize, elapsed: Duration) -> f64 {
+    rows as f64 / elapsed.as_secs_f64()
+}
+
+fn main() {
+    build_example();
+    let drivers: u64 = std::env::var("FVHOST_BENCH_DRIVERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let repo = repo::load(&root().join("examples/driver_ranking")).expect("example repo");
+    let view = repo.view("driver_hourly_stats_stream").unwrap().clone();
+    let source = repo.source(&view.source).unwrap().clone();
+    let SourceKind::Kafka(kafka) = &source.kind else {
+        panic!("kafka source")
+    };
+    let MessageFormat::Json { schema } = &kafka.format;
+
+    let now = chrono::Utc::now().timestamp();
+    let messages: Vec<(String, Vec<u8>)> = (0..2)
+        .flat_map(|round| {
+            (0..drivers).map(move |d| (d.to_string(), event(1000 + d, now - 60 + round)))
+        })
+        .collect();
+    let total = messages.len();
+    println!("dataset: {drivers} drivers x 2 events = {total} JSON messages, batches of {BATCH}");
+
+    // Stage 1: JSON decode.
+    let required = vec!["driver_id".to_string(), "event_timestamp".to_string()];
+    let started = Instant::now();
+    let mut batches = Vec::new();
+    for chunk in messages.chunks(BATCH) {
+        let mut builder = JsonBatchBuilder::new(schema, &source.field_mapping, &required);
+        for (_, payload) in chunk {
+            builder.append(payload).unwrap();
+        }
+        batches.push(builder.finish().unwrap());
+    }
+    let decode = rate(total, started.elapsed());
+    println!("json decode:            {decode:>12.0} rows/s");
+
+    // Stage 2: Wasm transform (IPC in, fresh instance, IPC out) + output schema check.
+    let engine = TransformEngine::new().unwrap();
+    let cache = ModuleCache::new(None);
+    let compile_started = Instant::now();
+    let pipeline = ViewPipeline::new(&repo, &view, &engine, &cache, &Limits::default()).unwrap();
+    let compile = compile_started.elapsed();
+    println!(
+        "module compile (cold):  {:>12.1} ms",
+        compile.as_secs_f64() * 1e3
+    );
+    pipeline.transform(&batches[0]).unwrap();
+    let started = Instant::now();
+    let transformed: Vec<_> = batches
+        .iter()
+        .map(|b| pipeline.transform(b).unwrap())
+        .collect();
+    let transform = rate(total, started.elapsed());
+    println!(
+        "wasm transform + check: {transform:>12.0} rows/s ({:.0} us per {BATCH}-row batch)",
+        started.elapsed().as_secs_f64() * 1e6 / batches.len() as f64
+    );
+
+    // Stage 3: online rows (keys, Value protobufs, newest per entity).
+    let started = Instant::now();
+    let rows: Vec<_> = transformed
+        .iter()
+        .map(|t| pipeline.online_rows(&t.checked).0)
+        .collect();
+    let encode = rate(total, started.elapsed());
+    println!("rows + encoding:        {encode:>12.0} rows/s");
+
+    // Stage 4: Redis newer-wins writes, one batch in flight.
+    let redis = RedisServer::start().unwrap();
+    let write = runtime.block_on(async {
+        let connection = connect(&repo.config.online_store, Some(&redis.url()))
+            .await
+            .unwrap();
+        let mut writer = OnlineWriter::new(connection, &repo.config.online_store);
+        let started = Instant::now();
+        let mut written = 0;
+        for batch in &rows {
+            written += writer.write(&pipeline.fields, batch).await.unwrap().written;
+        }
+        assert_eq!(written, drivers, "each driver's newest row is written once");
+        rate(total, started.elapsed())
+    });
+    println!("redis write (script):   {write:>12.0} rows/s");
+
+    // End to end: mock cluster -> fvhost -> redis.
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("drivers", 8).unwrap();
+    runtime
+        .block_on(broker.produce("drivers", &messages))
+        .unwrap();
+    let (end_to_end, join) = runtime.block_on(async {
+        let options = HostOptions {
+            kafka_bootstrap: Some(broker.bootstrap_servers()),
+            redis_url: Some(redis.url()),
+            ..HostOptions::default()
+        };
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let started = Instant::now();
+        let host = Host::start(&repo, &options, shutdown).await.unwrap();
+        let metrics = Arc::clone(&host.metrics()[0].1);
+        let mut first_batch = None;
+        loop {
+            let m = metrics.snapshot();
+            if first_batch.is_none() && m.messages > 0 {
+                first_batch = Some((Instant::now(), m.messages));
+            }
+            if m.messages as usize >= total && m.batches == m.commits {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let done = Instant::now();
+        let _ = stop.send(true);
+        host.wait().await;
+        let (first_at, first_messages) = first_batch.unwrap();
+        (
+            rate(total - first_messages as usize, done - first_at),
+            first_at - started,
+        )
+    });
+    println!(
+        "end to end (steady):    {end_to_end:>12.0} rows/s (after a {:.1} s consumer-group join)",
+        join.as_secs_f64()
+    );
+
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "stream_throughput", "messages": total, "drivers": drivers, "batch": BATCH,
+            "json_decode_rows_per_s": decode.round(), "transform_rows_per_s": transform.round(),
+            "encode_rows_per_s": encode.round(), "redis_write_rows_per_s": write.round(),
+            "end_to_end_rows_per_s": end_to_end.round(), "group_join_s": join.as_secs_f64(),
+            "module_compile_ms": compile.as_secs_f64() * 1e3,
+        })
+    );
+}

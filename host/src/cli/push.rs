@@ -1,0 +1,64 @@
+//! `fvhost push`: rows from a file into the views over a push source.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::RepoArgs;
+use crate::online::{OnlineWriter, connect};
+use crate::pipeline::ViewPipeline;
+use crate::pipeline::push::{PushTarget, PushTo, read_push_file};
+use crate::repo;
+use crate::transform::cache::{ModuleCache, default_dir};
+use crate::transform::{Limits, TransformEngine};
+
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// The push source to push to.
+    #[arg(long)]
+    pub source: String,
+    /// Rows to push: .parquet, .csv (with a header) or .jsonl.
+    pub file: PathBuf,
+    /// Where the rows go.
+    #[arg(long, value_enum, default_value = "online")]
+    pub to: PushTo,
+    /// Redis URL of the online store, instead of the repo's connection_string.
+    #[arg(long, env = "FVHOST_REDIS_URL")]
+    pub redis: Option<String>,
+}
+
+pub async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
+    let repo = repo::load(&args.repo.repo).map_err(|e| {
+        anyhow::anyhow!(
+            "the feature repo in {} is invalid:\n{e}",
+            args.repo.repo.display()
+        )
+    })?;
+    let engine = TransformEngine::new()?;
+    let cache = ModuleCache::new(default_dir());
+    let target = PushTarget::new(&repo, &args.source, |view| {
+        Ok(ViewPipeline::new(
+            &repo,
+            view,
+            &engine,
+            &cache,
+            &Limits::default(),
+        )?)
+    })?;
+    let batch = read_push_file(&args.file)?;
+    let mut writer = match args.to {
+        PushTo::Offline => None,
+        _ => {
+            let connection = connect(&repo.config.online_store, args.redis.as_deref())
+                .await
+                .context("connecting to the Redis online store")?;
+            Some(OnlineWriter::new(connection, &repo.config.online_store))
+        }
+    };
+    let summary = target.push(&repo, batch, args.to, writer.as_mut()).await?;
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(ExitCode::SUCCESS)
+}

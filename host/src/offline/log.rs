@@ -1,0 +1,259 @@
+//! The offline log: a stream view's served rows appended to its batch source
+//! as Parquet, so the next materialization or training job reads exactly
+//! what was served.
+//!
+//! Files are written under `date=YYYY-MM-DD/` (the event date, UTC) as
+//! `_<view>-<time>-<n>.parquet.inprogress`, invisible to readers, and renamed
+//! to `<view>-<time>-<n>.parquet` once complete and synced: a reader never
+//! sees a half-written file. Files rotate by size and by age; the stream loop
+//! commits its offsets only after a rotation made the rows durable.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use super::{OfflineError, TRANSFORMED_FOR_VIEW};
+use crate::transform::{CheckedBatch, ViewSchema};
+
+/// When to start a new file.
+#[derive(Debug, Clone, Copy)]
+pub struct Rotation {
+    pub max_bytes: u64,
+    pub max_age: Duration,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Self {
+            max_bytes: 64 << 20,
+            max_age: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The open files of one view's offline log, one per event date.
+pub struct OfflineLog {
+    dir: PathBuf,
+    view: String,
+    schema: SchemaRef,
+    rotation: Rotation,
+    open: BTreeMap<String, OpenFile>,
+    opened_at: Option<Instant>,
+    sequence: u64,
+}
+
+struct OpenFile {
+    writer: ArrowWriter<File>,
+    in_progress: PathBuf,
+    finished: PathBuf,
+}
+
+impl OfflineLog {
+    /// A log into `dir` for the view described by `view`.
+    pub fn new(dir: PathBuf, view: &ViewSchema, rotation: Rotation) -> Self {
+        Self {
+            dir,
+            view: view.view.clone(),
+            schema: log_schema(view),
+            rotation,
+            open: BTreeMap::new(),
+            opened_at: None,
+            sequence: 0,
+        }
+    }
+
+    /// The schema of the log's files: join keys, timestamp, created, features.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Appends the rows of `checked` whose index is not in `skip`.
+    pub fn append(&mut self, checked: &CheckedBatch, skip: &[usize]) -> Result<(), OfflineError> {
+        let batch = self.log_batch(checked)?;
+        for (date, rows) in split_by_date(&batch, checked, skip) {
+            let part = arrow_select::filter::filter_record_batch(&batch, &rows)
+                .map_err(|e| OfflineError::file(&self.dir, e))?;
+            if part.num_rows() == 0 {
+                continue;
+            }
+            let file = self.file_for(&date)?;
+            file.writer
+                .write(&part)
+                .map_err(|e| OfflineError::file(&file.in_progress, e))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the open files are due to be finished.
+    pub fn should_rotate(&self) -> bool {
+        let too_old = self
+            .opened_at
+            .is_some_and(|t| t.elapsed() >= self.rotation.max_age);
+        let too_big = self.open.values().any(|f| {
+            f.writer.bytes_written() as u64 + f.writer.in_progress_size() as u64
+                >= self.rotation.max_bytes
+        });
+        too_old || too_big
+    }
+
+    /// Whether rows were appended since the last rotation.
+    pub fn has_open_files(&self) -> bool {
+        !self.open.is_empty()
+    }
+
+    /// Finishes every open file: footer written, synced, renamed into view.
+    /// Returns the finished files.
+    pub fn rotate(&mut self) -> Result<Vec<PathBuf>, OfflineError> {
+        let mut finished = Vec::new();
+        for (_, file) in std::mem::take(&mut self.open) {
+            let handle = file
+                .writer
+                .into_inner()
+                .map_err(|e| OfflineError::file(&file.in_progress, e))?;
+            handle
+                .sync_all()
+                .map_err(|e| OfflineError::file(&file.in_progress, e))?;
+            std::fs::rename(&file.in_progress, &file.finished)
+                .map_err(|e| OfflineError::file(&file.finished, e))?;
+            if let Some(dir) = file.finished.parent() {
+                let _ = File::open(dir).and_then(|d| d.sync_all());
+            }
+            finished.push(file.finished);
+        }
+        self.opened_at = None;
+        Ok(finished)
+    }
+
+    fn file_for(&mut self, date: &str) -> Result<&mut OpenFile, OfflineError> {
+        if !self.open.contains_key(date) {
+            let dir = self.dir.join(format!("date={date}"));
+            std::fs::create_dir_all(&dir).map_err(|e| OfflineError::file(&dir, e))?;
+            self.sequence += 1;
+            let stem = format!(
+                "{}-{}-{}",
+                self.view,
+                chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
+                self.sequence
+            );
+            let in_progress = dir.join(format!("_{stem}.parquet.inprogress"));
+            let finished = dir.join(format!("{stem}.parquet"));
+            let handle =
+                File::create(&in_progress).map_err(|e| OfflineError::file(&in_progress, e))?;
+            let properties = WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::SNAPPY)
+                .set_key_value_metadata(Some(vec![KeyValue::new(
+                    TRANSFORMED_FOR_VIEW.to_string(),
+                    self.view.clone(),
+                )]))
+                .build();
+            let writer = ArrowWriter::try_new(handle, self.schema.clone(), Some(properties))
+                .map_err(|e| OfflineError::file(&in_progress, e))?;
+            self.open.insert(
+                date.to_string(),
+                OpenFile {
+                    writer,
+                    in_progress,
+                    finished,
+                },
+            );
+            self.opened_at.get_or_insert_with(Instant::now);
+        }
+        self.open
+            .get_mut(date)
+            .ok_or_else(|| OfflineError::file(&self.dir, "no open file"))
+    }
+
+    fn log_batch(&self, checked: &CheckedBatch) -> Result<RecordBatch, OfflineError> {
+        let mut columns: Vec<ArrayRef> = checked.join_keys.clone();
+        columns.push(Arc::new(checked.event_time.clone().with_timezone("UTC")));
+        if self.schema.fields().len() > checked.join_keys.len() + 1 + checked.features.len() {
+            let created = match &checked.created {
+                Some(c) => Arc::new(c.clone().with_timezone("UTC")) as ArrayRef,
+                None => arrow_array::new_null_array(&utc_micros(), checked.rows),
+            };
+            columns.push(created);
+        }
+        columns.extend(checked.features.iter().cloned());
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| OfflineError::file(&self.dir, e))
+    }
+}
+
+fn utc_micros() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// Join keys, timestamp, created timestamp (if the source has one), features.
+fn log_schema(view: &ViewSchema) -> SchemaRef {
+    let mut fields: Vec<Field> = view
+        .join_keys
+        .iter()
+        .map(|k| Field::new(&k.name, k.value_type.arrow_type(), true))
+        .collect();
+    fields.push(Field::new(&view.timestamp_field, utc_micros(), false));
+    if let Some(created) = &view.created_timestamp_column {
+        fields.push(Field::new(created, utc_micros(), true));
+    }
+    fields.extend(
+        view.features
+            .iter()
+            .map(|f| Field::new(&f.name, f.dtype.arrow_type(), true)),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+/// Row masks per event date (UTC), leaving out `skip` and null timestamps.
+fn split_by_date(
+    batch: &RecordBatch,
+    checked: &CheckedBatch,
+    skip: &[usize],
+) -> BTreeMap<String, BooleanArray> {
+    let mut dates: BTreeMap<String, Vec<bool>> = BTreeMap::new();
+    let rows = batch.num_rows();
+    for row in 0..rows {
+        if skip.contains(&row) || arrow_array::Array::is_null(&checked.event_time, row) {
+            continue;
+        }
+        let date = chrono::DateTime::from_timestamp_micros(checked.event_time.value(row))
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_else(|| "invalid".into());
+        dates.entry(date).or_insert_with(|| vec![false; rows])[row] = true;
+    }
+    dates
+        .into_iter()
+        .map(|(date, mask)| (date, BooleanArray::from(mask)))
+        .collect()
+}
+
+/// Writes one batch as a complete Parquet file in `dir`, atomically: for
+/// pushes to the offline store.
+pub fn write_file(dir: &Path, stem: &str, batch: &RecordBatch) -> Result<PathBuf, OfflineError> {
+    std::fs::create_dir_all(dir).map_err(|e| OfflineError::file(dir, e))?;
+    let in_progress = dir.join(format!("_{stem}.parquet.inprogress"));
+    let finished = dir.join(format!("{stem}.parquet"));
+    let handle = File::create(&in_progress).map_err(|e| OfflineError::file(&in_progress, e))?;
+    let properties = WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let mut writer = ArrowWriter::try_new(handle, batch.schema(), Some(properties))
+        .map_err(|e| OfflineError::file(&in_progress, e))?;
+    writer
+        .write(batch)
+        .map_err(|e| OfflineError::file(&in_progress, e))?;
+    let handle = writer
+        .into_inner()
+        .map_err(|e| OfflineError::file(&in_progress, e))?;
+    handle
+        .sync_all()
+        .map_err(|e| OfflineError::file(&in_progress, e))?;
+    std::fs::rename(&in_progress, &finished).map_err(|e| OfflineError::file(&finished, e))?;
+    Ok(finished)
+}

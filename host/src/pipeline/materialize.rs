@@ -1,0 +1,259 @@
+//! Materialization: a view's batch history over a time range, through the
+//! same transform and the same online writer as the stream.
+//!
+//! The scan runs in bounded memory (see [`crate::offline::scan`]); the newest
+//! row per entity is kept across the whole range (ties broken by the created
+//! timestamp), so memory follows the number of entities, not of rows.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use arrow_schema::Schema;
+use serde::Serialize;
+
+use super::view::ViewPipeline;
+use crate::offline::OfflineError;
+use crate::offline::files::parquet_files;
+use crate::offline::scan::{ScanRequest, ScanStats, Scanner};
+use crate::online::{OnlineRow, OnlineWriter, WriteError};
+use crate::repo::{FeatureRepo, FeatureView, Source, SourceKind, mapped_schema};
+use crate::transform::TransformError;
+
+/// Rows per scanned batch.
+pub const SCAN_BATCH: usize = 64 * 1024;
+/// Rows per Redis write.
+const WRITE_CHUNK: usize = 8192;
+
+/// An inclusive time range in microseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub start_micros: i64,
+    pub end_micros: i64,
+}
+
+/// Why a view could not be materialized.
+#[derive(Debug, thiserror::Error)]
+pub enum MaterializeError {
+    #[error("view `{view}`: {reason}")]
+    Source { view: String, reason: String },
+    #[error(transparent)]
+    Offline(#[from] OfflineError),
+    #[error("{file}: {error}")]
+    Transform { file: String, error: TransformError },
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// What materializing one view did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ViewSummary {
+    pub view: String,
+    pub start: String,
+    pub end: String,
+    #[serde(flatten)]
+    pub scan: ScanStats,
+    pub rows_out: u64,
+    pub unwritable_rows: u64,
+    pub entities: u64,
+    pub keys_written: u64,
+    pub keys_skipped_older: u64,
+    pub seconds: f64,
+}
+
+/// Progress of one view, reported while it runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    pub rows_read: u64,
+    /// Rows in the row groups that survive pruning: the scan's upper bound.
+    pub rows_estimate: u64,
+    pub keys_written: u64,
+    pub entities: u64,
+}
+
+/// A view ready to materialize: its pipeline, the files of its batch source
+/// and the columns to read.
+pub struct ViewPlan {
+    pub pipeline: ViewPipeline,
+    pub source: Source,
+    pub files: Vec<PathBuf>,
+    /// Columns to read as named in the files; `None` when a transform may read any.
+    pub columns: Option<Vec<String>>,
+}
+
+/// The batch (file) source behind a view: its own, or its stream or push source's `batch_source`.
+pub fn batch_source<'a>(
+    repo: &'a FeatureRepo,
+    view: &FeatureView,
+) -> Result<&'a Source, MaterializeError> {
+    let error = |reason: String| MaterializeError::Source {
+        view: view.name.clone(),
+        reason,
+    };
+    let source = repo
+        .source(&view.source)
+        .ok_or_else(|| error(format!("source `{}` is not in the repo", view.source)))?;
+    let batch_name = match &source.kind {
+        SourceKind::File { .. } => return Ok(source),
+        SourceKind::Kafka(kafka) => &kafka.batch_source,
+        SourceKind::Push { batch_source } => batch_source,
+    };
+    repo.source(batch_name)
+        .ok_or_else(|| error(format!("batch source `{batch_name}` is not in the repo")))
+}
+
+impl ViewPlan {
+    pub fn new(repo: &FeatureRepo, pipeline: ViewPipeline) -> Result<Self, MaterializeError> {
+        let source = batch_source(repo, &pipeline.view)?.clone();
+        let SourceKind::File { path } = &source.kind else {
+            return Err(MaterializeError::Source {
+                view: pipeline.view.name.clone(),
+                reason: format!("`{}` is not a file source", source.name),
+            });
+        };
+        let files = parquet_files(&repo.root, path)?;
+        let columns = pipeline.transformer.is_none().then(|| {
+            let view = &pipeline.view;
+            view.join_keys
+                .iter()
+                .map(|k| k.name.as_str())
+                .chain(source.created_timestamp_column.as_deref())
+                .chain(view.features.iter().map(|f| f.name.as_str()))
+                .map(|name| source_name(&source, name).to_string())
+                .collect()
+        });
+        Ok(Self {
+            pipeline,
+            source,
+            files,
+            columns,
+        })
+    }
+
+    fn scan_request(&self, range: TimeRange) -> ScanRequest {
+        ScanRequest {
+            files: self.files.clone(),
+            timestamp_column: source_name(&self.source, &self.source.timestamp_field).to_string(),
+            start_micros: range.start_micros,
+            end_micros: range.end_micros,
+            columns: self.columns.clone(),
+            batch_size: SCAN_BATCH,
+        }
+    }
+
+    /// Reads the range and keeps the newest row per entity. Blocking.
+    pub fn newest_rows(
+        &self,
+        range: TimeRange,
+        summary: &mut ViewSummary,
+        progress: &dyn Fn(Progress),
+    ) -> Result<Vec<OnlineRow>, MaterializeError> {
+        let estimate = crate::offline::scan::estimate_rows(&self.scan_request(range))?;
+        let mut scanner = Scanner::new(self.scan_request(range));
+        let mut newest: HashMap<Vec<u8>, OnlineRow> = HashMap::new();
+        let mut last_report = Instant::now();
+        while let Some(scanned) = scanner.next() {
+            let scanned = scanned?;
+            let batch = rename(&scanned.batch, &self.source.field_mapping);
+            let already_transformed =
+                scanned.transformed_for_view.as_deref() == Some(self.pipeline.view.name.as_str());
+            let checked = if already_transformed {
+                self.pipeline
+                    .schema
+                    .check(&batch)
+                    .map_err(TransformError::from)
+            } else {
+                self.pipeline.transform(&batch).map(|t| t.checked)
+            }
+            .map_err(|error| MaterializeError::Transform {
+                file: scanned.file.display().to_string(),
+                error,
+            })?;
+            summary.rows_out += checked.rows as u64;
+            let (rows, failures) = self.pipeline.online_rows(&checked);
+            for failure in failures.iter().take(3) {
+                tracing::warn!(view = %self.pipeline.view.name, file = %scanned.file.display(), "row not written: {}", failure.reason);
+            }
+            summary.unwritable_rows += failures.len() as u64;
+            merge_newest(&mut newest, rows);
+            if last_report.elapsed().as_millis() >= 200 {
+                progress(Progress {
+                    rows_read: scanner.stats.rows_read,
+                    rows_estimate: estimate,
+                    keys_written: 0,
+                    entities: newest.len() as u64,
+                });
+                last_report = Instant::now();
+            }
+        }
+        summary.scan = scanner.stats;
+        summary.entities = newest.len() as u64;
+        progress(Progress {
+            rows_read: scanner.stats.rows_read,
+            rows_estimate: estimate.max(scanner.stats.rows_read),
+            keys_written: 0,
+            entities: newest.len() as u64,
+        });
+        Ok(newest.into_values().collect())
+    }
+}
+
+/// Keeps, per entity, the row with the greatest (event time, created time).
+fn merge_newest(newest: &mut HashMap<Vec<u8>, OnlineRow>, rows: Vec<OnlineRow>) {
+    for row in rows {
+        match newest.get_mut(&row.key) {
+            Some(kept) => {
+                if (row.event_time, row.created) > (kept.event_time, kept.created) {
+                    *kept = row;
+                }
+            }
+            None => {
+                newest.insert(row.key.clone(), row);
+            }
+        }
+    }
+}
+
+/// The name a view column has in the source's files (field_mapping reversed).
+fn source_name<'a>(source: &'a Source, view_name: &'a str) -> &'a str {
+    source
+        .field_mapping
+        .iter()
+        .find(|(_, to)| to == view_name)
+        .map(|(from, _)| from.as_str())
+        .unwrap_or(view_name)
+}
+
+/// `batch` with `field_mapping` applied to its column names.
+pub fn rename(batch: &RecordBatch, field_mapping: &[(String, String)]) -> RecordBatch {
+    if field_mapping.is_empty() {
+        return batch.clone();
+    }
+    let schema: Schema = mapped_schema(&batch.schema(), field_mapping);
+    RecordBatch::try_new(Arc::new(schema), batch.columns().to_vec())
+        .unwrap_or_else(|_| batch.clone())
+}
+
+/// Writes `rows` in chunks with the online writer.
+pub async fn write_rows(
+    writer: &mut OnlineWriter,
+    plan: &ViewPlan,
+    rows: &[OnlineRow],
+    summary: &mut ViewSummary,
+    progress: &dyn Fn(Progress),
+) -> Result<(), MaterializeError> {
+    for chunk in rows.chunks(WRITE_CHUNK) {
+        let stats = writer.write(&plan.pipeline.fields, chunk).await?;
+        summary.keys_written += stats.written;
+        summary.keys_skipped_older += stats.skipped_older;
+        progress(Progress {
+            rows_read: summary.scan.rows_read,
+            rows_estimate: summary.scan.rows_read,
+            keys_written: summary.keys_written + summary.keys_skipped_older,
+            entities: summary.entities,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! Push: rows handed to fvhost directly (a file, or the HTTP `/push`) for the
+//! views over a push source, to the online store, the offline store, or both.
+//!
+//! Online, each view's transform runs and its newest row per entity is
+//! written with the stream's writer. Offline, the rows are appended as one
+//! Parquet file to the push source's batch source, where the next
+//! materialization runs them through the same transform: so pushing offline
+//! then materializing gives what pushing online gives.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use serde::Serialize;
+
+use super::view::ViewPipeline;
+use crate::offline::files::write_dir;
+use crate::offline::log::write_file;
+use crate::online::{OnlineRow, OnlineWriter};
+use crate::repo::{FeatureRepo, Source, SourceKind};
+use crate::transform::schema_check::to_utc_micros;
+
+/// Where pushed rows go; Feast's `PushMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushTo {
+    Online,
+    Offline,
+    OnlineAndOffline,
+}
+
+impl PushTo {
+    fn online(self) -> bool {
+        matches!(self, PushTo::Online | PushTo::OnlineAndOffline)
+    }
+
+    fn offline(self) -> bool {
+        matches!(self, PushTo::Offline | PushTo::OnlineAndOffline)
+    }
+}
+
+/// What a push did.
+#[derive(Debug, Default, Serialize)]
+pub struct PushSummary {
+    pub source: String,
+    pub rows: u64,
+    pub views: Vec<String>,
+    pub keys_written: u64,
+    pub keys_skipped_older: u64,
+    pub unwritable_rows: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offline_file: Option<String>,
+}
+
+/// The push source `name` and the views fed by it, ready to run.
+pub struct PushTarget {
+    pub source: Source,
+    pub views: Vec<ViewPipeline>,
+}
+
+impl PushTarget {
+    /// Resolves the push source `name`; `load_view` builds each view's pipeline.
+    pub fn new(
+        repo: &FeatureRepo,
+        name: &str,
+        mut load_view: impl FnMut(&crate::repo::FeatureView) -> anyhow::Result<ViewPipeline>,
+    ) -> anyhow::Result<Self> {
+        let source = repo
+            .source(name)
+            .ok_or_else(|| anyhow::anyhow!("no source `{name}` in the repo"))?;
+        if !matches!(source.kind, SourceKind::Push { .. }) {
+            anyhow::bail!("source `{name}` is not a push source");
+        }
+        let views = repo
+            .views
+            .iter()
+            .filter(|v| v.source == name)
+            .map(&mut load_view)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self {
+            source: source.clone(),
+            views,
+        })
+    }
+
+    /// Pushes `batch` to the online store (through `writer`) and/or the offline store.
+    pub async fn push(
+        &self,
+        repo: &FeatureRepo,
+        batch: RecordBatch,
+        to: PushTo,
+        writer: Option<&mut OnlineWriter>,
+    ) -> anyhow::Result<PushSummary> {
+        let batch = self.conform(batch)?;
+        let mut summary = PushSummary {
+            source: self.source.name.clone(),
+            rows: batch.num_rows() as u64,
+            views: self.views.iter().map(|v| v.view.name.clone()).collect(),
+            ..PushSummary::default()
+        };
+        if to.offline() {
+            summary.offline_file = Some(self.write_offline(repo, &batch)?.display().to_string());
+        }
+        if to.online() {
+            let writer =
+                writer.ok_or_else(|| anyhow::anyhow!("pushing online needs a Redis connection"))?;
+            for view in &self.views {
+                let rows = tokio::task::block_in_place(|| newest_rows(view, &batch))?;
+                summary.unwritable_rows += rows.1;
+                let stats = writer.write(&view.fields, &rows.0).await?;
+                summary.keys_written += stats.written;
+                summary.keys_skipped_older += stats.skipped_older;
+            }
+        }
+        Ok(summary)
+    }
+
+    fn write_offline(
+        &self,
+        repo: &FeatureRepo,
+        batch: &RecordBatch,
+    ) -> anyhow::Result<std::path::PathBuf> {
+        let SourceKind::Push { batch_source } = &self.source.kind else {
+            anyhow::bail!("not a push source")
+        };
+        let target = repo
+            .source(batch_source)
+            .ok_or_else(|| anyhow::anyhow!("batch source `{batch_source}` is not in the repo"))?;
+        let SourceKind::File { path } = &target.kind else {
+            anyhow::bail!("batch source `{batch_source}` is not a file source")
+        };
+        let dir = write_dir(&repo.root, path)?;
+        let stem = format!(
+            "push-{}-{}",
+            self.source.name,
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ")
+        );
+        Ok(write_file(&dir, &stem, batch)?)
+    }
+
+    /// Casts pushed columns to what the views declare, so a CSV's inferred
+    /// Float64 becomes a declared Float32 and a timestamp text becomes a
+    /// timestamp. Columns no view declares are left as they are.
+    fn conform(&self, batch: RecordBatch) -> anyhow::Result<RecordBatch> {
+        let mut wanted: HashMap<&str, DataType> = HashMap::new();
+        for view in &self.views {
+            let schema = &view.schema;
+            let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+            wanted.insert(&schema.timestamp_field, utc.clone());
+            if let Some(created) = &schema.created_timestamp_column {
+                wanted.insert(created, utc);
+            }
+            for key in &schema.join_keys {
+                wanted
+                    .entry(&key.name)
+                    .or_insert(key.value_type.arrow_type());
+            }
+            if view.transformer.is_none() {
+                for feature in &schema.features {
+                    wanted
+                        .entry(&feature.name)
+                        .or_insert(feature.dtype.arrow_type());
+                }
+            }
+        }
+        let schema = batch.schema();
+        let mut fields = Vec::with_capacity(schema.fields().len());
+        let mut columns = Vec::with_capacity(schema.fields().len());
+        for (field, column) in schema.fields().iter().zip(batch.columns()) {
+            match wanted.get(field.name().as_str()) {
+                Some(to) if to != field.data_type() => {
+                    let failed = |e: String| {
+                        anyhow::anyhow!(
+                            "column `{}` ({}) cannot become {to}: {e}",
+                            field.name(),
+                            field.data_type()
+                        )
+                    };
+                    let cast = if matches!(to, DataType::Timestamp(..)) {
+                        to_utc_micros(column).ok_or_else(|| failed("not a timestamp".into()))?
+                    } else {
+                        arrow_cast::cast(column, to).map_err(|e| failed(e.to_string()))?
+                    };
+                    fields.push(Field::new(field.name(), to.clone(), true));
+                    columns.push(cast);
+                }
+                _ => {
+                    fields.push(field.as_ref().clone());
+                    columns.push(column.clone());
+                }
+            }
+        }
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?)
+    }
+}
+
+fn newest_rows(view: &ViewPipeline, batch: &RecordBatch) -> anyhow::Result<(Vec<OnlineRow>, u64)> {
+    let transformed = view
+        .transform(batch)
+        .map_err(|e| anyhow::anyhow!("view `{}`: {e}", view.view.name))?;
+    let (rows, failures) = view.online_rows(&transformed.checked);
+    for failure in failures.iter().take(3) {
+        tracing::warn!(view = %view.view.name, "pushed row not written: {}", failure.reason);
+    }
+    Ok((rows, failures.len() as u64))
+}
+
+/// Reads a Parquet, CSV (with a header) or JSON-lines file into one batch,
+/// by its extension.
+pub fn read_push_file(path: &Path) -> anyhow::Result<RecordBatch> {
+    use std::fs::File;
+    let open = || File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let batches: Vec<RecordBatch> = match extension.as_str() {
+        "parquet" => {
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(open()?)?
+                .build()?
+                .collect::<Result<_, _>>()?
+        }
+        "csv" => {
+            let format = arrow_csv::reader::Format::default().with_header(true);
+            let (schema, _) = format.infer_schema(open()?, Some(10_000))?;
+            arrow_csv::ReaderBuilder::new(Arc::new(schema))
+                .with_format(format)
+                .build(open()?)?
+                .collect::<Result<_, _>>()?
+        }
+        "json" | "jsonl" | "ndjson" => {
+            let (schema, _) = arrow_json::reader::infer_json_schema_from_seekable(
+                std::io::BufReader::new(open()?),
+                Some(10_000),
+            )?;
+            arrow_json::ReaderBuilder::new(Arc::new(schema))
+                .build(std::io::BufReader::new(open()?))?
+                .collect::<Result<_, _>>()?
+        }
+        other => anyhow::bail!(
+            "{}: cannot push a `.{other}` file (use .parquet, .csv or .jsonl)",
+            path.display()
+        ),
+    };
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .ok_or_else(|| anyhow::anyhow!("{}: no rows", path.display()))?;
+    Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
+}

@@ -1,0 +1,624 @@
+//! The batch side: Parquet history materialized through the same transforms
+//! and writer as the stream, incremental runs, push, and the offline log,
+//! against real Parquet files and a real redis-server.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use fvhost::online::murmur3::feature_field;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use redis::Commands;
+use support::*;
+
+const VIEW: &str = "driver_hourly_stats";
+const HOUR: i64 = 3_600_000_000;
+/// 2027-01-15T00:00:00Z in microseconds.
+const DAY0: i64 = 1_800_000_000_000_000 - 1_800_000_000_000_000 % (24 * HOUR);
+
+/// One row of the driver-stats history.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Row {
+    driver: i64,
+    event: i64,
+    created: i64,
+    conv: f32,
+    acc: f32,
+    trips: i64,
+}
+
+/// Deterministic rows: `drivers` x `per_driver` events over four days, sorted by time.
+fn history(drivers: i64, per_driver: i64) -> Vec<Row> {
+    let mut state: u64 = 42;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        state >> 33
+    };
+    let mut rows = Vec::new();
+    for driver in 1000..1000 + drivers {
+        for _ in 0..per_driver {
+            let event = DAY0 + (next() % (96 * 3600)) as i64 * 1_000_000;
+            rows.push(Row {
+                driver,
+                event,
+                created: event + (next() % 1000) as i64,
+                conv: (next() % 1000) as f32 / 1000.0,
+                acc: (next() % 1000) as f32 / 1000.0,
+                trips: (next() % 500) as i64,
+            });
+        }
+    }
+    rows.sort_by_key(|r| r.event);
+    rows
+}
+
+fn stats_schema() -> Arc<Schema> {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("driver_id", DataType::Int64, false),
+        Field::new("event_timestamp", ts.clone(), false),
+        Field::new("created", ts, false),
+        Field::new("conv_rate", DataType::Float32, true),
+        Field::new("acc_rate", DataType::Float32, true),
+        Field::new("avg_daily_trips", DataType::Int64, true),
+    ]))
+}
+
+fn to_batch(rows: &[Row]) -> RecordBatch {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.driver))),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.event))
+                .with_timezone("UTC"),
+        ),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.created))
+                .with_timezone("UTC"),
+        ),
+        Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.conv))),
+        Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.acc))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.trips))),
+    ];
+    RecordBatch::try_new(stats_schema(), columns).unwrap()
+}
+
+/// Writes rows as Parquet with small row groups, so pruning has something to skip.
+fn write_parquet(path: &Path, rows: &[Row]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let properties = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(1000))
+        .build();
+    let mut writer = ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        stats_schema(),
+        Some(properties),
+    )
+    .unwrap();
+    writer.write(&to_batch(rows)).unwrap();
+    writer.close().unwrap();
+}
+
+/// The newest row per driver with event time in [start, end], computed here,
+/// independently of fvhost: greatest (event, created).
+fn newest_in(rows: &[Row], start: i64, end: i64) -> HashMap<i64, Row> {
+    let mut newest: HashMap<i64, Row> = HashMap::new();
+    for row in rows.iter().filter(|r| r.event >= start && r.event <= end) {
+        let kept = newest.entry(row.driver).or_insert(*row);
+        if (row.event, row.created) > (kept.event, kept.created) {
+            *kept = *row;
+        }
+    }
+    newest
+}
+
+fn varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// The exact hash of one driver for `view`, from Feast's documented layout.
+fn expected_hash(view: &str, row: &Row) -> HashMap<Vec<u8>, Vec<u8>> {
+    let mut ts = vec![0x08];
+    varint((row.event / 1_000_000) as u64, &mut ts);
+    if row.event % 1_000_000 != 0 {
+        ts.push(0x10);
+        varint((row.event % 1_000_000 * 1000) as u64, &mut ts);
+    }
+    let mut trips = vec![0x20];
+    varint(row.trips as u64, &mut trips);
+    HashMap::from([
+        (format!("_ts:{view}").into_bytes(), ts),
+        (
+            feature_field(view, "conv_rate").to_vec(),
+            float_value(row.conv),
+        ),
+        (
+            feature_field(view, "acc_rate").to_vec(),
+            float_value(row.acc),
+        ),
+        (feature_field(view, "avg_daily_trips").to_vec(), trips),
+    ])
+}
+
+fn assert_redis_holds(
+    redis: &RedisServer,
+    project: &str,
+    view: &str,
+    expected: &HashMap<i64, Row>,
+) {
+    let mut connection = redis_connection(redis);
+    let dbsize: usize = redis::cmd("DBSIZE").query(&mut connection).unwrap();
+    assert_eq!(
+        dbsize,
+        expected.len(),
+        "one hash per driver with rows in range"
+    );
+    for (driver, row) in expected {
+        let stored: HashMap<Vec<u8>, Vec<u8>> =
+            connection.hgetall(driver_key(*driver, project)).unwrap();
+        assert_eq!(stored, expected_hash(view, row), "driver {driver}");
+    }
+}
+
+const DEFINITIONS: &str = r#"
+entities:
+  - name: driver
+    join_keys: [driver_id]
+    value_type: INT64
+sources:
+  - name: driver_stats_source
+    type: file
+    path: data/driver_stats
+    timestamp_field: event_timestamp
+    created_timestamp_column: created
+  - name: driver_stats_push
+    type: push
+    batch_source: driver_stats_source
+feature_views:
+  - name: driver_hourly_stats
+    entities: [driver]
+    ttl: 2d
+    source: driver_stats_source
+    schema:
+      - {name: conv_rate, dtype: Float32}
+      - {name: acc_rate, dtype: Float32}
+      - {name: avg_daily_trips, dtype: Int64}
+  - name: driver_hourly_stats_fresh
+    entities: [driver]
+    ttl: 2d
+    source: driver_stats_push
+    schema:
+      - {name: conv_rate, dtype: Float32}
+      - {name: acc_rate, dtype: Float32}
+      - {name: avg_daily_trips, dtype: Int64}
+"#;
+
+fn fvhost(args: &[&str], redis: &RedisServer) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_fvhost"))
+        .args(args)
+        .args(["--redis", &redis.url()])
+        .env(
+            "FVHOST_CACHE_DIR",
+            root().join("target/fvhost-test-module-cache"),
+        )
+        .output()
+        .expect("running fvhost");
+    assert!(
+        out.status.success(),
+        "fvhost {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn summaries(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn rfc3339(micros: i64) -> String {
+    fvhost::online::EventTime::from_micros(micros).to_rfc3339()
+}
+
+#[test]
+fn materialize_writes_exactly_the_newest_row_per_driver_inside_the_range() {
+    let repo = TestRepo::new("batch_range", DEFINITIONS);
+    let mut rows = history(800, 8);
+    // Rows exactly on both bounds, and a tie on event time broken by created.
+    let (start, end) = (DAY0 + 30 * HOUR, DAY0 + 66 * HOUR);
+    rows.push(Row {
+        driver: 5000,
+        event: start,
+        created: start,
+        conv: 0.25,
+        acc: 0.5,
+        trips: 1,
+    });
+    rows.push(Row {
+        driver: 5001,
+        event: end,
+        created: end,
+        conv: 0.75,
+        acc: 0.5,
+        trips: 2,
+    });
+    rows.push(Row {
+        driver: 5002,
+        event: end + 1,
+        created: end,
+        conv: 0.75,
+        acc: 0.5,
+        trips: 3,
+    });
+    rows.push(Row {
+        driver: 5003,
+        event: start + HOUR,
+        created: start + 5,
+        conv: 0.5,
+        acc: 0.5,
+        trips: 4,
+    });
+    rows.push(Row {
+        driver: 5003,
+        event: start + HOUR,
+        created: start + 9,
+        conv: 0.125,
+        acc: 0.5,
+        trips: 5,
+    });
+    rows.sort_by_key(|r| r.event);
+    write_parquet(&repo.path().join("data/driver_stats/part-0.parquet"), &rows);
+    let redis = RedisServer::start().unwrap();
+
+    let out = fvhost(
+        &[
+            "materialize",
+            "-r",
+            repo.path().to_str().unwrap(),
+            &rfc3339(start),
+            &rfc3339(end),
+            "--views",
+            VIEW,
+            "--json",
+        ],
+        &redis,
+    );
+
+    let expected = newest_in(&rows, start, end);
+    assert!(
+        expected.contains_key(&5000)
+            && expected.contains_key(&5001)
+            && !expected.contains_key(&5002)
+    );
+    assert_eq!(
+        expected[&5003].trips, 5,
+        "the later created timestamp wins a tie"
+    );
+    assert_redis_holds(&redis, &repo.project, VIEW, &expected);
+    let summary = &summaries(&out)[0];
+    let in_range = rows
+        .iter()
+        .filter(|r| r.event >= start && r.event <= end)
+        .count();
+    assert_eq!(summary["rows_in_range"], in_range);
+    assert_eq!(summary["entities"], expected.len());
+    assert!(
+        summary["row_groups_read"].as_u64() < summary["row_groups"].as_u64(),
+        "row groups outside the range are pruned: {summary}"
+    );
+}
+
+#[test]
+fn materialize_incremental_covers_consecutive_ranges_with_no_gap_and_no_overlap() {
+    let repo = TestRepo::new("batch_incremental", DEFINITIONS);
+    let rows = history(500, 8);
+    write_parquet(&repo.path().join("data/driver_stats/part-0.parquet"), &rows);
+    let redis = RedisServer::start().unwrap();
+    let path = repo.path().to_str().unwrap().to_string();
+    let (end1, end2) = (DAY0 + 60 * HOUR, DAY0 + 90 * HOUR);
+
+    let first = summaries(&fvhost(
+        &[
+            "materialize-incremental",
+            "-r",
+            &path,
+            &rfc3339(end1),
+            "--views",
+            VIEW,
+            "--json",
+        ],
+        &redis,
+    ));
+    let second = summaries(&fvhost(
+        &[
+            "materialize-incremental",
+            "-r",
+            &path,
+            &rfc3339(end2),
+            "--views",
+            VIEW,
+            "--json",
+        ],
+        &redis,
+    ));
+
+    let ttl_start = end1 - 48 * HOUR;
+    assert_eq!(
+        first[0]["start"],
+        rfc3339(ttl_start),
+        "a first run starts at END - ttl"
+    );
+    assert_eq!(
+        second[0]["start"],
+        rfc3339(end1 + 1),
+        "the next run starts just after the last end"
+    );
+    let count =
+        |a: i64, b: i64| rows.iter().filter(|r| r.event >= a && r.event <= b).count() as u64;
+    assert_eq!(
+        first[0]["rows_in_range"].as_u64().unwrap() + second[0]["rows_in_range"].as_u64().unwrap(),
+        count(ttl_start, end2),
+        "no gap, no overlap"
+    );
+    assert_redis_holds(
+        &redis,
+        &repo.project,
+        VIEW,
+        &newest_in(&rows, ttl_start, end2),
+    );
+
+    let again = summaries(&fvhost(
+        &[
+            "materialize-incremental",
+            "-r",
+            &path,
+            &rfc3339(end2),
+            "--views",
+            VIEW,
+            "--json",
+        ],
+        &redis,
+    ));
+    assert!(again.is_empty(), "nothing left to do up to the same end");
+
+    std::fs::write(
+        repo.path().join("data/driver_stats/broken.parquet"),
+        b"not parquet",
+    )
+    .unwrap();
+    let failed = Command::new(env!("CARGO_BIN_EXE_fvhost"))
+        .args([
+            "materialize-incremental",
+            "-r",
+            &path,
+            &rfc3339(end2 + HOUR),
+            "--views",
+            VIEW,
+            "--redis",
+            &redis.url(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("broken.parquet"),
+        "the error names the file"
+    );
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(repo.path().join(".fvhost/materialize_state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        state["views"][VIEW]["end_micros"], end2,
+        "a failed run records nothing"
+    );
+}
+
+#[test]
+fn push_to_offline_then_materialize_equals_push_to_online() {
+    let repo = TestRepo::new("batch_push", DEFINITIONS);
+    let rows = history(300, 3);
+    let csv = repo.path().join("push.csv");
+    let mut text =
+        String::from("driver_id,event_timestamp,created,conv_rate,acc_rate,avg_daily_trips\n");
+    for r in &rows {
+        text.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            r.driver,
+            rfc3339(r.event),
+            rfc3339(r.created),
+            r.conv,
+            r.acc,
+            r.trips
+        ));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let path = repo.path().to_str().unwrap().to_string();
+    let fresh = "driver_hourly_stats_fresh";
+
+    let online = RedisServer::start().unwrap();
+    fvhost(
+        &[
+            "push",
+            "-r",
+            &path,
+            "--source",
+            "driver_stats_push",
+            csv.to_str().unwrap(),
+            "--to",
+            "online",
+        ],
+        &online,
+    );
+    assert_redis_holds(
+        &online,
+        &repo.project,
+        fresh,
+        &newest_in(&rows, i64::MIN, i64::MAX),
+    );
+
+    let offline = RedisServer::start().unwrap();
+    let pushed = summaries(&fvhost(
+        &[
+            "push",
+            "-r",
+            &path,
+            "--source",
+            "driver_stats_push",
+            csv.to_str().unwrap(),
+            "--to",
+            "offline",
+        ],
+        &offline,
+    ));
+    assert!(
+        pushed[0]["offline_file"]
+            .as_str()
+            .unwrap()
+            .contains("data/driver_stats/push-driver_stats_push-")
+    );
+    let dbsize: usize = redis::cmd("DBSIZE")
+        .query(&mut redis_connection(&offline))
+        .unwrap();
+    assert_eq!(dbsize, 0, "an offline push writes nothing online");
+    fvhost(
+        &[
+            "materialize",
+            "-r",
+            &path,
+            &rfc3339(DAY0),
+            &rfc3339(DAY0 + 96 * HOUR),
+            "--views",
+            fresh,
+        ],
+        &offline,
+    );
+    assert_redis_holds(
+        &offline,
+        &repo.project,
+        fresh,
+        &newest_in(&rows, i64::MIN, i64::MAX),
+    );
+}
+
+#[test]
+fn the_stream_offline_log_materializes_back_to_the_values_served_online() {
+    let definitions = Definitions::new()
+        .driver_stats("driver_stats_view", "drivers", "Float32")
+        .yaml();
+    let definitions = definitions
+        .replace("path: data/driver_stats.parquet", "path: data/driver_stats")
+        .replace("    ttl: 1d\n", "    ttl: 1d\n    offline: true\n");
+    let repo = TestRepo::new("batch_offline_log", &definitions);
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("drivers", 2).unwrap();
+    let base = 1_800_000_000;
+    let messages: Vec<(String, Vec<u8>)> = (0..3i64)
+        .flat_map(|round| {
+            (1..201i64).map(move |d| {
+                (
+                    d.to_string(),
+                    driver_event(
+                        d,
+                        base + round * 60 + d,
+                        (d % 10) as f64 / 10.0,
+                        (round + 1) as f64 / 10.0,
+                    ),
+                )
+            })
+        })
+        .collect();
+    runtime()
+        .block_on(broker.produce("drivers", &messages))
+        .unwrap();
+
+    let host = HostProcess::start(repo.path(), &broker, &redis);
+    let mut connection = redis_connection(&redis);
+    wait_for("every driver served", Duration::from_secs(90), || {
+        (1..201i64).all(|d| {
+            let ts: Option<Vec<u8>> = connection
+                .hget(driver_key(d, &repo.project), "_ts:driver_stats_view")
+                .unwrap();
+            ts == Some(timestamp_value(base + 120 + d))
+        })
+    });
+    let exit = host.stop();
+    assert!(exit.success, "{}", exit.stderr);
+
+    let log_dir = repo.path().join("data/driver_stats");
+    let files: Vec<_> = walk(&log_dir);
+    assert!(
+        files
+            .iter()
+            .all(|f| f.extension().is_some_and(|e| e == "parquet")),
+        "no half-written file is left visible: {files:?}"
+    );
+    assert!(
+        files.iter().all(|f| f
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("date=")),
+        "{files:?}"
+    );
+
+    let replay = RedisServer::start().unwrap();
+    let start = chrono::DateTime::from_timestamp(base - 60, 0)
+        .unwrap()
+        .to_rfc3339();
+    let end = chrono::DateTime::from_timestamp(base + 3600, 0)
+        .unwrap()
+        .to_rfc3339();
+    fvhost(
+        &[
+            "materialize",
+            "-r",
+            repo.path().to_str().unwrap(),
+            &start,
+            &end,
+        ],
+        &replay,
+    );
+    let mut served = redis_connection(&redis);
+    let mut replayed = redis_connection(&replay);
+    for d in 1..201i64 {
+        let key = driver_key(d, &repo.project);
+        let a: HashMap<Vec<u8>, Vec<u8>> = served.hgetall(&key).unwrap();
+        let b: HashMap<Vec<u8>, Vec<u8>> = replayed.hgetall(&key).unwrap();
+        assert_eq!(
+            a, b,
+            "driver {d}: materialized from the offline log == served online"
+        );
+        assert_eq!(a.len(), 3);
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
