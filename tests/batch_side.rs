@@ -610,6 +610,100 @@ fn the_stream_offline_log_materializes_back_to_the_values_served_online() {
     }
 }
 
+#[test]
+fn the_http_server_pushes_and_reads_in_feasts_shapes() {
+    let repo = TestRepo::new("batch_http", DEFINITIONS);
+    let redis = RedisServer::start().unwrap();
+    let port = fvhost::local::free_port().unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_fvhost"))
+        .args([
+            "serve",
+            "-r",
+            repo.path().to_str().unwrap(),
+            "--redis",
+            &redis.url(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env(
+            "FVHOST_CACHE_DIR",
+            root().join("target/fvhost-test-module-cache"),
+        )
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the server to answer /health",
+        Duration::from_secs(30),
+        || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && http(port, "GET", "/health", None).0 == 200
+        },
+    );
+
+    let push = serde_json::json!({
+        "push_source_name": "driver_stats_push",
+        "df": {
+            "driver_id": [1001, 1002, 1001],
+            "event_timestamp": ["2027-01-15T10:00:00Z", "2027-01-15T10:00:00Z", "2027-01-15T09:00:00Z"],
+            "created": ["2027-01-15T10:00:00Z", "2027-01-15T10:00:00Z", "2027-01-15T10:00:00Z"],
+            "conv_rate": [0.5, 0.25, 0.75],
+            "acc_rate": [0.5, 0.5, 0.5],
+            "avg_daily_trips": [10, 20, 30]
+        },
+        "to": "online"
+    });
+    let (status, body) = http(port, "POST", "/push", Some(&push));
+    assert_eq!(status, 200, "{body}");
+    let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(summary["keys_written"], 2, "{body}");
+
+    let request = serde_json::json!({
+        "entities": {"driver_id": [1001, 1002, 7]},
+        "features": ["driver_hourly_stats_fresh:conv_rate", "driver_hourly_stats_fresh:avg_daily_trips"]
+    });
+    let (status, body) = http(port, "POST", "/get-online-features", Some(&request));
+    assert_eq!(status, 200, "{body}");
+    let response: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        response["metadata"]["feature_names"],
+        serde_json::json!(["driver_id", "conv_rate", "avg_daily_trips"])
+    );
+    assert_eq!(
+        response["results"][1]["values"],
+        serde_json::json!([0.5, 0.25, null]),
+        "the newer of 1001's two rows wins"
+    );
+    assert_eq!(
+        response["results"][1]["statuses"],
+        serde_json::json!(["PRESENT", "PRESENT", "NOT_FOUND"])
+    );
+    assert_eq!(
+        response["results"][2]["values"],
+        serde_json::json!([10, 20, null])
+    );
+    assert_eq!(
+        response["results"][1]["event_timestamps"][0],
+        "2027-01-15T10:00:00Z"
+    );
+
+    let (status, body) = http(
+        port,
+        "POST",
+        "/push",
+        Some(&serde_json::json!({"push_source_name": "nope", "df": {"driver_id": [1]}})),
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains("no push source `nope`"), "{body}");
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    assert!(
+        server.wait().unwrap().success(),
+        "the server stops cleanly on SIGTERM"
+    );
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -23,6 +23,7 @@ pub mod offline;
 pub mod online;
 pub mod pipeline;
 pub mod repo;
+pub mod server;
 pub mod source;
 pub mod transform;
 pub mod types;

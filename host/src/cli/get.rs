@@ -2,14 +2,12 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use super::RepoArgs;
-use crate::online::{
-    EntityRow, FeatureRef, KeyBuilder, KeyValue, OnlineResponse, connect, get_online_features,
-};
-use crate::repo::{self, FeatureRepo, FeatureView, JoinKey};
-use crate::types::ScalarType;
+use crate::online::request::OnlineRequest;
+use crate::online::{FeatureRef, OnlineResponse, connect};
+use crate::repo::{self, FeatureRepo, JoinKey};
 
 #[derive(Debug, clap::Args)]
 pub struct GetArgs {
@@ -62,82 +60,17 @@ pub async fn read(
     full_feature_names: bool,
     redis_url: Option<&str>,
 ) -> anyhow::Result<OnlineResponse> {
-    let views = group_by_view(repo, refs)?;
-    let join_keys = views[0].0.join_keys.clone();
-    for (view, _) in &views[1..] {
-        if view.join_keys != join_keys {
-            bail!(
-                "views `{}` and `{}` have different join keys; request them separately",
-                views[0].0.name,
-                view.name
-            );
-        }
-    }
-    let texts = entities
+    let request = OnlineRequest::new(repo, refs)?;
+    let rows = entities
         .iter()
-        .map(|e| entity_texts(e, &join_keys))
+        .map(|e| entity_texts(e, &request.join_keys))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let rows = texts
-        .iter()
-        .map(|values| {
-            join_keys
-                .iter()
-                .zip(values)
-                .map(|(key, text)| key_value(key, text))
-                .collect::<anyhow::Result<Vec<_>>>()
-                .map(|values| EntityRow { values })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let names: Vec<String> = join_keys.iter().map(|k| k.name.clone()).collect();
-    let version = repo
-        .config
-        .key_version()
-        .unwrap_or(crate::online::KeyVersion::V3);
-    let keys = KeyBuilder::new(version, &names, repo.project());
     let mut connection = connect(&repo.config.online_store, redis_url)
         .await
         .context("connecting to the Redis online store")?;
-    Ok(get_online_features(
-        &mut connection,
-        &keys,
-        &names,
-        &views,
-        &rows,
-        full_feature_names,
-    )
-    .await?)
-}
-
-fn group_by_view<'a>(
-    repo: &'a FeatureRepo,
-    refs: &[FeatureRef],
-) -> anyhow::Result<Vec<(&'a FeatureView, Vec<String>)>> {
-    let mut views: Vec<(&FeatureView, Vec<String>)> = Vec::new();
-    for r in refs {
-        let view = repo.view(&r.view).with_context(|| {
-            format!(
-                "`{}:{}`: no feature view `{}` in the repo",
-                r.view, r.feature, r.view
-            )
-        })?;
-        if !view.features.iter().any(|f| f.name == r.feature) {
-            bail!(
-                "`{}:{}`: view `{}` has no feature `{}`",
-                r.view,
-                r.feature,
-                r.view,
-                r.feature
-            );
-        }
-        match views.iter_mut().find(|(v, _)| v.name == view.name) {
-            Some((_, features)) => features.push(r.feature.clone()),
-            None => views.push((view, vec![r.feature.clone()])),
-        }
-    }
-    if views.is_empty() {
-        bail!("no feature requested");
-    }
-    Ok(views)
+    request
+        .read(repo, &mut connection, &rows, full_feature_names)
+        .await
 }
 
 /// Splits `driver_id=1001,...` into values in join-key order.
@@ -162,25 +95,4 @@ fn entity_texts(text: &str, join_keys: &[JoinKey]) -> anyhow::Result<Vec<String>
             v.with_context(|| format!("entity `{text}`: join key `{}` is missing", k.name))
         })
         .collect()
-}
-
-fn key_value<'a>(key: &JoinKey, text: &'a str) -> anyhow::Result<KeyValue<'a>> {
-    let bad = |e: std::num::ParseIntError| {
-        anyhow::anyhow!(
-            "join key `{}`: `{text}` is not a valid {}: {e}",
-            key.name,
-            key.value_type
-        )
-    };
-    Ok(match key.value_type {
-        ScalarType::Int32 => KeyValue::Int32(text.parse().map_err(bad)?),
-        ScalarType::Int64 => KeyValue::Int64(text.parse().map_err(bad)?),
-        ScalarType::UnixTimestamp => KeyValue::UnixTimestamp(text.parse().map_err(bad)?),
-        ScalarType::String => KeyValue::String(text),
-        ScalarType::Bytes => KeyValue::Bytes(text.as_bytes()),
-        other => bail!(
-            "join key `{}` has type {other}, which cannot be a key",
-            key.name
-        ),
-    })
 }

@@ -7,6 +7,7 @@ mod materialize;
 mod push;
 mod quickstart;
 mod run;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,8 @@ pub enum Command {
     MaterializeIncremental(materialize::IncrementalArgs),
     /// Push rows from a file to the views over a push source (online, offline or both).
     Push(push::PushArgs),
+    /// Serve Feast's feature-server routes: POST /push, POST /get-online-features, GET /health.
+    Serve(serve::ServeArgs),
     /// Run the whole pipeline on this machine with a local broker and redis-server.
     Quickstart(quickstart::QuickstartArgs),
 }
@@ -60,6 +63,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Materialize(args) => materialize::materialize(args).await,
         Command::MaterializeIncremental(args) => materialize::materialize_incremental(args).await,
         Command::Push(args) => push::push(args).await,
+        Command::Serve(args) => serve::serve(args).await,
         Command::Quickstart(args) => quickstart::quickstart(args).await,
     }
 }

@@ -11,6 +11,7 @@ pub mod entity_key;
 pub mod murmur3;
 mod proto;
 pub mod reader;
+pub mod request;
 pub mod rows;
 pub mod timestamp;
 pub mod value;

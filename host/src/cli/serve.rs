@@ -1,0 +1,35 @@
+//! `fvhost serve`: Feast's feature-server routes (`/push`, `/get-online-features`).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use super::RepoArgs;
+use crate::repo;
+use crate::server::{ServerState, serve as serve_http};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Address to listen on (loopback unless you mean otherwise).
+    #[arg(long, default_value = "127.0.0.1:6566")]
+    pub listen: SocketAddr,
+    /// Redis URL of the online store, instead of the repo's connection_string.
+    #[arg(long, env = "FVHOST_REDIS_URL")]
+    pub redis: Option<String>,
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let repo = repo::load(&args.repo.repo).map_err(|e| {
+        anyhow::anyhow!(
+            "the feature repo in {} is invalid:\n{e}",
+            args.repo.repo.display()
+        )
+    })?;
+    let state = ServerState::new(repo, args.redis.as_deref()).await?;
+    serve_http(state, args.listen, async {
+        let _ = super::run::stop_signal().await;
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,114 @@
+//! A feature read request resolved against a repo: which views, which join
+//! keys, and entity values typed by the entities' declared types.
+
+use anyhow::{Context, bail};
+use redis::aio::ConnectionManager;
+
+use super::{
+    EntityRow, FeatureRef, KeyBuilder, KeyValue, KeyVersion, OnlineResponse, get_online_features,
+};
+use crate::repo::{FeatureRepo, FeatureView, JoinKey};
+use crate::types::ScalarType;
+
+/// Requested features grouped by view, with the join keys they share.
+pub struct OnlineRequest<'a> {
+    pub views: Vec<(&'a FeatureView, Vec<String>)>,
+    pub join_keys: Vec<JoinKey>,
+}
+
+impl<'a> OnlineRequest<'a> {
+    /// Resolves `refs`; every view must exist, hold the feature, and share one set of join keys.
+    pub fn new(repo: &'a FeatureRepo, refs: &[FeatureRef]) -> anyhow::Result<Self> {
+        let mut views: Vec<(&FeatureView, Vec<String>)> = Vec::new();
+        for r in refs {
+            let view = repo.view(&r.view).with_context(|| {
+                format!(
+                    "`{}:{}`: no feature view `{}` in the repo",
+                    r.view, r.feature, r.view
+                )
+            })?;
+            if !view.features.iter().any(|f| f.name == r.feature) {
+                bail!(
+                    "`{}:{}`: view `{}` has no feature `{}`",
+                    r.view,
+                    r.feature,
+                    r.view,
+                    r.feature
+                );
+            }
+            match views.iter_mut().find(|(v, _)| v.name == view.name) {
+                Some((_, features)) => features.push(r.feature.clone()),
+                None => views.push((view, vec![r.feature.clone()])),
+            }
+        }
+        let Some((first, _)) = views.first() else {
+            bail!("no feature requested")
+        };
+        let join_keys = first.join_keys.clone();
+        for (view, _) in &views[1..] {
+            if view.join_keys != join_keys {
+                bail!(
+                    "views `{}` and `{}` have different join keys; request them separately",
+                    first.name,
+                    view.name
+                );
+            }
+        }
+        Ok(Self { views, join_keys })
+    }
+
+    /// Reads entity rows given as text values in join-key order.
+    pub async fn read(
+        &self,
+        repo: &FeatureRepo,
+        connection: &mut ConnectionManager,
+        rows: &[Vec<String>],
+        full_feature_names: bool,
+    ) -> anyhow::Result<OnlineResponse> {
+        let entities = rows
+            .iter()
+            .map(|values| {
+                self.join_keys
+                    .iter()
+                    .zip(values)
+                    .map(|(key, text)| key_value(key, text))
+                    .collect::<anyhow::Result<Vec<_>>>()
+                    .map(|values| EntityRow { values })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let names: Vec<String> = self.join_keys.iter().map(|k| k.name.clone()).collect();
+        let version = repo.config.key_version().unwrap_or(KeyVersion::V3);
+        let keys = KeyBuilder::new(version, &names, repo.project());
+        Ok(get_online_features(
+            connection,
+            &keys,
+            &names,
+            &self.views,
+            &entities,
+            full_feature_names,
+        )
+        .await?)
+    }
+}
+
+/// `text` as a value of the join key's declared type.
+fn key_value<'t>(key: &JoinKey, text: &'t str) -> anyhow::Result<KeyValue<'t>> {
+    let bad = |e: std::num::ParseIntError| {
+        anyhow::anyhow!(
+            "join key `{}`: `{text}` is not a valid {}: {e}",
+            key.name,
+            key.value_type
+        )
+    };
+    Ok(match key.value_type {
+        ScalarType::Int32 => KeyValue::Int32(text.parse().map_err(bad)?),
+        ScalarType::Int64 => KeyValue::Int64(text.parse().map_err(bad)?),
+        ScalarType::UnixTimestamp => KeyValue::UnixTimestamp(text.parse().map_err(bad)?),
+        ScalarType::String => KeyValue::String(text),
+        ScalarType::Bytes => KeyValue::Bytes(text.as_bytes()),
+        other => bail!(
+            "join key `{}` has type {other}, which cannot be a key",
+            key.name
+        ),
+    })
+}

@@ -1,0 +1,76 @@
+//! `POST /get-online-features`: Feast's request and response shapes.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+
+use super::{ApiError, ServerState};
+use crate::online::request::OnlineRequest;
+use crate::online::{FeatureRef, OnlineResponse};
+
+#[derive(Debug, Deserialize)]
+pub struct FeaturesRequest {
+    /// Join key -> one value per entity.
+    pub entities: serde_json::Map<String, serde_json::Value>,
+    pub features: Vec<String>,
+    #[serde(default)]
+    pub full_feature_names: bool,
+}
+
+pub async fn get_online_features(
+    State(state): State<Arc<ServerState>>,
+    Json(request): Json<FeaturesRequest>,
+) -> Result<Json<OnlineResponse>, ApiError> {
+    let refs = request
+        .features
+        .iter()
+        .map(|f| FeatureRef::parse(f))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::bad_request)?;
+    let resolved = OnlineRequest::new(&state.repo, &refs).map_err(ApiError::bad_request)?;
+    let rows = entity_rows(&request.entities, &resolved).map_err(ApiError::bad_request)?;
+    let mut connection = state.reader.clone();
+    let response = resolved
+        .read(
+            &state.repo,
+            &mut connection,
+            &rows,
+            request.full_feature_names,
+        )
+        .await
+        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    Ok(Json(response))
+}
+
+/// `{"driver_id": [1, 2]}` as rows of text values in join-key order.
+fn entity_rows(
+    entities: &serde_json::Map<String, serde_json::Value>,
+    request: &OnlineRequest<'_>,
+) -> Result<Vec<Vec<String>>, String> {
+    let mut columns = Vec::with_capacity(request.join_keys.len());
+    for key in &request.join_keys {
+        let values = entities
+            .get(&key.name)
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| format!("entities must give a list for join key `{}`", key.name))?;
+        columns.push(
+            values
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    let count = columns.first().map_or(0, Vec::len);
+    if columns.iter().any(|c| c.len() != count) {
+        return Err("every join key needs the same number of values".into());
+    }
+    Ok((0..count)
+        .map(|i| columns.iter().map(|c| c[i].clone()).collect())
+        .collect())
+}

@@ -1,0 +1,86 @@
+//! `POST /push`: Feast's push request, `{"push_source_name", "df", "to"}`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+
+use super::{ApiError, ServerState};
+use crate::pipeline::push::{PushSummary, PushTo};
+
+#[derive(Debug, Deserialize)]
+pub struct PushRequest {
+    pub push_source_name: String,
+    /// Column name -> values, as pandas' `to_dict(orient="list")` gives.
+    pub df: serde_json::Map<String, serde_json::Value>,
+    #[serde(default = "online")]
+    pub to: PushTo,
+}
+
+fn online() -> PushTo {
+    PushTo::Online
+}
+
+pub async fn push(
+    State(state): State<Arc<ServerState>>,
+    Json(request): Json<PushRequest>,
+) -> Result<Json<PushSummary>, ApiError> {
+    let target = state
+        .push_targets
+        .get(&request.push_source_name)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "no push source `{}` in the repo",
+                request.push_source_name
+            ))
+        })?;
+    let batch = columns_to_batch(&request.df).map_err(ApiError::bad_request)?;
+    let mut writer = state.writer.clone();
+    let summary = target
+        .push(&state.repo, batch, request.to, Some(&mut writer))
+        .await
+        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    Ok(Json(summary))
+}
+
+/// A column-oriented JSON table as one Arrow batch, types inferred from the values.
+fn columns_to_batch(
+    df: &serde_json::Map<String, serde_json::Value>,
+) -> Result<arrow_array::RecordBatch, String> {
+    let mut rows: Vec<serde_json::Map<String, serde_json::Value>> = Vec::new();
+    for (column, values) in df {
+        let values = values
+            .as_array()
+            .ok_or_else(|| format!("df column `{column}` is not a list"))?;
+        if rows.is_empty() {
+            rows = vec![serde_json::Map::new(); values.len()];
+        }
+        if values.len() != rows.len() {
+            return Err(format!(
+                "df column `{column}` has {} values, others have {}",
+                values.len(),
+                rows.len()
+            ));
+        }
+        for (row, value) in rows.iter_mut().zip(values) {
+            row.insert(column.clone(), value.clone());
+        }
+    }
+    if rows.is_empty() {
+        return Err("df has no rows".into());
+    }
+    let values: Vec<serde_json::Value> = rows.into_iter().map(serde_json::Value::Object).collect();
+    let schema = arrow_json::reader::infer_json_schema_from_iterator(
+        values.iter().map(Ok::<_, arrow_schema::ArrowError>),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut decoder = arrow_json::ReaderBuilder::new(Arc::new(schema))
+        .build_decoder()
+        .map_err(|e| e.to_string())?;
+    decoder.serialize(&values).map_err(|e| e.to_string())?;
+    decoder
+        .flush()
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "df has no rows".to_string())
+}
