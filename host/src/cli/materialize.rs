@@ -129,7 +129,7 @@ async fn run(
     let connection = connect(&repo.config.online_store, common.redis.as_deref())
         .await
         .context("connecting to the Redis online store")?;
-    let mut writer = OnlineWriter::new(connection, &repo.config.online_store);
+    let writer = OnlineWriter::new(connection, &repo.config.online_store);
     let bar = ProgressBar::new(!common.json && std::io::stderr().is_terminal());
     for (view, range) in plans {
         let started = Instant::now();
@@ -142,16 +142,17 @@ async fn run(
             end: crate::online::EventTime::from_micros(range.end_micros).to_rfc3339(),
             ..ViewSummary::default()
         };
-        let (rows, scanned) = tokio::task::block_in_place(|| {
-            let rows = plan.newest_rows(range, &mut summary, &|p| bar.show(&view.name, p, started));
-            (rows, summary.clone())
+        let rows = tokio::task::block_in_place(|| {
+            plan.newest_rows(range, &mut summary, &|p| bar.show(&view.name, p, started))
         });
-        summary = scanned;
+        summary.read_seconds = started.elapsed().as_secs_f64();
         let rows = rows.with_context(|| format!("materializing view `{}`", view.name))?;
-        write_rows(&mut writer, &plan, &rows, &mut summary, &|p| {
+        let writing = Instant::now();
+        write_rows(&writer, &plan, &rows, &mut summary, &|p| {
             bar.show(&view.name, p, started)
         })
         .await?;
+        summary.write_seconds = writing.elapsed().as_secs_f64();
         summary.seconds = started.elapsed().as_secs_f64();
         bar.finish();
         if record_state {

@@ -91,29 +91,39 @@ impl KeyBuilder {
 
     /// Serialized entity key followed by the project name.
     pub fn redis_key(&self, values: &[KeyValue<'_>]) -> Vec<u8> {
-        let mut out = self.entity_key(values);
-        out.extend_from_slice(&self.project);
+        let mut out = Vec::with_capacity(32 + 24 * values.len() + self.project.len());
+        self.redis_key_into(values, &mut out);
         out
+    }
+
+    /// Appends the Redis key to `out`, so a hot loop can reuse one buffer.
+    pub fn redis_key_into(&self, values: &[KeyValue<'_>], out: &mut Vec<u8>) {
+        self.entity_key_into(values, out);
+        out.extend_from_slice(&self.project);
     }
 
     /// Serialized entity key alone (`serialize_entity_key` in Feast).
     pub fn entity_key(&self, values: &[KeyValue<'_>]) -> Vec<u8> {
-        debug_assert_eq!(values.len(), self.sorted_names.len());
         let mut out = Vec::with_capacity(16 + 24 * values.len());
+        self.entity_key_into(values, &mut out);
+        out
+    }
+
+    fn entity_key_into(&self, values: &[KeyValue<'_>], out: &mut Vec<u8>) {
+        debug_assert_eq!(values.len(), self.sorted_names.len());
         if self.version == KeyVersion::V3 {
-            put_u32(&mut out, self.sorted_names.len() as u32);
+            put_u32(out, self.sorted_names.len() as u32);
         }
         for name in &self.sorted_names {
-            put_u32(&mut out, ScalarType::String.value_type_number());
+            put_u32(out, ScalarType::String.value_type_number());
             match self.version {
-                KeyVersion::V3 => put_len_prefixed(&mut out, name.as_bytes()),
+                KeyVersion::V3 => put_len_prefixed(out, name.as_bytes()),
                 KeyVersion::V2 => out.extend_from_slice(name.as_bytes()),
             }
         }
         for &i in &self.order {
-            values[i].put(&mut out);
+            values[i].put(out);
         }
-        out
     }
 }
 

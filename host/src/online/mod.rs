@@ -19,6 +19,6 @@ pub mod writer;
 
 pub use entity_key::{KeyBuilder, KeyValue, KeyVersion};
 pub use reader::{EntityRow, FeatureRef, OnlineResponse, get_online_features};
-pub use rows::{OnlineRow, RowFailure, build_rows, newest_per_entity};
+pub use rows::{OnlineRow, RowFailure, build_rows, fold_newest, newest_per_entity};
 pub use timestamp::EventTime;
 pub use writer::{OnlineWriter, ViewFields, WriteError, WriteStats, connect};

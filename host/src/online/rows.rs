@@ -43,8 +43,22 @@ pub fn build_rows(
 ) -> (Vec<OnlineRow>, Vec<RowFailure>) {
     let mut rows = Vec::with_capacity(checked.rows);
     let mut failures = Vec::new();
+    let mut key = Vec::new();
     for row in 0..checked.rows {
-        match build_row(checked, view, keys, row) {
+        key.clear();
+        let built =
+            row_key(checked, view, keys, row, &mut key).and_then(|(event_time, created)| {
+                let mut values = Vec::with_capacity(view.features.len());
+                encode_values(checked, view, row, &mut values)?;
+                Ok(OnlineRow {
+                    key: key.clone(),
+                    event_time,
+                    created,
+                    values,
+                    batch_row: row,
+                })
+            });
+        match built {
             Ok(online) => rows.push(online),
             Err(reason) => failures.push(RowFailure {
                 batch_row: row,
@@ -55,47 +69,121 @@ pub fn build_rows(
     (rows, failures)
 }
 
-fn build_row(
+/// Folds the rows of `checked` into `newest`, one row per entity with the
+/// greatest (event time, created time); on a full tie the row already kept
+/// stays, as Feast's writer does. Values are encoded only for rows that win,
+/// and keys are allocated only for entities seen first: the hot path of
+/// materialization. Returns the rows that cannot be written.
+pub fn fold_newest(
+    checked: &CheckedBatch,
+    view: &ViewSchema,
+    keys: &KeyBuilder,
+    newest: &mut HashMap<Vec<u8>, OnlineRow>,
+) -> Vec<RowFailure> {
+    let mut failures = Vec::new();
+    let mut key = Vec::new();
+    for row in 0..checked.rows {
+        key.clear();
+        let (event_time, created) = match row_key(checked, view, keys, row, &mut key) {
+            Ok(times) => times,
+            Err(reason) => {
+                failures.push(RowFailure {
+                    batch_row: row,
+                    reason,
+                });
+                continue;
+            }
+        };
+        let result = match newest.get_mut(key.as_slice()) {
+            Some(kept) if (event_time, created) <= (kept.event_time, kept.created) => Ok(()),
+            Some(kept) => {
+                let mut values = std::mem::take(&mut kept.values);
+                values.clear();
+                let encoded = encode_values(checked, view, row, &mut values);
+                if encoded.is_ok() {
+                    *kept = OnlineRow {
+                        key: std::mem::take(&mut kept.key),
+                        event_time,
+                        created,
+                        values,
+                        batch_row: row,
+                    };
+                }
+                encoded
+            }
+            None => {
+                let mut values = Vec::with_capacity(view.features.len());
+                encode_values(checked, view, row, &mut values).map(|()| {
+                    newest.insert(
+                        key.clone(),
+                        OnlineRow {
+                            key: key.clone(),
+                            event_time,
+                            created,
+                            values,
+                            batch_row: row,
+                        },
+                    );
+                })
+            }
+        };
+        if let Err(reason) = result {
+            failures.push(RowFailure {
+                batch_row: row,
+                reason,
+            });
+        }
+    }
+    failures
+}
+
+/// Writes the row's Redis key into `key` and returns its event and created times.
+fn row_key(
     checked: &CheckedBatch,
     view: &ViewSchema,
     keys: &KeyBuilder,
     row: usize,
-) -> Result<OnlineRow, String> {
+    key: &mut Vec<u8>,
+) -> Result<(EventTime, Option<EventTime>), String> {
     let mut key_values = Vec::with_capacity(view.join_keys.len());
-    for (i, key) in view.join_keys.iter().enumerate() {
+    for (i, join_key) in view.join_keys.iter().enumerate() {
         if key_overflowed(checked, i, row) {
             return Err(format!(
                 "join key `{}` does not fit its declared type {}",
-                key.name, key.value_type
+                join_key.name, join_key.value_type
             ));
         }
-        let value = key_value(&checked.join_keys[i], key.value_type, row)
-            .ok_or_else(|| format!("join key `{}` is null", key.name))?;
+        let value = key_value(&checked.join_keys[i], join_key.value_type, row)
+            .ok_or_else(|| format!("join key `{}` is null", join_key.name))?;
         key_values.push(value);
     }
     if checked.event_time.is_null(row) {
         return Err(format!("timestamp `{}` is null", view.timestamp_field));
     }
+    keys.redis_key_into(&key_values, key);
     let event_time = EventTime::from_micros(checked.event_time.value(row));
     let created = checked
         .created
         .as_ref()
         .filter(|c| !c.is_null(row))
         .map(|c| EventTime::from_micros(c.value(row)));
-    let mut values = Vec::with_capacity(view.features.len());
+    Ok((event_time, created))
+}
+
+/// Appends the encoded value of every feature at `row` to `values`.
+fn encode_values(
+    checked: &CheckedBatch,
+    view: &ViewSchema,
+    row: usize,
+    values: &mut Vec<Vec<u8>>,
+) -> Result<(), String> {
     for (feature, column) in view.features.iter().zip(&checked.features) {
-        let mut encoded = Vec::new();
+        let mut encoded = Vec::with_capacity(12);
         encode_cell(column.as_ref(), feature.dtype, row, &mut encoded)
             .map_err(|e| format!("feature `{}`: {e}", feature.name))?;
         values.push(encoded);
     }
-    Ok(OnlineRow {
-        key: keys.redis_key(&key_values),
-        event_time,
-        created,
-        values,
-        batch_row: row,
-    })
+    Ok(())
 }
 
 /// The value of a canonical join-key column at `row`, or `None` when null.

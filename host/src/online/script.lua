@@ -2,6 +2,8 @@
 -- KEYS: one Redis hash per entity.
 -- ARGV: ts_field, ttl_seconds (0: none), check (1: newer-wins, 0: blind),
 --       n_fields, field names..., then per key: seconds, nanos, ts bytes, values...
+-- The HSET's field/value pairs are spelled out for the view's feature count
+-- (writer.rs fills in --[[FIELDS]]): no table is built per key.
 -- Returns the number of keys written.
 local function stored_time(bytes)
   local seconds, nanos, i, n = 0, 0, 1, #bytes
@@ -40,12 +42,7 @@ for k = 1, #KEYS do
     end
   end
   if newer then
-    local args = { ts_field, ARGV[at + 3] }
-    for f = 1, n_fields do
-      args[#args + 1] = ARGV[4 + f]
-      args[#args + 1] = ARGV[at + 3 + f]
-    end
-    redis.call('HSET', KEYS[k], unpack(args))
+    redis.call('HSET', KEYS[k], ts_field, ARGV[at + 3]--[[FIELDS]])
     if ttl > 0 then redis.call('EXPIRE', KEYS[k], ttl) end
     written = written + 1
   end

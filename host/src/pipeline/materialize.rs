@@ -18,7 +18,7 @@ use super::view::ViewPipeline;
 use crate::offline::OfflineError;
 use crate::offline::files::parquet_files;
 use crate::offline::scan::{ScanRequest, ScanStats, Scanner};
-use crate::online::{OnlineRow, OnlineWriter, WriteError};
+use crate::online::{OnlineRow, OnlineWriter, WriteError, fold_newest};
 use crate::repo::{FeatureRepo, FeatureView, Source, SourceKind, mapped_schema};
 use crate::transform::TransformError;
 
@@ -60,6 +60,10 @@ pub struct ViewSummary {
     pub entities: u64,
     pub keys_written: u64,
     pub keys_skipped_older: u64,
+    /// Reading, transforming and keeping the newest rows.
+    pub read_seconds: f64,
+    /// Writing to Redis.
+    pub write_seconds: f64,
     pub seconds: f64,
 }
 
@@ -172,12 +176,16 @@ impl ViewPlan {
                 error,
             })?;
             summary.rows_out += checked.rows as u64;
-            let (rows, failures) = self.pipeline.online_rows(&checked);
+            let failures = fold_newest(
+                &checked,
+                &self.pipeline.schema,
+                &self.pipeline.keys,
+                &mut newest,
+            );
             for failure in failures.iter().take(3) {
                 tracing::warn!(view = %self.pipeline.view.name, file = %scanned.file.display(), "row not written: {}", failure.reason);
             }
             summary.unwritable_rows += failures.len() as u64;
-            merge_newest(&mut newest, rows);
             if last_report.elapsed().as_millis() >= 200 {
                 progress(Progress {
                     rows_read: scanner.stats.rows_read,
@@ -197,22 +205,6 @@ impl ViewPlan {
             entities: newest.len() as u64,
         });
         Ok(newest.into_values().collect())
-    }
-}
-
-/// Keeps, per entity, the row with the greatest (event time, created time).
-fn merge_newest(newest: &mut HashMap<Vec<u8>, OnlineRow>, rows: Vec<OnlineRow>) {
-    for row in rows {
-        match newest.get_mut(&row.key) {
-            Some(kept) => {
-                if (row.event_time, row.created) > (kept.event_time, kept.created) {
-                    *kept = row;
-                }
-            }
-            None => {
-                newest.insert(row.key.clone(), row);
-            }
-        }
     }
 }
 
@@ -236,16 +228,28 @@ pub fn rename(batch: &RecordBatch, field_mapping: &[(String, String)]) -> Record
         .unwrap_or_else(|_| batch.clone())
 }
 
-/// Writes `rows` in chunks with the online writer.
+/// Write requests in flight at once: overlaps encoding and network with the
+/// server's work (measured in docs/architecture.md).
+const WRITES_IN_FLIGHT: usize = 4;
+
+/// Writes `rows` in chunks with the online writer, several chunks in flight.
 pub async fn write_rows(
-    writer: &mut OnlineWriter,
+    writer: &OnlineWriter,
     plan: &ViewPlan,
     rows: &[OnlineRow],
     summary: &mut ViewSummary,
     progress: &dyn Fn(Progress),
 ) -> Result<(), MaterializeError> {
-    for chunk in rows.chunks(WRITE_CHUNK) {
-        let stats = writer.write(&plan.pipeline.fields, chunk).await?;
+    use futures::StreamExt;
+    let fields = &plan.pipeline.fields;
+    let mut writes = futures::stream::iter(rows.chunks(WRITE_CHUNK))
+        .map(|chunk| {
+            let mut writer = writer.clone();
+            async move { writer.write(fields, chunk).await }
+        })
+        .buffer_unordered(WRITES_IN_FLIGHT);
+    while let Some(stats) = writes.next().await {
+        let stats = stats?;
         summary.keys_written += stats.written;
         summary.keys_skipped_older += stats.skipped_older;
         progress(Progress {
