@@ -145,7 +145,10 @@ fn main() {
         for batch in &rows {
             written += writer.write(&pipeline.fields, batch).await.unwrap().written;
         }
-        assert_eq!(written as usize, total, "each round is newer than the one before, so every row is written");
+        assert_eq!(
+            written as usize, total,
+            "each round is newer than the one before, so every row is written"
+        );
         rate(total, started.elapsed())
     });
     println!("redis write (script):   {write:>12.0} rows/s");
