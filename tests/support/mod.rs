@@ -164,6 +164,8 @@ impl Definitions {
 /// as it comes, so a test can wait for a line.
 pub struct HostProcess {
     child: Child,
+    /// The port of its admin API on 127.0.0.1.
+    pub admin_port: u16,
     log: Arc<Mutex<String>>,
     log_reader: Option<std::thread::JoinHandle<()>>,
 }
@@ -189,6 +191,17 @@ impl HostExit {
 
 impl HostProcess {
     pub fn start(repo: &Path, broker: &LocalBroker, redis: &RedisServer) -> Self {
+        Self::start_logging(repo, broker, redis, "info")
+    }
+
+    /// Starts with `FVHOST_LOG` set to `filter`.
+    pub fn start_logging(
+        repo: &Path,
+        broker: &LocalBroker,
+        redis: &RedisServer,
+        filter: &str,
+    ) -> Self {
+        let admin_port = fvhost::local::free_port().expect("a free port");
         let mut child = Command::new(env!("CARGO_BIN_EXE_fvhost"))
             .arg("run")
             .arg("-r")
@@ -201,7 +214,8 @@ impl HostProcess {
                 "--linger-ms",
                 "50",
             ])
-            .env("FVHOST_LOG", "info")
+            .args(["--admin", &format!("127.0.0.1:{admin_port}")])
+            .env("FVHOST_LOG", filter)
             .env(
                 "FVHOST_CACHE_DIR",
                 root().join("target/fvhost-test-module-cache"),
@@ -222,6 +236,7 @@ impl HostProcess {
         });
         Self {
             child,
+            admin_port,
             log,
             log_reader: Some(log_reader),
         }
@@ -230,6 +245,11 @@ impl HostProcess {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The host's log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
     }
 
     /// Waits until the host has logged a line containing `text`.
@@ -353,16 +373,21 @@ pub fn http(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> (u16, String) {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    http_bytes(port, method, path, body.as_bytes())
+}
+
+/// [`http`] with a raw body.
+pub fn http_bytes(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream =
         std::net::TcpStream::connect(("127.0.0.1", port)).expect("connecting to the server");
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    )
-    .unwrap();
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response

@@ -1,6 +1,7 @@
 //! The `fvhost` commands: `apply`, `run`, `materialize`, `materialize-incremental`,
 //! `get-online-features`, `quickstart`.
 
+mod admin;
 mod apply;
 mod get;
 mod materialize;
@@ -42,6 +43,12 @@ pub enum Command {
     Push(push::PushArgs),
     /// Serve Feast's feature-server routes: POST /push, POST /get-online-features, GET /health.
     Serve(serve::ServeArgs),
+    /// Deploy a transform module to a view of a running host (validated, then active from the next batch).
+    Deploy(admin::DeployArgs),
+    /// Roll a view of a running host back to its previous version.
+    Rollback(admin::RollbackArgs),
+    /// Show each view's active version and counters on a running host.
+    Status(admin::StatusArgs),
     /// Run the whole pipeline on this machine with a local broker and redis-server.
     Quickstart(quickstart::QuickstartArgs),
 }
@@ -64,6 +71,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::MaterializeIncremental(args) => materialize::materialize_incremental(args).await,
         Command::Push(args) => push::push(args).await,
         Command::Serve(args) => serve::serve(args).await,
+        Command::Deploy(args) => admin::deploy(args).await,
+        Command::Rollback(args) => admin::rollback(args).await,
+        Command::Status(args) => admin::status(args).await,
         Command::Quickstart(args) => quickstart::quickstart(args).await,
     }
 }

@@ -26,6 +26,12 @@ pub struct RunArgs {
     /// Milliseconds a batch waits for more messages after its first.
     #[arg(long, default_value_t = 100)]
     pub linger_ms: u64,
+    /// Address of the admin API (deploy, rollback, status); loopback by default.
+    #[arg(long, default_value = "127.0.0.1:6570", env = "FVHOST_ADMIN")]
+    pub admin: std::net::SocketAddr,
+    /// Run without the admin API.
+    #[arg(long)]
+    pub no_admin: bool,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -46,7 +52,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ..HostOptions::default()
     };
     let (stop, shutdown) = watch::channel(false);
-    let host = Host::start(&repo, &options, shutdown).await?;
+    let host = Host::start(&repo, &options, shutdown.clone()).await?;
+    if !args.no_admin {
+        let mut admin_shutdown = shutdown.clone();
+        let stopped = async move {
+            let _ = admin_shutdown.wait_for(|stop| *stop).await;
+        };
+        let listener = crate::server::admin::serve(
+            host.deployer(),
+            options.limits.module_bytes,
+            args.admin,
+            stopped,
+        );
+        tokio::spawn(async move {
+            if let Err(e) = listener.await {
+                tracing::error!("admin API stopped: {e:#}");
+            }
+        });
+    }
     tokio::spawn(async move {
         if let Err(e) = stop_signal().await {
             tracing::error!("cannot listen for stop signals: {e}");

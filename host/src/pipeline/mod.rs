@@ -6,10 +6,12 @@
 //! - [`watermark`], [`dead_letter`], [`metrics`]: what the loop keeps track of.
 
 pub mod dead_letter;
+pub mod deploy;
 pub mod materialize;
 pub mod materialize_state;
 pub mod metrics;
 pub mod push;
+pub mod registry;
 pub mod stream;
 pub mod view;
 pub mod watermark;
@@ -27,7 +29,9 @@ use crate::repo::FeatureRepo;
 use crate::source::kafka::{TopicConsumer, TopicConsumerConfig};
 use crate::transform::cache::{ModuleCache, default_dir};
 use crate::transform::{Limits, TransformEngine};
+pub use deploy::Deployer;
 pub use metrics::{MetricsSnapshot, ViewMetrics};
+use registry::{Registry, ViewSlot, ViewVersion};
 pub use stream::{StreamLoop, StreamSettings, ViewStopped};
 pub use view::ViewPipeline;
 
@@ -78,6 +82,7 @@ fn offline_log(
 /// A running host: one task per stream view.
 pub struct Host {
     views: Vec<(String, Arc<ViewMetrics>)>,
+    deployer: Arc<Deployer>,
     tasks: JoinSet<(String, Result<(), ViewStopped>)>,
 }
 
@@ -108,6 +113,7 @@ impl Host {
 
         let mut views = Vec::new();
         let mut tasks = JoinSet::new();
+        let registry = Arc::new(Registry::default());
         for (view, _, kafka) in repo.kafka_views() {
             let pipeline = ViewPipeline::new(repo, view, &engine, &cache, &options.limits)
                 .with_context(|| format!("stream feature view `{}`", view.name))?;
@@ -127,8 +133,11 @@ impl Host {
             })?;
             let metrics = Arc::new(ViewMetrics::default());
             views.push((view.name.clone(), metrics.clone()));
+            let (slot, versions) =
+                ViewSlot::new(ViewVersion::new(pipeline, "repo"), metrics.clone());
+            registry.insert(&view.name, Arc::new(slot));
             let mut stream = StreamLoop::new(
-                pipeline,
+                versions,
                 kafka.clone(),
                 consumer,
                 writer.clone(),
@@ -136,7 +145,7 @@ impl Host {
                 options.stream,
             );
             if view.offline {
-                let log = offline_log(repo, view, &stream.pipeline, options)?;
+                let log = offline_log(repo, view, stream.pipeline(), options)?;
                 stream = stream.with_offline_log(log);
             }
             let name = view.name.clone();
@@ -148,7 +157,17 @@ impl Host {
                 "the repo has no stream feature view with a kafka source: nothing to run"
             );
         }
-        Ok(Self { views, tasks })
+        let deployer = Deployer::new(engine, cache, options.limits, registry);
+        Ok(Self {
+            views,
+            tasks,
+            deployer: Arc::new(deployer),
+        })
+    }
+
+    /// Deploys and rollbacks on the running views (the admin API's backend).
+    pub fn deployer(&self) -> Arc<Deployer> {
+        self.deployer.clone()
     }
 
     /// Counters of every view, live.

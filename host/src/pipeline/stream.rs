@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::dead_letter::{DeadLetterKind, dead_letter};
 use super::metrics::ViewMetrics;
+use super::registry::ViewVersion;
 use super::view::{TransformedBatch, ViewPipeline};
 use super::watermark::Watermark;
 use crate::format::JsonBatchBuilder;
@@ -61,7 +62,10 @@ pub enum ViewStopped {
 
 /// One view's running loop.
 pub struct StreamLoop {
-    pub pipeline: ViewPipeline,
+    /// The version transforming the batch in hand.
+    current: Arc<ViewVersion>,
+    /// Where newly activated versions arrive (see [`super::registry`]).
+    versions: watch::Receiver<Arc<ViewVersion>>,
     pub kafka: KafkaSource,
     pub consumer: TopicConsumer,
     pub writer: OnlineWriter,
@@ -77,7 +81,7 @@ pub struct StreamLoop {
 
 impl StreamLoop {
     pub fn new(
-        pipeline: ViewPipeline,
+        mut versions: watch::Receiver<Arc<ViewVersion>>,
         kafka: KafkaSource,
         consumer: TopicConsumer,
         writer: OnlineWriter,
@@ -85,8 +89,10 @@ impl StreamLoop {
         settings: StreamSettings,
     ) -> Self {
         let watermark = Watermark::new(kafka.watermark_delay);
+        let current = versions.borrow_and_update().clone();
         Self {
-            pipeline,
+            current,
+            versions,
             kafka,
             consumer,
             writer,
@@ -105,10 +111,32 @@ impl StreamLoop {
         self
     }
 
+    /// The pipeline of the active version.
+    pub fn pipeline(&self) -> &ViewPipeline {
+        &self.current.pipeline
+    }
+
+    /// Switches to a newly activated version, between two batches: the batch
+    /// about to be processed is the first one it transforms.
+    fn take_new_version(&mut self, events: &[Event]) {
+        if !self.versions.has_changed().unwrap_or(false) {
+            return;
+        }
+        let next = self.versions.borrow_and_update().clone();
+        tracing::info!(
+            view = %self.current.pipeline.view.name,
+            from = self.current.id(),
+            to = next.id(),
+            first = %events[0].origin,
+            "new version active from this batch on"
+        );
+        self.current = next;
+    }
+
     /// Runs until `shutdown` turns true (after finishing the batch in hand) or the view fails.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), ViewStopped> {
-        let view = self.pipeline.view.name.clone();
-        tracing::info!(view, topic = %self.kafka.topic, version = self.pipeline.version(), "stream view started");
+        let view = self.current.pipeline.view.name.clone();
+        tracing::info!(view, topic = %self.kafka.topic, version = self.current.pipeline.version(), "stream view started");
         loop {
             let events = self
                 .consumer
@@ -117,6 +145,7 @@ impl StreamLoop {
             if events.is_empty() {
                 break;
             }
+            self.take_new_version(&events);
             if !self.process(&events, &mut shutdown).await? {
                 break;
             }
@@ -138,7 +167,7 @@ impl StreamLoop {
             }
             let files = tokio::task::block_in_place(|| log.rotate())?;
             for file in &files {
-                tracing::debug!(view = %self.pipeline.view.name, file = %file.display(), "offline log file complete");
+                tracing::debug!(view = %self.current.pipeline.view.name, file = %file.display(), "offline log file complete");
             }
         }
         if self.pending.is_empty() {
@@ -166,7 +195,7 @@ impl StreamLoop {
             if let Some(&index) = origins.get(rejected.row) {
                 let event = &events[index];
                 dead_letter(
-                    &self.pipeline.view.name,
+                    &self.current.pipeline.view.name,
                     DeadLetterKind::Rejected,
                     &event.origin,
                     &rejected.reason,
@@ -180,11 +209,11 @@ impl StreamLoop {
         );
         ViewMetrics::add(&metrics.rows_out, transformed.checked.rows as u64);
 
-        let (rows, failures) = self.pipeline.online_rows(&transformed.checked);
+        let (rows, failures) = self.current.pipeline.online_rows(&transformed.checked);
         for failure in &failures {
             tracing::warn!(
                 target: "fvhost::dead_letter",
-                view = %self.pipeline.view.name,
+                view = %self.current.pipeline.view.name,
                 kind = "unwritable_row",
                 batch_first = %events[0].origin,
                 batch_last = %events[events.len() - 1].origin,
@@ -196,7 +225,11 @@ impl StreamLoop {
 
         let mut backoff = self.settings.write_backoff;
         loop {
-            match self.writer.write(&self.pipeline.fields, &rows).await {
+            match self
+                .writer
+                .write(&self.current.pipeline.fields, &rows)
+                .await
+            {
                 Ok(stats) => {
                     if let Some(log) = &self.offline {
                         let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -205,11 +238,20 @@ impl StreamLoop {
                     }
                     ViewMetrics::add(&metrics.keys_written, stats.written);
                     ViewMetrics::add(&metrics.keys_skipped_older, stats.skipped_older);
-                    tracing::debug!(view = %self.pipeline.view.name, version = self.pipeline.version(), events = events.len(), written = stats.written, skipped = stats.skipped_older, "batch written");
+                    tracing::debug!(
+                        view = %self.current.pipeline.view.name,
+                        version = self.current.id(),
+                        events = events.len(),
+                        first = %events[0].origin,
+                        last = %events[events.len() - 1].origin,
+                        written = stats.written,
+                        skipped = stats.skipped_older,
+                        "batch written"
+                    );
                     return Ok(true);
                 }
                 Err(e) => {
-                    tracing::error!(view = %self.pipeline.view.name, retry_in_ms = backoff.as_millis() as u64, "{e}; nothing committed, retrying");
+                    tracing::error!(view = %self.current.pipeline.view.name, retry_in_ms = backoff.as_millis() as u64, "{e}; nothing committed, retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => return Ok(false),
@@ -223,20 +265,24 @@ impl StreamLoop {
     /// Decodes messages into one batch; bad ones are dead-lettered, late ones
     /// too. Returns the batch and, per row, the index of its event.
     fn decode(&mut self, events: &[Event]) -> (RecordBatch, Vec<usize>) {
-        let view = self.pipeline.view.name.clone();
+        let view = self.current.pipeline.view.name.clone();
         let MessageFormat::Json { schema } = &self.kafka.format;
         let required: Vec<String> = self
+            .current
             .pipeline
             .schema
             .join_keys
             .iter()
             .map(|k| k.name.clone())
             .chain(std::iter::once(
-                self.pipeline.source.timestamp_field.clone(),
+                self.current.pipeline.source.timestamp_field.clone(),
             ))
             .collect();
-        let mut builder =
-            JsonBatchBuilder::new(schema, &self.pipeline.source.field_mapping, &required);
+        let mut builder = JsonBatchBuilder::new(
+            schema,
+            &self.current.pipeline.source.field_mapping,
+            &required,
+        );
         let mut origins = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
             let result = match &event.payload {
@@ -278,7 +324,7 @@ impl StreamLoop {
         events: &[Event],
     ) -> (RecordBatch, Vec<usize>) {
         let Some(times) = batch
-            .column_by_name(&self.pipeline.source.timestamp_field)
+            .column_by_name(&self.current.pipeline.source.timestamp_field)
             .and_then(|c| {
                 c.as_any()
                     .downcast_ref::<arrow_array::TimestampMicrosecondArray>()
@@ -304,7 +350,7 @@ impl StreamLoop {
                     self.kafka.watermark_delay.unwrap_or_default()
                 );
                 dead_letter(
-                    &self.pipeline.view.name,
+                    &self.current.pipeline.view.name,
                     DeadLetterKind::Late,
                     &event.origin,
                     &reason,
@@ -315,7 +361,7 @@ impl StreamLoop {
         match arrow_select::filter::filter_record_batch(&batch, &BooleanArray::from(keep)) {
             Ok(filtered) => (filtered, kept_origins),
             Err(e) => {
-                tracing::error!(view = %self.pipeline.view.name, "cannot filter late events: {e}");
+                tracing::error!(view = %self.current.pipeline.view.name, "cannot filter late events: {e}");
                 (batch, origins)
             }
         }
@@ -329,7 +375,7 @@ impl StreamLoop {
         let attempts = self.settings.transform_attempts.max(1);
         let mut last_error = None;
         for attempt in 1..=attempts {
-            let pipeline = self.pipeline.clone();
+            let pipeline = self.current.pipeline.clone();
             let batch = input.clone();
             let result = tokio::task::spawn_blocking(move || pipeline.transform(&batch))
                 .await
@@ -343,8 +389,8 @@ impl StreamLoop {
                 Err(e) => {
                     ViewMetrics::add(&self.metrics.batch_failures, 1);
                     tracing::error!(
-                        view = %self.pipeline.view.name,
-                        version = self.pipeline.version(),
+                        view = %self.current.pipeline.view.name,
+                        version = self.current.pipeline.version(),
                         attempt,
                         of = attempts,
                         first = %events[0].origin,

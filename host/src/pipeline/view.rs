@@ -80,6 +80,31 @@ impl ViewPipeline {
         })
     }
 
+    /// The same view with another transform module, configured as the view says.
+    pub fn with_module(
+        &self,
+        engine: &TransformEngine,
+        module: Arc<TransformModule>,
+        limits: &Limits,
+    ) -> Self {
+        let config = self
+            .view
+            .transform
+            .as_ref()
+            .map(|t| t.config.clone())
+            .unwrap_or_default();
+        Self {
+            transformer: Some(Transformer::new(
+                engine.clone(),
+                module,
+                config,
+                *limits,
+                &self.view.name,
+            )),
+            ..self.clone()
+        }
+    }
+
     /// The module version serving this view: its short content hash, or `identity`.
     pub fn version(&self) -> &str {
         self.transformer

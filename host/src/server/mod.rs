@@ -1,6 +1,7 @@
 //! fvhost's HTTP server, on Feast's feature-server routes so Feast clients
 //! can talk to it: `POST /push`, `POST /get-online-features`, `GET /health`.
 
+pub mod admin;
 mod features;
 mod push;
 
@@ -92,7 +93,7 @@ pub async fn serve(
 }
 
 /// An error answered as `{"error": "..."}` with a status code.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl ApiError {
     pub fn bad_request(message: impl std::fmt::Display) -> Self {

@@ -1,0 +1,124 @@
+//! `fvhost deploy`, `fvhost rollback`, `fvhost status`: the admin API of a
+//! running host, from the command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// The running host's admin API.
+    #[arg(long, default_value = "127.0.0.1:6570", env = "FVHOST_ADMIN")]
+    pub admin: SocketAddr,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// The stream feature view to deploy to.
+    pub view: String,
+    /// The transform module (.wasm) to deploy.
+    pub module: PathBuf,
+    /// Who deploys, shown in status (default: $USER).
+    #[arg(long)]
+    pub by: Option<String>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The view to roll back to its previous version.
+    pub view: String,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
+    let module = std::fs::read(&args.module)
+        .with_context(|| format!("reading {}", args.module.display()))?;
+    let by = args
+        .by
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".into());
+    let path = format!("/views/{}/deploy?by={}", encode(&args.view), encode(&by));
+    report(request(args.admin.admin, "POST", &path, &module).await?)
+}
+
+pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    let path = format!("/views/{}/rollback", encode(&args.view));
+    report(request(args.admin.admin, "POST", &path, &[]).await?)
+}
+
+pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    report(request(args.admin.admin, "GET", "/status", &[]).await?)
+}
+
+/// Prints the answer; a refusal is an error exit with the host's reason.
+fn report((status, body): (u16, String)) -> anyhow::Result<ExitCode> {
+    if (200..300).contains(&status) {
+        let pretty = serde_json::from_str::<serde_json::Value>(&body)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or(body);
+        println!("{pretty}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let reason = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or(body);
+    eprintln!("fvhost: the host refused ({status}): {reason}");
+    Ok(ExitCode::FAILURE)
+}
+
+/// One HTTP/1.1 request to the admin API; returns the status and body.
+async fn request(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .with_context(|| {
+            format!("connecting to the admin API at {address} (is `fvhost run` running?)")
+        })?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/wasm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP response")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("malformed HTTP status line")?;
+    Ok((status, body.to_string()))
+}
+
+/// Percent-encodes a path or query component.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

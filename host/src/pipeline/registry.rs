@@ -1,0 +1,175 @@
+//! The hot-swap registry: for each running view, the version serving it and
+//! the versions before it.
+//!
+//! A version is a whole [`ViewPipeline`] (definition, transform module and
+//! config). Activating one publishes it on a watch channel; the view's stream
+//! loop picks it up at its next batch boundary, so every batch is transformed
+//! by exactly one version and nothing is lost or committed early. Rolling back
+//! re-activates the previous version.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::metrics::{MetricsSnapshot, ViewMetrics};
+use super::view::ViewPipeline;
+
+/// One deployable version of a view.
+pub struct ViewVersion {
+    pub pipeline: ViewPipeline,
+    /// When it was activated first (RFC 3339).
+    pub deployed_at: String,
+    /// Who deployed it (the admin request's `by`, or `repo` at start).
+    pub deployed_by: String,
+}
+
+impl ViewVersion {
+    pub fn new(pipeline: ViewPipeline, deployed_by: &str) -> Self {
+        Self {
+            pipeline,
+            deployed_at: crate::online::EventTime::from_micros(
+                chrono::Utc::now().timestamp_micros(),
+            )
+            .to_rfc3339(),
+            deployed_by: deployed_by.to_string(),
+        }
+    }
+
+    /// The module's content hash (short), or `identity` without a transform.
+    pub fn id(&self) -> &str {
+        self.pipeline.version()
+    }
+}
+
+/// The versions of one running view.
+pub struct ViewSlot {
+    active: watch::Sender<Arc<ViewVersion>>,
+    previous: Mutex<Vec<Arc<ViewVersion>>>,
+    pub metrics: Arc<ViewMetrics>,
+}
+
+/// Why a registry action was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RegistryError {
+    #[error("no running view `{0}`")]
+    UnknownView(String),
+    #[error("view `{0}` has no previous version to roll back to")]
+    NothingToRollBack(String),
+}
+
+impl ViewSlot {
+    /// A slot serving `first`; the receiver goes to the view's loop.
+    pub fn new(
+        first: ViewVersion,
+        metrics: Arc<ViewMetrics>,
+    ) -> (Self, watch::Receiver<Arc<ViewVersion>>) {
+        let (active, receiver) = watch::channel(Arc::new(first));
+        (
+            Self {
+                active,
+                previous: Mutex::new(Vec::new()),
+                metrics,
+            },
+            receiver,
+        )
+    }
+
+    pub fn active(&self) -> Arc<ViewVersion> {
+        self.active.borrow().clone()
+    }
+
+    /// Makes `version` the one the next batch uses; the current one is kept for rollback.
+    pub fn activate(&self, version: ViewVersion) {
+        let previous = self.active.send_replace(Arc::new(version));
+        self.previous
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(previous);
+    }
+
+    /// Re-activates the version before the active one.
+    pub fn rollback(&self, view: &str) -> Result<Arc<ViewVersion>, RegistryError> {
+        let mut previous = self.previous.lock().unwrap_or_else(|p| p.into_inner());
+        let version = previous
+            .pop()
+            .ok_or_else(|| RegistryError::NothingToRollBack(view.to_string()))?;
+        self.active.send_replace(version.clone());
+        Ok(version)
+    }
+
+    /// Ids of the versions a rollback would go back through, newest first.
+    pub fn history(&self) -> Vec<String> {
+        let previous = self.previous.lock().unwrap_or_else(|p| p.into_inner());
+        previous.iter().rev().map(|v| v.id().to_string()).collect()
+    }
+}
+
+/// Every running view's slot.
+#[derive(Default)]
+pub struct Registry {
+    views: RwLock<BTreeMap<String, Arc<ViewSlot>>>,
+}
+
+/// One view in `GET /status`.
+#[derive(Debug, Serialize)]
+pub struct ViewStatus {
+    pub view: String,
+    pub version: String,
+    pub module: Option<String>,
+    pub deployed_at: String,
+    pub deployed_by: String,
+    pub previous_versions: Vec<String>,
+    pub features: Vec<String>,
+    #[serde(flatten)]
+    pub metrics: MetricsSnapshot,
+}
+
+impl Registry {
+    pub fn insert(&self, view: &str, slot: Arc<ViewSlot>) {
+        self.views
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(view.to_string(), slot);
+    }
+
+    pub fn slot(&self, view: &str) -> Result<Arc<ViewSlot>, RegistryError> {
+        self.views
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(view)
+            .cloned()
+            .ok_or_else(|| RegistryError::UnknownView(view.to_string()))
+    }
+
+    pub fn status(&self) -> Vec<ViewStatus> {
+        let views = self.views.read().unwrap_or_else(|p| p.into_inner());
+        views
+            .iter()
+            .map(|(name, slot)| {
+                let active = slot.active();
+                ViewStatus {
+                    view: name.clone(),
+                    version: active.id().to_string(),
+                    module: active
+                        .pipeline
+                        .transformer
+                        .as_ref()
+                        .map(|t| t.module().hash.clone()),
+                    deployed_at: active.deployed_at.clone(),
+                    deployed_by: active.deployed_by.clone(),
+                    previous_versions: slot.history(),
+                    features: active
+                        .pipeline
+                        .view
+                        .features
+                        .iter()
+                        .map(|f| format!("{}:{}", f.name, f.dtype))
+                        .collect(),
+                    metrics: slot.metrics.snapshot(),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,191 @@
+//! Hot swap on a running host: modules deployed and rolled back while events
+//! flow, each batch transformed by exactly one version, nothing lost, and a
+//! rejected deploy changing nothing.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fvhost::online::murmur3::feature_field;
+use redis::Commands;
+use support::*;
+
+const VIEW: &str = "driver_stats_view";
+const TOPIC: &str = "swaps";
+const BASE: i64 = 1_800_000_000;
+
+fn conv_rate(offset: i64) -> f64 {
+    (offset % 89) as f64 / 89.0
+}
+
+/// `first`..=`last` offsets and the version of every written batch, from the host's log.
+fn batches(log: &str) -> Vec<(i64, i64, String)> {
+    let field = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(&format!(" {name}="))? + name.len() + 2;
+        let value: String = line[start..]
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect();
+        Some(value.trim_matches('"').to_string())
+    };
+    let offset = |origin: String| -> Option<i64> { origin.rsplit('@').next()?.parse().ok() };
+    log.lines()
+        .filter(|l| l.contains("batch written"))
+        .filter_map(|l| {
+            Some((
+                offset(field(l, "first")?)?,
+                offset(field(l, "last")?)?,
+                field(l, "version")?,
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn deploys_and_rollbacks_under_load_apply_each_version_to_whole_batches_and_lose_nothing() {
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic(TOPIC, 1).unwrap();
+    let repo = TestRepo::new(
+        "hot_swap",
+        &Definitions::new()
+            .driver_stats(VIEW, TOPIC, "Float32")
+            .yaml(),
+    );
+    let v1 = std::fs::read(driver_stats_module()).unwrap();
+    let v2 = std::fs::read(test_guest("rates_x1000")).unwrap();
+    let rt = runtime();
+
+    let host = HostProcess::start_logging(
+        repo.path(),
+        &broker,
+        &redis,
+        "info,fvhost::pipeline::stream=debug",
+    );
+    let admin = host.admin_port;
+    wait_for("the admin API", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok()
+    });
+    let status = |port| -> serde_json::Value {
+        serde_json::from_str(&http(port, "GET", "/status", None).1).unwrap()
+    };
+    let v1_id = status(admin)[0]["version"].as_str().unwrap().to_string();
+
+    let mut produced = 0i64;
+    let mut factors = BTreeMap::from([(v1_id.clone(), 100.0)]);
+    let mut swaps = 0;
+    for round in 0..12 {
+        let messages: Vec<(String, Vec<u8>)> = (produced..produced + 250)
+            .map(|offset| {
+                (
+                    "k".to_string(),
+                    driver_event(100_000 + offset, BASE + offset, conv_rate(offset), 0.5),
+                )
+            })
+            .collect();
+        // Swap while events flow: once a batch was written after this round's events went out.
+        let written_before = host.log().matches("batch written").count();
+        rt.block_on(broker.produce(TOPIC, &messages)).unwrap();
+        produced += 250;
+        wait_for("a batch of this round", Duration::from_secs(60), || {
+            host.log().matches("batch written").count() > written_before
+        });
+        let (code, body) = match round % 4 {
+            0 | 2 => http_bytes(
+                admin,
+                "POST",
+                &format!("/views/{VIEW}/deploy?by=test-{round}"),
+                if round % 8 == 0 { &v2 } else { &v1 },
+            ),
+            _ => http(admin, "POST", &format!("/views/{VIEW}/rollback"), None),
+        };
+        assert_eq!(code, 200, "round {round}: {body}");
+        let deployed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let id = deployed["version"].as_str().unwrap().to_string();
+        factors
+            .entry(id)
+            .or_insert(if round % 8 == 0 { 1000.0 } else { 100.0 });
+        swaps += 1;
+    }
+
+    // Rejected deploys: not Wasm, and a module whose output lacks the view's features.
+    let before = status(admin)[0]["version"].clone();
+    let (code, body) = http_bytes(
+        admin,
+        "POST",
+        &format!("/views/{VIEW}/deploy"),
+        b"definitely not wasm",
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("not a WebAssembly file"), "{body}");
+    let (code, body) = http_bytes(
+        admin,
+        "POST",
+        &format!("/views/{VIEW}/deploy"),
+        &std::fs::read(test_guest("trap_on_driver")).unwrap(),
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("feature column `conv_percentage` is missing"),
+        "{body}"
+    );
+    let (code, _) = http_bytes(admin, "POST", "/views/no_such_view/deploy", &v1);
+    assert_eq!(code, 404);
+    assert_eq!(
+        status(admin)[0]["version"],
+        before,
+        "a rejected deploy changes nothing"
+    );
+
+    let mut connection = redis_connection(&redis);
+    wait_for("every event written", Duration::from_secs(90), || {
+        let written: Option<Vec<u8>> = connection
+            .hget(
+                driver_key(100_000 + produced - 1, &repo.project),
+                format!("_ts:{VIEW}"),
+            )
+            .unwrap();
+        written.is_some()
+    });
+    let log = host.log();
+    let exit = host.stop();
+    assert!(exit.success, "{}", exit.stderr);
+    assert_eq!(exit.report(VIEW)["messages"], produced);
+    assert_eq!(
+        exit.report(VIEW)["keys_written"],
+        produced,
+        "every event written exactly once"
+    );
+
+    let batches = batches(&log);
+    let versions: std::collections::BTreeSet<&String> = batches.iter().map(|b| &b.2).collect();
+    assert!(
+        versions.len() >= 2,
+        "batches ran under both modules: {versions:?}"
+    );
+    assert!(
+        log.matches("new version active from this batch on").count() >= 3,
+        "swaps took effect while events flowed"
+    );
+    let field = feature_field(VIEW, "conv_percentage");
+    let mut checked = 0;
+    for (first, last, version) in &batches {
+        let factor = factors[version];
+        for offset in *first..=*last {
+            let stored: Vec<u8> = connection
+                .hget(driver_key(100_000 + offset, &repo.project), &field[..])
+                .unwrap();
+            assert_eq!(
+                stored,
+                float_value((conv_rate(offset) * factor) as f32),
+                "event {offset} was in a batch of version {version}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked, produced,
+        "every event belongs to exactly one logged batch ({swaps} swaps)"
+    );
+}
