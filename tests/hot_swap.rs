@@ -189,3 +189,114 @@ fn deploys_and_rollbacks_under_load_apply_each_version_to_whole_batches_and_lose
         "every event belongs to exactly one logged batch ({swaps} swaps)"
     );
 }
+
+#[test]
+fn apply_live_swaps_changed_views_all_or_nothing_and_names_what_needs_a_restart() {
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic(TOPIC, 1).unwrap();
+    let repo = TestRepo::new(
+        "apply_live",
+        &Definitions::new()
+            .driver_stats(VIEW, TOPIC, "Float32")
+            .yaml(),
+    );
+    let definitions = repo.path().join("definitions.yaml");
+    let rt = runtime();
+    let host = HostProcess::start(repo.path(), &broker, &redis);
+    let admin = host.admin_port;
+    let mut connection = redis_connection(&redis);
+    let field = feature_field(VIEW, "conv_percentage");
+    let produce_and_read = |driver: i64, connection: &mut redis::Connection| -> Vec<u8> {
+        rt.block_on(broker.produce(
+            TOPIC,
+            &[(
+                "k".to_string(),
+                driver_event(driver, BASE + driver, 0.5, 0.5),
+            )],
+        ))
+        .unwrap();
+        wait_for("the event written", Duration::from_secs(90), || {
+            let stored: Option<Vec<u8>> = connection
+                .hget(driver_key(driver, &repo.project), &field[..])
+                .unwrap();
+            stored.is_some()
+        });
+        connection
+            .hget(driver_key(driver, &repo.project), &field[..])
+            .unwrap()
+    };
+    assert_eq!(produce_and_read(1, &mut connection), float_value(50.0));
+
+    // A change that fails validation on the host: nothing swaps.
+    let original = std::fs::read_to_string(&definitions).unwrap();
+    std::fs::write(
+        &definitions,
+        original.replace("dtype: Float32", "dtype: Int64"),
+    )
+    .unwrap();
+    let (code, body) = http(admin, "POST", "/apply", None);
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("view `driver_stats_view`") && body.contains("declares Int64"),
+        "{body}"
+    );
+    assert_eq!(
+        produce_and_read(2, &mut connection),
+        float_value(50.0),
+        "the rejected apply changed nothing"
+    );
+
+    // A new config and a new view: the config swaps live, the view waits for a restart.
+    let changed = Definitions::new()
+        .driver_stats(VIEW, TOPIC, "Float32")
+        .driver_stats("another_view", "another", "Float32")
+        .yaml();
+    std::fs::write(
+        &definitions,
+        changed.replacen("factor: 100", "factor: 10", 1),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fvhost"))
+        .args([
+            "apply",
+            "-r",
+            repo.path().to_str().unwrap(),
+            "--live",
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+        ])
+        .env(
+            "FVHOST_CACHE_DIR",
+            root().join("target/fvhost-test-module-cache"),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\"changed\": [\n    \"driver_stats_view\"\n  ]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("another_view (added)"), "{stdout}");
+    assert_eq!(
+        produce_and_read(3, &mut connection),
+        float_value(5.0),
+        "events after the apply use factor 10"
+    );
+    let stored: Vec<u8> = connection
+        .hget(driver_key(1, &repo.project), &field[..])
+        .unwrap();
+    assert_eq!(
+        stored,
+        float_value(50.0),
+        "events before it keep what the old definition wrote"
+    );
+    let exit = host.stop();
+    assert!(exit.success, "{}", exit.stderr);
+    assert_eq!(exit.report(VIEW)["keys_written"], 3);
+}

@@ -58,6 +58,20 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     report(request(args.admin.admin, "POST", &path, &[]).await?)
 }
 
+/// Asks the running host to apply its repo (after `fvhost apply` validated it here).
+pub async fn apply_live(admin: &AdminArgs) -> anyhow::Result<ExitCode> {
+    let by = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    report(
+        request(
+            admin.admin,
+            "POST",
+            &format!("/apply?by={}", encode(&by)),
+            &[],
+        )
+        .await?,
+    )
+}
+
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     report(request(args.admin.admin, "GET", "/status", &[]).await?)
 }

@@ -12,6 +12,11 @@ use crate::transform::{Limits, TransformEngine};
 pub struct ApplyArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
+    /// Then have the running host (its admin API) apply the repo: changed views swap at their next batch.
+    #[arg(long)]
+    pub live: bool,
+    #[command(flatten)]
+    pub admin: super::admin::AdminArgs,
 }
 
 /// Exit code of an invalid repo.
@@ -67,6 +72,9 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(INVALID));
     }
     print_summary(&repo, &lines);
+    if args.live {
+        return super::admin::apply_live(&args.admin).await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

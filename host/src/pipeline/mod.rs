@@ -157,7 +157,7 @@ impl Host {
                 "the repo has no stream feature view with a kafka source: nothing to run"
             );
         }
-        let deployer = Deployer::new(engine, cache, options.limits, registry);
+        let deployer = Deployer::new(engine, cache, options.limits, registry, repo.clone());
         Ok(Self {
             views,
             tasks,

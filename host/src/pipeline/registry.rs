@@ -134,6 +134,16 @@ impl Registry {
             .insert(view.to_string(), slot);
     }
 
+    /// Names of the running views.
+    pub fn names(&self) -> Vec<String> {
+        self.views
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     pub fn slot(&self, view: &str) -> Result<Arc<ViewSlot>, RegistryError> {
         self.views
             .read()

@@ -21,7 +21,7 @@ pub struct FeatureRepo {
 }
 
 /// Feast's `Entity`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Entity {
     pub name: String,
     pub join_keys: Vec<String>,
@@ -29,7 +29,7 @@ pub struct Entity {
 }
 
 /// A data source, with what all kinds share.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Source {
     pub name: String,
     pub timestamp_field: String,
@@ -39,7 +39,7 @@ pub struct Source {
     pub kind: SourceKind,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SourceKind {
     /// Parquet files; `path` is relative to the repo root unless absolute.
     File {
@@ -52,7 +52,7 @@ pub enum SourceKind {
 }
 
 /// Feast's `KafkaSource`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KafkaSource {
     pub bootstrap_servers: String,
     pub topic: String,
@@ -63,7 +63,7 @@ pub struct KafkaSource {
 }
 
 /// How a Kafka message's bytes become a row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MessageFormat {
     /// JSON objects, decoded by the declared schema (column names before `field_mapping`).
     Json { schema: Arc<Schema> },
@@ -84,7 +84,7 @@ pub struct Feature {
 }
 
 /// A feature view or stream feature view.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FeatureView {
     pub name: String,
     /// True for `stream_feature_views`.
@@ -103,7 +103,7 @@ pub struct FeatureView {
 }
 
 /// A view's Wasm transform.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TransformSpec {
     /// Resolved path of the `.wasm` component.
     pub module: PathBuf,

@@ -3,7 +3,8 @@
 //! - `GET /status`: per view, the active version, its history and counters;
 //! - `POST /views/{view}/deploy?by=NAME`: the body is the `.wasm` module;
 //!   validated off the ingestion path, then active from the next batch;
-//! - `POST /views/{view}/rollback`: the previous version, from the next batch.
+//! - `POST /views/{view}/rollback`: the previous version, from the next batch;
+//! - `POST /apply?by=NAME`: re-read the repo; changed views swap (all or none).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub fn router(deployer: Arc<Deployer>, max_module_bytes: usize) -> Router {
         .route("/status", get(status))
         .route("/views/{view}/deploy", post(deploy))
         .route("/views/{view}/rollback", post(rollback))
+        .route("/apply", post(apply))
         .layer(DefaultBodyLimit::max(max_module_bytes.saturating_add(1)))
         .with_state(deployer)
 }
@@ -75,6 +77,16 @@ async fn deploy(
     outcome.map(Json).map_err(deploy_error)
 }
 
+async fn apply(
+    State(deployer): State<Arc<Deployer>>,
+    Query(query): Query<DeployQuery>,
+) -> Result<Json<crate::pipeline::deploy::Applied>, ApiError> {
+    let outcome = tokio::task::spawn_blocking(move || deployer.apply(&query.by))
+        .await
+        .map_err(ApiError::internal)?;
+    outcome.map(Json).map_err(deploy_error)
+}
+
 async fn rollback(
     State(deployer): State<Arc<Deployer>>,
     Path(view): Path<String>,
@@ -88,7 +100,7 @@ fn deploy_error(error: DeployError) -> ApiError {
             StatusCode::NOT_FOUND
         }
         DeployError::Registry(_) => StatusCode::CONFLICT,
-        DeployError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        DeployError::Rejected(_) | DeployError::Repo(_) => StatusCode::UNPROCESSABLE_ENTITY,
     };
     ApiError(status, error.to_string())
 }
