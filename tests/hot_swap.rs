@@ -148,6 +148,17 @@ fn deploys_and_rollbacks_under_load_apply_each_version_to_whole_batches_and_lose
             .unwrap();
         written.is_some()
     });
+    let status = status(admin);
+    // The last round rolled back to the version the host started with.
+    assert_eq!(status[0]["deployed_by"], "repo", "{status}");
+    assert!(
+        status[0]["previous_versions"].is_array() && status[0]["consumer_lag"].is_u64(),
+        "{status}"
+    );
+    assert_eq!(
+        status[0]["features"],
+        serde_json::json!(["conv_percentage:Float32", "acc_percentage:Float32"])
+    );
     let log = host.log();
     let exit = host.stop();
     assert!(exit.success, "{}", exit.stderr);

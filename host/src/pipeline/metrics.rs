@@ -18,6 +18,8 @@ pub struct ViewMetrics {
     pub batches: AtomicU64,
     pub batch_failures: AtomicU64,
     pub commits: AtomicU64,
+    /// Messages behind the end of the view's partitions, as of the last check.
+    pub consumer_lag: AtomicU64,
 }
 
 /// A point-in-time copy of [`ViewMetrics`], printed as JSON.
@@ -34,6 +36,7 @@ pub struct MetricsSnapshot {
     pub batches: u64,
     pub batch_failures: u64,
     pub commits: u64,
+    pub consumer_lag: u64,
 }
 
 impl ViewMetrics {
@@ -55,6 +58,7 @@ impl ViewMetrics {
             batches: get(&self.batches),
             batch_failures: get(&self.batch_failures),
             commits: get(&self.commits),
+            consumer_lag: get(&self.consumer_lag),
         }
     }
 }

@@ -77,7 +77,12 @@ pub struct StreamLoop {
     offline: Option<std::sync::Mutex<OfflineLog>>,
     /// Positions written but not yet committed (waiting for the offline log).
     pending: Positions,
+    /// When the consumer lag was last asked for.
+    lag_checked: Option<std::time::Instant>,
 }
+
+/// How often the consumer-lag gauge is refreshed.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
 impl StreamLoop {
     pub fn new(
@@ -101,6 +106,7 @@ impl StreamLoop {
             watermark,
             offline: None,
             pending: Positions::new(),
+            lag_checked: None,
         }
     }
 
@@ -151,10 +157,24 @@ impl StreamLoop {
             }
             advance(&mut self.pending, &events);
             self.commit_written(false)?;
+            self.refresh_lag();
         }
         self.commit_written(true)?;
         tracing::info!(view, "stream view drained and stopped");
         Ok(())
+    }
+
+    /// Updates the consumer-lag gauge, at most every few seconds (it asks the broker).
+    fn refresh_lag(&mut self) {
+        if self.lag_checked.is_some_and(|t| t.elapsed() < LAG_INTERVAL) {
+            return;
+        }
+        self.lag_checked = Some(std::time::Instant::now());
+        if let Some(lag) = tokio::task::block_in_place(|| self.consumer.lag()) {
+            self.metrics
+                .consumer_lag
+                .store(lag.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Commits what is written everywhere it must be: at once without an
