@@ -6,7 +6,6 @@
 //! librdkafka's mock cluster on loopback; prints figures and a JSON line.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -27,22 +26,7 @@ fn root() -> PathBuf {
 }
 
 fn build(workspace: &str) -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(root().join(workspace).join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(root().join(workspace).join("target"))
-        .status()
-        .expect("cargo");
-    assert!(status.success());
-    root().join(workspace).join("target/wasm32-wasip2/release")
+    fvhost::local::build_guest_workspace(&root().join(workspace)).expect("building the transforms")
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

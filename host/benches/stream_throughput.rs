@@ -6,7 +6,6 @@
 //! Sizes: `FVHOST_BENCH_DRIVERS` (default 100000) x 2 events each.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,21 +27,8 @@ fn root() -> PathBuf {
 }
 
 fn build_example() {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(root().join("examples/transforms/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(root().join("examples/transforms/target"))
-        .status()
-        .expect("cargo");
-    assert!(status.success());
+    fvhost::local::build_guest_workspace(&root().join("examples/transforms"))
+        .expect("building the example transform");
 }
 
 fn event(driver: u64, seconds: i64) -> Vec<u8> {

@@ -23,25 +23,9 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Builds a guest workspace for wasm32-wasip2 once per test binary; returns its release folder.
+/// Builds a guest workspace for wasm32-wasip2; returns its release folder.
 fn build_guest_workspace(relative: &str) -> PathBuf {
-    let manifest = root().join(relative).join("Cargo.toml");
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(root().join(relative).join("target"))
-        .status()
-        .expect("running cargo for the guests");
-    assert!(status.success(), "building {} failed", manifest.display());
-    root().join(relative).join("target/wasm32-wasip2/release")
+    fvhost::local::build_guest_workspace(&root().join(relative)).expect("building the guests")
 }
 
 /// The example transform `driver_stats.wasm`, built from source.

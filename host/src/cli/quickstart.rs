@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -145,27 +145,7 @@ fn examples_dir(given: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 fn build_example_transform(examples: &Path) -> anyhow::Result<()> {
     step("building the example transform (cargo build --release --target wasm32-wasip2)");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(examples.join("transforms/Cargo.toml"))
-        // The repo points at this folder, whatever CARGO_TARGET_DIR says.
-        .arg("--target-dir")
-        .arg(examples.join("transforms/target"))
-        .status()
-        .context("running cargo to build the example transform")?;
-    if !status.success() {
-        bail!(
-            "building the example transform failed ({status}); is the wasm32-wasip2 target installed? (rustup target add wasm32-wasip2)"
-        );
-    }
-    Ok(())
+    crate::local::build_guest_workspace(&examples.join("transforms")).map(|_| ())
 }
 
 async fn wait_until_consumed(host: &Host, produced: u64, timeout: Duration) -> anyhow::Result<()> {

@@ -3,9 +3,11 @@
 //! cluster (a Kafka-protocol broker over real TCP) in this process.
 
 mod broker;
+mod guests;
 mod redis_server;
 
 pub use broker::LocalBroker;
+pub use guests::build_guest_workspace;
 pub use redis_server::RedisServer;
 
 /// A TCP port on 127.0.0.1 that nothing listened on a moment ago.
