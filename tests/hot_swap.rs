@@ -202,7 +202,7 @@ fn deploys_and_rollbacks_under_load_apply_each_version_to_whole_batches_and_lose
 }
 
 #[test]
-fn apply_live_swaps_changed_views_all_or_nothing_and_names_what_needs_a_restart() {
+fn apply_live_swaps_changed_views_starts_added_ones_and_stops_removed_ones_all_or_nothing() {
     let redis = RedisServer::start().unwrap();
     let broker = LocalBroker::start(1).unwrap();
     broker.create_topic(TOPIC, 1).unwrap();
@@ -258,7 +258,7 @@ fn apply_live_swaps_changed_views_all_or_nothing_and_names_what_needs_a_restart(
         "the rejected apply changed nothing"
     );
 
-    // A new config and a new view: the config swaps live, the view waits for a restart.
+    // A new config and a new view: the config swaps at the next batch, the view starts.
     let changed = Definitions::new()
         .driver_stats(VIEW, TOPIC, "Float32")
         .driver_stats("another_view", "another", "Float32")
@@ -293,7 +293,10 @@ fn apply_live_swaps_changed_views_all_or_nothing_and_names_what_needs_a_restart(
         stdout.contains("\"changed\": [\n    \"driver_stats_view\"\n  ]"),
         "{stdout}"
     );
-    assert!(stdout.contains("another_view (added)"), "{stdout}");
+    assert!(
+        stdout.contains("\"added\": [\n    \"another_view\"\n  ]"),
+        "{stdout}"
+    );
     assert_eq!(
         produce_and_read(3, &mut connection),
         float_value(5.0),
@@ -307,7 +310,39 @@ fn apply_live_swaps_changed_views_all_or_nothing_and_names_what_needs_a_restart(
         float_value(50.0),
         "events before it keep what the old definition wrote"
     );
+
+    // The added view runs without a restart; removing it stops it.
+    rt.block_on(broker.produce(
+        "another",
+        &[("k".to_string(), driver_event(77, BASE, 0.5, 0.5))],
+    ))
+    .unwrap();
+    let another = feature_field("another_view", "conv_percentage");
+    wait_for("the added view to write", Duration::from_secs(90), || {
+        let stored: Option<Vec<u8>> = connection
+            .hget(driver_key(77, &repo.project), &another[..])
+            .unwrap();
+        stored == Some(float_value(50.0))
+    });
+    std::fs::write(
+        &definitions,
+        Definitions::new()
+            .driver_stats(VIEW, TOPIC, "Float32")
+            .yaml()
+            .replacen("factor: 100", "factor: 10", 1),
+    )
+    .unwrap();
+    let (code, body) = http(admin, "POST", "/apply", None);
+    assert_eq!(code, 200, "{body}");
+    let applied: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        applied["removed"],
+        serde_json::json!(["another_view"]),
+        "{body}"
+    );
+    assert_eq!(applied["unchanged"], serde_json::json!([VIEW]), "{body}");
     let exit = host.stop();
     assert!(exit.success, "{}", exit.stderr);
     assert_eq!(exit.report(VIEW)["keys_written"], 3);
+    assert_eq!(exit.report("another_view")["keys_written"], 1);
 }

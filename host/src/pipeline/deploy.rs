@@ -1,10 +1,11 @@
-//! Deploying a new transform module to a running view, and rolling back.
+//! Deploying a new transform module to a running view, rolling back, and
+//! applying a changed repo to a running host.
 //!
 //! Everything that can fail happens before the swap and off the ingestion
 //! path: the module compiles (or comes from the on-disk cache), implements
 //! the contract, and turns a probe batch of the view's input schema into the
-//! declared output. Only then is the version activated; a rejected module
-//! leaves the running version untouched.
+//! declared output. Only then is the version activated; a rejected module or
+//! repo leaves the running versions untouched.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,30 +13,15 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::registry::{Registry, RegistryError, ViewStatus, ViewVersion};
-use super::view::ViewPipeline;
+use super::starter::ViewStarter;
 use crate::repo::FeatureRepo;
-use crate::transform::cache::ModuleCache;
-use crate::transform::{Limits, TransformEngine, TransformError, TransformModule};
+use crate::transform::{TransformError, TransformModule};
 
-/// Deploys and rollbacks for the views of one host.
+/// Deploys, rollbacks and repo changes for the views of one host.
 pub struct Deployer {
-    engine: TransformEngine,
-    cache: ModuleCache,
-    limits: Limits,
-    registry: Arc<Registry>,
+    starter: Arc<ViewStarter>,
     /// The repo as last applied: `apply` re-reads it from `repo.root`.
     repo: std::sync::Mutex<FeatureRepo>,
-}
-
-/// What applying a changed repo did.
-#[derive(Debug, Default, Serialize)]
-pub struct Applied {
-    /// Views whose new definition or module is active from their next batch.
-    pub changed: Vec<String>,
-    pub unchanged: Vec<String>,
-    /// Views added, removed, or moved to another source: they take effect at
-    /// the next restart of the host in this version.
-    pub need_restart: Vec<String>,
 }
 
 /// Why a deploy was refused; the running version is unchanged.
@@ -61,98 +47,54 @@ pub struct Deployed {
     pub milliseconds: f64,
 }
 
+/// What applying a changed repo did.
+#[derive(Debug, Default, Serialize)]
+pub struct Applied {
+    /// Views whose new definition or module is active from their next batch.
+    pub changed: Vec<String>,
+    pub unchanged: Vec<String>,
+    /// Views started by this apply.
+    pub added: Vec<String>,
+    /// Views stopped by this apply (each finishes its batch in hand and commits).
+    pub removed: Vec<String>,
+}
+
 impl Deployer {
-    pub fn new(
-        engine: TransformEngine,
-        cache: ModuleCache,
-        limits: Limits,
-        registry: Arc<Registry>,
-        repo: FeatureRepo,
-    ) -> Self {
+    pub fn new(starter: Arc<ViewStarter>, repo: FeatureRepo) -> Self {
         Self {
-            engine,
-            cache,
-            limits,
-            registry,
+            starter,
             repo: std::sync::Mutex::new(repo),
         }
     }
 
-    /// Re-reads the repo and activates every running view whose definition,
-    /// module or config changed. All changed views are validated (module,
-    /// contract, probe) before any is activated: either all swap or none.
-    /// Blocking.
-    pub fn apply(&self, by: &str) -> Result<Applied, DeployError> {
-        let root = self
-            .repo
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .root
-            .clone();
-        let repo = crate::repo::load(&root).map_err(|e| DeployError::Repo(e.to_string()))?;
-        let running = self.registry.names();
-        let mut applied = Applied::default();
-        let mut ready = Vec::new();
-        for (view, source, _) in repo.kafka_views() {
-            if !running.contains(&view.name) {
-                applied.need_restart.push(format!("{} (added)", view.name));
-                continue;
-            }
-            let slot = self.registry.slot(&view.name)?;
-            let active = slot.active();
-            if active.pipeline.source != *source {
-                applied
-                    .need_restart
-                    .push(format!("{} (source changed)", view.name));
-                continue;
-            }
-            let in_view =
-                |e: TransformError| DeployError::Repo(format!("view `{}`: {e}", view.name));
-            let pipeline = ViewPipeline::new(&repo, view, &self.engine, &self.cache, &self.limits)
-                .map_err(in_view)?;
-            if pipeline.view == active.pipeline.view && pipeline.version() == active.id() {
-                applied.unchanged.push(view.name.clone());
-                continue;
-            }
-            pipeline.probe().map_err(in_view)?;
-            ready.push((slot, pipeline));
-        }
-        for name in running.iter().filter(|name| repo.view(name).is_none()) {
-            applied.need_restart.push(format!("{name} (removed)"));
-        }
-        for (slot, pipeline) in ready {
-            let name = pipeline.view.name.clone();
-            tracing::info!(view = %name, version = pipeline.version(), by, "repo applied; the new definition is active from the next batch");
-            slot.activate(ViewVersion::new(pipeline, by));
-            applied.changed.push(name);
-        }
-        *self.repo.lock().unwrap_or_else(|p| p.into_inner()) = repo;
-        Ok(applied)
+    fn registry(&self) -> &Registry {
+        &self.starter.registry
     }
 
     /// Validates `module` for `view` and activates it. Blocking (compiles, runs the probe).
     pub fn deploy(&self, view: &str, module: &[u8], by: &str) -> Result<Deployed, DeployError> {
         let started = Instant::now();
-        let slot = self.registry.slot(view)?;
+        let slot = self.registry().slot(view)?;
         let active = slot.active();
-        if module.len() > self.limits.module_bytes {
-            return Err(TransformError::Limit(format!(
+        let limits = &self.starter.options.limits;
+        if module.len() > limits.module_bytes {
+            let message = format!(
                 "module size limit of {} bytes exceeded: the upload is {} bytes",
-                self.limits.module_bytes,
+                limits.module_bytes,
                 module.len()
-            ))
-            .into());
+            );
+            return Err(TransformError::Limit(message).into());
         }
         let module = TransformModule::from_bytes(
-            &self.engine,
-            &self.cache,
+            &self.starter.engine,
+            &self.starter.cache,
             module,
             &format!("upload for `{view}`"),
         )?;
         let cached = module.from_cache;
         let pipeline = active
             .pipeline
-            .with_module(&self.engine, Arc::new(module), &self.limits);
+            .with_module(&self.starter.engine, Arc::new(module), limits);
         pipeline.probe()?;
         let version = ViewVersion::new(pipeline, by);
         let id = version.id().to_string();
@@ -170,7 +112,7 @@ impl Deployer {
     /// Re-activates the version before the active one.
     pub fn rollback(&self, view: &str) -> Result<Deployed, DeployError> {
         let started = Instant::now();
-        let slot = self.registry.slot(view)?;
+        let slot = self.registry().slot(view)?;
         let previous = slot.active();
         let version = slot.rollback(view)?;
         tracing::info!(
@@ -188,8 +130,86 @@ impl Deployer {
         })
     }
 
+    /// Re-reads the repo and brings the running views in line with it: changed
+    /// views (definition, module or config) swap at their next batch, new views
+    /// start, views no longer there stop, and a view moved to another source
+    /// stops and starts again. Every new or changed view is validated (module,
+    /// contract, probe) before anything changes: all of it applies or none does.
+    /// Blocking.
+    pub fn apply(&self, by: &str) -> Result<Applied, DeployError> {
+        let root = self
+            .repo
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .root
+            .clone();
+        let repo = crate::repo::load(&root).map_err(|e| DeployError::Repo(e.to_string()))?;
+        let running = self.registry().names();
+        let mut applied = Applied::default();
+        let mut swaps = Vec::new();
+        let mut starts = Vec::new();
+        for (view, source, kafka) in repo.kafka_views() {
+            let in_view = |e: String| DeployError::Repo(format!("view `{}`: {e}", view.name));
+            let pipeline = self
+                .starter
+                .pipeline(&repo, view)
+                .map_err(|e| in_view(format!("{e:#}")))?;
+            let current = match self.registry().slot(&view.name) {
+                Ok(slot) => Some((slot.active(), slot)),
+                Err(_) => None,
+            };
+            match current {
+                Some((active, _))
+                    if active.pipeline.view == pipeline.view
+                        && active.pipeline.source == *source
+                        && active.id() == pipeline.version() =>
+                {
+                    applied.unchanged.push(view.name.clone());
+                    continue;
+                }
+                Some((active, slot)) if active.pipeline.source == *source => {
+                    swaps.push((slot, pipeline.clone()))
+                }
+                Some(_) => {
+                    applied.removed.push(view.name.clone());
+                    starts.push((pipeline.clone(), kafka.clone()));
+                }
+                None => starts.push((pipeline.clone(), kafka.clone())),
+            }
+            pipeline.probe().map_err(|e| in_view(e.to_string()))?;
+        }
+        applied.removed.extend(
+            running
+                .iter()
+                .filter(|name| repo.view(name).is_none())
+                .cloned(),
+        );
+        for name in &applied.removed {
+            if let Some(slot) = self.registry().remove(name) {
+                tracing::info!(view = %name, by, "repo applied; view stopping");
+                slot.stop();
+            }
+        }
+        for (slot, pipeline) in swaps {
+            let name = pipeline.view.name.clone();
+            tracing::info!(view = %name, version = pipeline.version(), by, "repo applied; the new definition is active from the next batch");
+            slot.activate(ViewVersion::new(pipeline, by));
+            applied.changed.push(name);
+        }
+        for (pipeline, kafka) in starts {
+            let name = pipeline.view.name.clone();
+            self.starter
+                .start(&repo, pipeline, &kafka, by)
+                .map_err(|e| DeployError::Repo(format!("view `{name}`: {e:#}")))?;
+            tracing::info!(view = %name, by, "repo applied; view started");
+            applied.added.push(name);
+        }
+        *self.repo.lock().unwrap_or_else(|p| p.into_inner()) = repo;
+        Ok(applied)
+    }
+
     /// Every view's active version and counters.
     pub fn status(&self) -> Vec<ViewStatus> {
-        self.registry.status()
+        self.registry().status()
     }
 }

@@ -12,6 +12,7 @@ pub mod materialize_state;
 pub mod metrics;
 pub mod push;
 pub mod registry;
+pub mod starter;
 pub mod stream;
 pub mod view;
 pub mod watermark;
@@ -20,18 +21,17 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use serde::Serialize;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch};
 
 use crate::offline::log::{OfflineLog, Rotation};
 use crate::online::{OnlineWriter, connect};
 use crate::repo::FeatureRepo;
-use crate::source::kafka::{TopicConsumer, TopicConsumerConfig};
 use crate::transform::cache::{ModuleCache, default_dir};
 use crate::transform::{Limits, TransformEngine};
 pub use deploy::Deployer;
 pub use metrics::{MetricsSnapshot, ViewMetrics};
-use registry::{Registry, ViewSlot, ViewVersion};
+use registry::Registry;
+use starter::{ViewStarter, ViewTask};
 pub use stream::{StreamLoop, StreamSettings, ViewStopped};
 pub use view::ViewPipeline;
 
@@ -56,7 +56,7 @@ pub fn group_id(project: &str, view: &str) -> String {
 }
 
 /// The offline log of a stream view: its batch source's folder.
-fn offline_log(
+pub(crate) fn offline_log(
     repo: &FeatureRepo,
     view: &crate::repo::FeatureView,
     pipeline: &ViewPipeline,
@@ -79,11 +79,11 @@ fn offline_log(
     ))
 }
 
-/// A running host: one task per stream view.
+/// A running host: one task per stream view; views can be added while it runs.
 pub struct Host {
-    views: Vec<(String, Arc<ViewMetrics>)>,
+    starter: Arc<ViewStarter>,
     deployer: Arc<Deployer>,
-    tasks: JoinSet<(String, Result<(), ViewStopped>)>,
+    new_tasks: mpsc::UnboundedReceiver<ViewTask>,
 }
 
 /// How one view ended, with its final counters.
@@ -110,98 +110,87 @@ impl Host {
             .await
             .context("connecting to the Redis online store")?;
         let writer = OnlineWriter::new(connection, &repo.config.online_store);
-
-        let mut views = Vec::new();
-        let mut tasks = JoinSet::new();
-        let registry = Arc::new(Registry::default());
+        let (sender, new_tasks) = mpsc::unbounded_channel();
+        let starter = Arc::new(ViewStarter::new(
+            engine,
+            cache,
+            options.clone(),
+            writer,
+            sender,
+        ));
         for (view, _, kafka) in repo.kafka_views() {
-            let pipeline = ViewPipeline::new(repo, view, &engine, &cache, &options.limits)
-                .with_context(|| format!("stream feature view `{}`", view.name))?;
-            let consumer = TopicConsumer::subscribe(&TopicConsumerConfig {
-                bootstrap_servers: options
-                    .kafka_bootstrap
-                    .clone()
-                    .unwrap_or_else(|| kafka.bootstrap_servers.clone()),
-                topic: kafka.topic.clone(),
-                group_id: group_id(repo.project(), &view.name),
-            })
-            .with_context(|| {
-                format!(
-                    "subscribing view `{}` to topic `{}`",
-                    view.name, kafka.topic
-                )
-            })?;
-            let metrics = Arc::new(ViewMetrics::default());
-            views.push((view.name.clone(), metrics.clone()));
-            let (slot, versions) =
-                ViewSlot::new(ViewVersion::new(pipeline, "repo"), metrics.clone());
-            registry.insert(&view.name, Arc::new(slot));
-            let mut stream = StreamLoop::new(
-                versions,
-                kafka.clone(),
-                consumer,
-                writer.clone(),
-                metrics,
-                options.stream,
-            );
-            if view.offline {
-                let log = offline_log(repo, view, stream.pipeline(), options)?;
-                stream = stream.with_offline_log(log);
-            }
-            let name = view.name.clone();
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move { (name, stream.run(shutdown).await) });
+            let pipeline = starter.pipeline(repo, view)?;
+            starter.start(repo, pipeline, kafka, "repo")?;
         }
-        if views.is_empty() {
+        if starter.started().is_empty() {
             anyhow::bail!(
                 "the repo has no stream feature view with a kafka source: nothing to run"
             );
         }
-        let deployer = Deployer::new(engine, cache, options.limits, registry, repo.clone());
+        stop_views_on(shutdown, starter.registry.clone());
+        let deployer = Arc::new(Deployer::new(starter.clone(), repo.clone()));
         Ok(Self {
-            views,
-            tasks,
-            deployer: Arc::new(deployer),
+            starter,
+            deployer,
+            new_tasks,
         })
     }
 
-    /// Deploys and rollbacks on the running views (the admin API's backend).
+    /// Deploys, rollbacks and repo changes on the running views (the admin API's backend).
     pub fn deployer(&self) -> Arc<Deployer> {
         self.deployer.clone()
     }
 
-    /// Counters of every view, live.
-    pub fn metrics(&self) -> &[(String, Arc<ViewMetrics>)] {
-        &self.views
+    /// Counters of every view started so far, live.
+    pub fn metrics(&self) -> Vec<(String, Arc<ViewMetrics>)> {
+        self.starter.started()
     }
 
-    /// Waits for every view to stop; a view that fails is reported and the others keep running.
+    /// Waits for every view to stop, taking in views added meanwhile; a view
+    /// that fails is reported and the others keep running.
     pub async fn wait(mut self) -> Vec<ViewReport> {
+        use futures::StreamExt;
         let mut errors = std::collections::HashMap::new();
-        while let Some(joined) = self.tasks.join_next().await {
-            match joined {
-                Ok((view, Ok(()))) => tracing::debug!(view, "view finished"),
-                Ok((view, Err(e))) => {
-                    tracing::error!(
-                        view,
-                        "view stopped: {e}; its offsets stay at the last written batch, other views keep running"
-                    );
-                    errors.insert(view, e.to_string());
-                }
-                Err(e) => tracing::error!("a view task panicked: {e}"),
+        let mut running = futures::stream::FuturesUnordered::new();
+        loop {
+            while let Ok(task) = self.new_tasks.try_recv() {
+                running.push(task);
+            }
+            if running.is_empty() {
+                break;
+            }
+            tokio::select! {
+                Some(task) = self.new_tasks.recv() => running.push(task),
+                Some(joined) = running.next() => match joined {
+                    Ok((view, Ok(()))) => tracing::debug!(view, "view finished"),
+                    Ok((view, Err(e))) => {
+                        tracing::error!(view, "view stopped: {e}; its offsets stay at the last written batch, other views keep running");
+                        errors.insert(view, e.to_string());
+                    }
+                    Err(e) => tracing::error!("a view task panicked: {e}"),
+                },
             }
         }
-        self.views
-            .iter()
+        self.starter
+            .started()
+            .into_iter()
             .map(|(view, metrics)| {
-                let error = errors.remove(view);
+                let error = errors.remove(&view);
                 ViewReport {
-                    view: view.clone(),
                     status: if error.is_some() { "failed" } else { "stopped" },
                     error,
                     metrics: metrics.snapshot(),
+                    view,
                 }
             })
             .collect()
     }
+}
+
+/// Stops every view (present and future) once `shutdown` turns true.
+fn stop_views_on(mut shutdown: watch::Receiver<bool>, registry: Arc<Registry>) {
+    tokio::spawn(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        registry.stop_all();
+    });
 }

@@ -46,6 +46,8 @@ impl ViewVersion {
 /// The versions of one running view.
 pub struct ViewSlot {
     active: watch::Sender<Arc<ViewVersion>>,
+    /// Turned true to stop the view's loop (it finishes its batch and commits).
+    stop: watch::Sender<bool>,
     previous: Mutex<Vec<Arc<ViewVersion>>>,
     pub metrics: Arc<ViewMetrics>,
 }
@@ -60,20 +62,32 @@ pub enum RegistryError {
 }
 
 impl ViewSlot {
-    /// A slot serving `first`; the receiver goes to the view's loop.
+    /// A slot serving `first`; the receivers (versions, stop) go to the view's loop.
     pub fn new(
         first: ViewVersion,
         metrics: Arc<ViewMetrics>,
-    ) -> (Self, watch::Receiver<Arc<ViewVersion>>) {
+    ) -> (
+        Self,
+        watch::Receiver<Arc<ViewVersion>>,
+        watch::Receiver<bool>,
+    ) {
         let (active, receiver) = watch::channel(Arc::new(first));
+        let (stop, stopped) = watch::channel(false);
         (
             Self {
                 active,
+                stop,
                 previous: Mutex::new(Vec::new()),
                 metrics,
             },
             receiver,
+            stopped,
         )
+    }
+
+    /// Asks the view's loop to finish the batch in hand, commit and end.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
     }
 
     pub fn active(&self) -> Arc<ViewVersion> {
@@ -132,6 +146,26 @@ impl Registry {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(view.to_string(), slot);
+    }
+
+    /// Takes `view` out of the registry (its loop is stopped separately).
+    pub fn remove(&self, view: &str) -> Option<Arc<ViewSlot>> {
+        self.views
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(view)
+    }
+
+    /// Stops every view's loop.
+    pub fn stop_all(&self) {
+        for slot in self
+            .views
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            slot.stop();
+        }
     }
 
     /// Names of the running views.

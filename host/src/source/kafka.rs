@@ -21,6 +21,9 @@ pub struct TopicConsumerConfig {
     pub group_id: String,
 }
 
+/// Wait after a consumer error before receiving again.
+const ERROR_BACKOFF: Duration = Duration::from_millis(500);
+
 /// A consumer-group member reading one topic.
 pub struct TopicConsumer {
     consumer: StreamConsumer,
@@ -57,6 +60,10 @@ impl TopicConsumer {
 
     /// Waits for a first message (or shutdown), then gathers more for at most
     /// `linger` or until `max` messages. An empty result means shutdown.
+    ///
+    /// Consumer errors (a topic not created yet, a broker down) are logged and
+    /// retried: librdkafka recovers from them on its own, and a view must not
+    /// stop for a transient broker condition.
     pub async fn next_batch(
         &self,
         max: usize,
@@ -64,22 +71,39 @@ impl TopicConsumer {
         shutdown: &mut watch::Receiver<bool>,
     ) -> KafkaResult<Vec<Event>> {
         let mut events = Vec::new();
-        if *shutdown.borrow() {
-            return Ok(events);
-        }
-        tokio::select! {
-            message = self.consumer.recv() => events.push(to_event(&message?)),
-            _ = shutdown.changed() => return Ok(events),
+        while events.is_empty() {
+            if *shutdown.borrow() {
+                return Ok(events);
+            }
+            tokio::select! {
+                message = self.consumer.recv() => self.keep(message, &mut events).await,
+                _ = shutdown.changed() => return Ok(events),
+            }
         }
         let deadline = Instant::now() + linger;
         while events.len() < max {
             tokio::select! {
-                message = self.consumer.recv() => events.push(to_event(&message?)),
+                message = self.consumer.recv() => self.keep(message, &mut events).await,
                 _ = tokio::time::sleep_until(deadline) => break,
                 _ = shutdown.changed() => break,
             }
         }
         Ok(events)
+    }
+
+    /// Adds a received message to `events`; an error is logged and waited out.
+    async fn keep(
+        &self,
+        message: KafkaResult<rdkafka::message::BorrowedMessage<'_>>,
+        events: &mut Vec<Event>,
+    ) {
+        match message {
+            Ok(message) => events.push(to_event(&message)),
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, "kafka: {e}; retrying");
+                tokio::time::sleep(ERROR_BACKOFF).await;
+            }
+        }
     }
 
     /// Commits, synchronously, `positions` (partition -> next offset to read).

@@ -1,0 +1,120 @@
+//! Starting a view's stream loop, at host start or later when a changed repo
+//! adds a view: consumer, version slot, loop task.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use super::metrics::ViewMetrics;
+use super::registry::{Registry, ViewSlot, ViewVersion};
+use super::stream::{StreamLoop, ViewStopped};
+use super::view::ViewPipeline;
+use super::{HostOptions, group_id, offline_log};
+use crate::online::OnlineWriter;
+use crate::repo::{FeatureRepo, FeatureView, KafkaSource};
+use crate::source::kafka::{TopicConsumer, TopicConsumerConfig};
+use crate::transform::TransformEngine;
+use crate::transform::cache::ModuleCache;
+
+/// A view's running loop: it resolves to the view's name and how it ended.
+pub type ViewTask = tokio::task::JoinHandle<(String, Result<(), ViewStopped>)>;
+
+/// What starting a view needs, shared by the host and the deployer.
+pub struct ViewStarter {
+    pub engine: TransformEngine,
+    pub cache: ModuleCache,
+    pub options: HostOptions,
+    pub writer: OnlineWriter,
+    pub registry: Arc<Registry>,
+    tasks: mpsc::UnboundedSender<ViewTask>,
+    /// Every view ever started, with its counters, for the final reports.
+    started: Mutex<Vec<(String, Arc<ViewMetrics>)>>,
+}
+
+impl ViewStarter {
+    pub fn new(
+        engine: TransformEngine,
+        cache: ModuleCache,
+        options: HostOptions,
+        writer: OnlineWriter,
+        tasks: mpsc::UnboundedSender<ViewTask>,
+    ) -> Self {
+        Self {
+            engine,
+            cache,
+            options,
+            writer,
+            registry: Arc::new(Registry::default()),
+            tasks,
+            started: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Builds the view's pipeline (module loaded, not probed).
+    pub fn pipeline(&self, repo: &FeatureRepo, view: &FeatureView) -> anyhow::Result<ViewPipeline> {
+        ViewPipeline::new(repo, view, &self.engine, &self.cache, &self.options.limits)
+            .with_context(|| format!("stream feature view `{}`", view.name))
+    }
+
+    /// Subscribes the view's consumer and hands its loop to the host.
+    pub fn start(
+        &self,
+        repo: &FeatureRepo,
+        pipeline: ViewPipeline,
+        kafka: &KafkaSource,
+        by: &str,
+    ) -> anyhow::Result<()> {
+        let view = pipeline.view.clone();
+        let consumer = TopicConsumer::subscribe(&TopicConsumerConfig {
+            bootstrap_servers: self
+                .options
+                .kafka_bootstrap
+                .clone()
+                .unwrap_or_else(|| kafka.bootstrap_servers.clone()),
+            topic: kafka.topic.clone(),
+            group_id: group_id(repo.project(), &view.name),
+        })
+        .with_context(|| {
+            format!(
+                "subscribing view `{}` to topic `{}`",
+                view.name, kafka.topic
+            )
+        })?;
+        let metrics = Arc::new(ViewMetrics::default());
+        let (slot, versions, stop) = ViewSlot::new(ViewVersion::new(pipeline, by), metrics.clone());
+        let mut stream = StreamLoop::new(
+            versions,
+            kafka.clone(),
+            consumer,
+            self.writer.clone(),
+            metrics.clone(),
+            self.options.stream,
+        );
+        if view.offline {
+            let log = offline_log(repo, &view, stream.pipeline(), &self.options)?;
+            stream = stream.with_offline_log(log);
+        }
+        self.registry.insert(&view.name, Arc::new(slot));
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((view.name.clone(), metrics));
+        let name = view.name.clone();
+        let task = tokio::spawn(async move { (name, stream.run(stop).await) });
+        self.tasks.send(task).map_err(|_| {
+            anyhow::anyhow!(
+                "the host is shutting down; view `{}` not watched",
+                view.name
+            )
+        })
+    }
+
+    /// Every view started so far, with its counters.
+    pub fn started(&self) -> Vec<(String, Arc<ViewMetrics>)> {
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
