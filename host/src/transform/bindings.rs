@@ -5,4 +5,4 @@ wasmtime::component::bindgen!({
     path: "../guest-sdk/wit",
 });
 
-pub use fvhost::transform::host::Level;
+pub use self::fvhost::transform::host::Level;
