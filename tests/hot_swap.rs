@@ -109,7 +109,7 @@ fn deploys_and_rollbacks_under_load_apply_each_version_to_whole_batches_and_lose
         swaps += 1;
     }
 
-    // Rejected deploys: not Wasm, and a module whose output lacks the view's features.
+    // Rejected deploys: not Wasm, an output lacking the view's features, another contract version.
     let before = status(admin)[0]["version"].clone();
     let (code, body) = http_bytes(
         admin,
@@ -128,6 +128,17 @@ fn deploys_and_rollbacks_under_load_apply_each_version_to_whole_batches_and_lose
     assert_eq!(code, 422, "{body}");
     assert!(
         body.contains("feature column `conv_percentage` is missing"),
+        "{body}"
+    );
+    let (code, body) = http_bytes(
+        admin,
+        "POST",
+        &format!("/views/{VIEW}/deploy"),
+        &std::fs::read(test_guest("wrong_contract")).unwrap(),
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("does not implement the fvhost:transform@0.1.0 contract"),
         "{body}"
     );
     let (code, _) = http_bytes(admin, "POST", "/views/no_such_view/deploy", &v1);

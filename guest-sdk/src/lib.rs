@@ -105,7 +105,7 @@ macro_rules! export_transform {
 
             struct FvhostExport;
 
-            impl $crate::bindings::Guest for FvhostExport {
+            impl $crate::bindings::exports::fvhost::transform::transformer::Guest for FvhostExport {
                 fn init(
                     config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
                 ) -> ::std::result::Result<(), ::std::string::String> {

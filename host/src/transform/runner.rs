@@ -91,10 +91,12 @@ impl Transformer {
             .instantiate(&mut *store)
             .map_err(|e| self.trap(store, e))?;
         instance
+            .fvhost_transform_transformer()
             .call_init(&mut *store, &self.config)
             .map_err(|e| self.trap(store, e))?
             .map_err(TransformError::Init)?;
         let output = instance
+            .fvhost_transform_transformer()
             .call_transform(&mut *store, input)
             .map_err(|e| self.trap(store, e))?
             .map_err(TransformError::Returned)?;
