@@ -97,6 +97,9 @@ pub fn keep_rows(batch: &RecordBatch, keep: &[bool]) -> Result<RecordBatch, Stri
 #[macro_export]
 macro_rules! export_transform {
     ($ty:ty) => {
+        // Exported only when building the component: a native build (unit
+        // tests with `testing::run`) has no host to export to.
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             ::std::thread_local! {
                 static STATE: ::std::cell::RefCell<::std::option::Option<$ty>> =
