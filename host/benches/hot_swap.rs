@@ -1,6 +1,7 @@
 //! What a hot swap costs: deploy-to-active time for a ~2 MB module, cold (not
 //! in the module cache) and cached, and the ingestion stall around swaps (the
-//! longest gap between two commits within a second of a swap) while events flow.
+//! longer of the two commit gaps right after a swap, against all the run's
+//! gaps) while events flow.
 //!
 //! Run: `cargo bench -p fvhost --bench hot_swap`. Real redis-server and
 //! librdkafka's mock cluster on loopback; prints figures and a JSON line.
@@ -116,9 +117,11 @@ fn main() {
         let gaps: Vec<(Instant, f64)> = commits.windows(2).map(|w| (w[1], (w[1] - w[0]).as_secs_f64() * 1e3)).collect();
         let mut baseline: Vec<f64> = gaps.iter().map(|g| g.1).collect();
         baseline.sort_by(f64::total_cmp);
+        // The stall a swap causes shows in the commit gaps right after it: the
+        // gap in which the swap landed and the next one.
         let mut stalls: Vec<f64> = swap_times
             .iter()
-            .map(|t| gaps.iter().filter(|(at, _)| *at >= *t && at.duration_since(*t) < Duration::from_secs(1)).map(|g| g.1).fold(0.0, f64::max))
+            .map(|t| gaps.iter().filter(|(at, _)| *at >= *t).take(2).map(|g| g.1).fold(0.0, f64::max))
             .collect();
         stalls.sort_by(f64::total_cmp);
         cached.sort_by(f64::total_cmp);
@@ -126,7 +129,7 @@ fn main() {
         println!("deploy-to-active, cold (compile + link + probe):  {:>8.1} ms", cold.milliseconds);
         println!("deploy-to-active, cached (p50 / p99 of {SWAPS}):      {:>8.1} / {:.1} ms", percentile(&cached, 0.5), percentile(&cached, 0.99));
         println!("gap between commits, whole run (p50 / p99 / max): {:>8.1} / {:.1} / {:.1} ms", percentile(&baseline, 0.5), percentile(&baseline, 0.99), baseline.last().copied().unwrap_or(0.0));
-        println!("longest gap within 1 s of a swap (p50 / p99):     {:>8.1} / {:.1} ms", percentile(&stalls, 0.5), percentile(&stalls, 0.99));
+        println!("longest of the 2 gaps after a swap (p50 / p99):   {:>8.1} / {:.1} ms", percentile(&stalls, 0.5), percentile(&stalls, 0.99));
         println!(
             "{}",
             serde_json::json!({
