@@ -49,6 +49,7 @@ impl TopicConsumer {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
+            .set("fetch.wait.max.ms", "100")
             .set("topic.metadata.refresh.interval.ms", "5000")
             .create()?;
         consumer.subscribe(&[config.topic.as_str()])?;
