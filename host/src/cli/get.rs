@@ -7,7 +7,7 @@ use anyhow::Context;
 use super::RepoArgs;
 use crate::online::request::OnlineRequest;
 use crate::online::{FeatureRef, OnlineResponse, connect};
-use crate::repo::{self, FeatureRepo, JoinKey};
+use crate::repo::{FeatureRepo, JoinKey};
 
 #[derive(Debug, clap::Args)]
 pub struct GetArgs {
@@ -28,12 +28,7 @@ pub struct GetArgs {
 }
 
 pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
-    let repo = repo::load(&args.repo.repo).map_err(|e| {
-        anyhow::anyhow!(
-            "the feature repo in {} is invalid:\n{e}",
-            args.repo.repo.display()
-        )
-    })?;
+    let repo = args.repo.load()?;
     let refs = args
         .features
         .iter()

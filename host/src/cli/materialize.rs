@@ -12,7 +12,7 @@ use crate::online::{OnlineWriter, connect};
 use crate::pipeline::ViewPipeline;
 use crate::pipeline::materialize::{Progress, TimeRange, ViewPlan, ViewSummary, write_rows};
 use crate::pipeline::materialize_state::MaterializeState;
-use crate::repo::{self, FeatureRepo, FeatureView};
+use crate::repo::{FeatureRepo, FeatureView};
 use crate::transform::cache::{ModuleCache, default_dir};
 use crate::transform::{Limits, TransformEngine};
 
@@ -52,7 +52,7 @@ pub struct CommonArgs {
 }
 
 pub async fn materialize(args: MaterializeArgs) -> anyhow::Result<ExitCode> {
-    let repo = load(&args.repo)?;
+    let repo = args.repo.load()?;
     let range = TimeRange {
         start_micros: parse_time(&args.start)?,
         end_micros: parse_time(&args.end)?,
@@ -66,7 +66,7 @@ pub async fn materialize(args: MaterializeArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn materialize_incremental(args: IncrementalArgs) -> anyhow::Result<ExitCode> {
-    let repo = load(&args.repo)?;
+    let repo = args.repo.load()?;
     let end = parse_time(&args.end)?;
     let state = MaterializeState::load(&repo.root)?;
     let mut plans = Vec::new();
@@ -91,15 +91,6 @@ pub async fn materialize_incremental(args: IncrementalArgs) -> anyhow::Result<Ex
         ));
     }
     run(&repo, plans, &args.common, true).await
-}
-
-fn load(args: &RepoArgs) -> anyhow::Result<FeatureRepo> {
-    repo::load(&args.repo).map_err(|e| {
-        anyhow::anyhow!(
-            "the feature repo in {} is invalid:\n{e}",
-            args.repo.display()
-        )
-    })
 }
 
 fn selected_views<'a>(

@@ -61,6 +61,18 @@ pub struct RepoArgs {
     pub repo: PathBuf,
 }
 
+impl RepoArgs {
+    /// Loads and validates the repo; an invalid one is an error listing every mistake.
+    pub fn load(&self) -> anyhow::Result<crate::repo::FeatureRepo> {
+        crate::repo::load(&self.repo).map_err(|e| {
+            anyhow::anyhow!(
+                "the feature repo in {} is invalid:\n{e}",
+                self.repo.display()
+            )
+        })
+    }
+}
+
 /// Runs the parsed command and returns the process exit code.
 pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {

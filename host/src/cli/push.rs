@@ -9,7 +9,6 @@ use super::RepoArgs;
 use crate::online::{OnlineWriter, connect};
 use crate::pipeline::ViewPipeline;
 use crate::pipeline::push::{PushTarget, PushTo, read_push_file};
-use crate::repo;
 use crate::transform::cache::{ModuleCache, default_dir};
 use crate::transform::{Limits, TransformEngine};
 
@@ -31,12 +30,7 @@ pub struct PushArgs {
 }
 
 pub async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
-    let repo = repo::load(&args.repo.repo).map_err(|e| {
-        anyhow::anyhow!(
-            "the feature repo in {} is invalid:\n{e}",
-            args.repo.repo.display()
-        )
-    })?;
+    let repo = args.repo.load()?;
     let engine = TransformEngine::new()?;
     let cache = ModuleCache::new(default_dir());
     let target = PushTarget::new(&repo, &args.source, |view| {

@@ -8,7 +8,6 @@ use tokio::sync::watch;
 
 use super::RepoArgs;
 use crate::pipeline::{Host, HostOptions, StreamSettings};
-use crate::repo;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -35,12 +34,7 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let repo = repo::load(&args.repo.repo).map_err(|e| {
-        anyhow::anyhow!(
-            "the feature repo in {} is invalid:\n{e}",
-            args.repo.repo.display()
-        )
-    })?;
+    let repo = args.repo.load()?;
     let options = HostOptions {
         kafka_bootstrap: args.kafka_bootstrap,
         redis_url: args.redis,

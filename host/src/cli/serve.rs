@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use super::RepoArgs;
-use crate::repo;
 use crate::server::{ServerState, serve as serve_http};
 
 #[derive(Debug, clap::Args)]
@@ -20,12 +19,7 @@ pub struct ServeArgs {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let repo = repo::load(&args.repo.repo).map_err(|e| {
-        anyhow::anyhow!(
-            "the feature repo in {} is invalid:\n{e}",
-            args.repo.repo.display()
-        )
-    })?;
+    let repo = args.repo.load()?;
     let state = ServerState::new(repo, args.redis.as_deref()).await?;
     serve_http(state, args.listen, async {
         let _ = super::run::stop_signal().await;
