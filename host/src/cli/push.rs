@@ -7,7 +7,6 @@ use anyhow::Context;
 
 use super::RepoArgs;
 use crate::online::{OnlineWriter, connect};
-use crate::pipeline::ViewPipeline;
 use crate::pipeline::push::{PushTarget, PushTo, read_push_file};
 use crate::transform::cache::{ModuleCache, default_dir};
 use crate::transform::{Limits, TransformEngine};
@@ -33,15 +32,7 @@ pub async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
     let repo = args.repo.load()?;
     let engine = TransformEngine::new()?;
     let cache = ModuleCache::new(default_dir());
-    let target = PushTarget::new(&repo, &args.source, |view| {
-        Ok(ViewPipeline::new(
-            &repo,
-            view,
-            &engine,
-            &cache,
-            &Limits::default(),
-        )?)
-    })?;
+    let target = PushTarget::new(&repo, &args.source, &engine, &cache, &Limits::default())?;
     let batch = read_push_file(&args.file)?;
     let mut writer = match args.to {
         PushTo::Offline => None,

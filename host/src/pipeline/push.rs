@@ -20,7 +20,9 @@ use crate::offline::files::write_dir;
 use crate::offline::log::write_file;
 use crate::online::{OnlineRow, OnlineWriter};
 use crate::repo::{FeatureRepo, Source, SourceKind};
+use crate::transform::cache::ModuleCache;
 use crate::transform::schema_check::to_utc_micros;
+use crate::transform::{Limits, TransformEngine};
 
 /// Where pushed rows go; Feast's `PushMode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -61,11 +63,13 @@ pub struct PushTarget {
 }
 
 impl PushTarget {
-    /// Resolves the push source `name`; `load_view` builds each view's pipeline.
+    /// Resolves the push source `name` and loads the pipeline of each view over it.
     pub fn new(
         repo: &FeatureRepo,
         name: &str,
-        mut load_view: impl FnMut(&crate::repo::FeatureView) -> anyhow::Result<ViewPipeline>,
+        engine: &TransformEngine,
+        cache: &ModuleCache,
+        limits: &Limits,
     ) -> anyhow::Result<Self> {
         let source = repo
             .source(name)
@@ -77,8 +81,8 @@ impl PushTarget {
             .views
             .iter()
             .filter(|v| v.source == name)
-            .map(&mut load_view)
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .map(|view| ViewPipeline::new(repo, view, engine, cache, limits))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             source: source.clone(),
             views,

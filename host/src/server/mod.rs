@@ -18,7 +18,6 @@ use axum::routing::{get, post};
 use redis::aio::ConnectionManager;
 
 use crate::online::{OnlineWriter, connect};
-use crate::pipeline::ViewPipeline;
 use crate::pipeline::push::PushTarget;
 use crate::repo::{FeatureRepo, SourceKind};
 use crate::transform::cache::{ModuleCache, default_dir};
@@ -43,15 +42,7 @@ impl ServerState {
             .iter()
             .filter(|s| matches!(s.kind, SourceKind::Push { .. }))
         {
-            let target = PushTarget::new(&repo, &source.name, |view| {
-                Ok(ViewPipeline::new(
-                    &repo,
-                    view,
-                    &engine,
-                    &cache,
-                    &Limits::default(),
-                )?)
-            })?;
+            let target = PushTarget::new(&repo, &source.name, &engine, &cache, &Limits::default())?;
             push_targets.insert(source.name.clone(), target);
         }
         let connection = connect(&repo.config.online_store, redis_url)
