@@ -269,6 +269,17 @@ fn apply_live_swaps_changed_views_starts_added_ones_and_stops_removed_ones_all_o
         "the rejected apply changed nothing"
     );
 
+    let status_of = |view: &str| -> serde_json::Value {
+        let (code, body) = http(admin, "GET", "/status", None);
+        assert_eq!(code, 200, "{body}");
+        let all: serde_json::Value = serde_json::from_str(&body).unwrap();
+        all.as_array()
+            .and_then(|views| views.iter().find(|v| v["view"] == view))
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let before_config_change = status_of(VIEW);
+
     // A new config and a new view: the config swaps at the next batch, the view starts.
     let changed = Definitions::new()
         .driver_stats(VIEW, TOPIC, "Float32")
@@ -312,6 +323,19 @@ fn apply_live_swaps_changed_views_starts_added_ones_and_stops_removed_ones_all_o
         produce_and_read(3, &mut connection),
         float_value(5.0),
         "events after the apply use factor 10"
+    );
+    let after_config_change = status_of(VIEW);
+    assert_ne!(
+        after_config_change["version"], before_config_change["version"],
+        "a config-only change is a new version"
+    );
+    assert_eq!(
+        after_config_change["module"], before_config_change["module"],
+        "with the same module"
+    );
+    assert_eq!(
+        after_config_change["previous_versions"][0],
+        before_config_change["version"]
     );
     let stored: Vec<u8> = connection
         .hget(driver_key(1, &repo.project), &field[..])

@@ -97,6 +97,13 @@ fn main() {
             async move { tokio::task::spawn_blocking(move || deployer.deploy("driver_hourly_stats_stream", &bytes, "bench").unwrap()).await.unwrap() }
         };
         let cold = deploy(v2.clone()).await;
+        // Cached deploys are measured once the optimized compile of the cold
+        // deploy (running in the background) is in the cache.
+        let cold_active = Instant::now();
+        while deployer.status()[0].tier != Some("optimized") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let optimized_after = cold_active.elapsed().as_secs_f64() * 1e3 + cold.milliseconds;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mut cached = Vec::new();
         let mut swap_times = Vec::new();
@@ -127,6 +134,7 @@ fn main() {
         cached.sort_by(f64::total_cmp);
         println!("module: {} bytes (example) / {} bytes (second version)", v1.len(), v2.len());
         println!("deploy-to-active, cold (compile + link + probe):  {:>8.1} ms", cold.milliseconds);
+        println!("cold deploy on optimized code after:              {optimized_after:>8.1} ms");
         println!("deploy-to-active, cached (p50 / p99 of {SWAPS}):      {:>8.1} / {:.1} ms", percentile(&cached, 0.5), percentile(&cached, 0.99));
         println!("gap between commits, whole run (p50 / p99 / max): {:>8.1} / {:.1} / {:.1} ms", percentile(&baseline, 0.5), percentile(&baseline, 0.99), baseline.last().copied().unwrap_or(0.0));
         println!("longest of the 2 gaps after a swap (p50 / p99):   {:>8.1} / {:.1} ms", percentile(&stalls, 0.5), percentile(&stalls, 0.99));
@@ -134,7 +142,7 @@ fn main() {
             "{}",
             serde_json::json!({
                 "bench": "hot_swap", "swaps": SWAPS, "module_bytes": v1.len(),
-                "deploy_cold_ms": cold.milliseconds, "deploy_cached_p50_ms": percentile(&cached, 0.5), "deploy_cached_p99_ms": percentile(&cached, 0.99),
+                "deploy_cold_ms": cold.milliseconds, "cold_optimized_after_ms": optimized_after, "deploy_cached_p50_ms": percentile(&cached, 0.5), "deploy_cached_p99_ms": percentile(&cached, 0.99),
                 "commit_gap_p50_ms": percentile(&baseline, 0.5), "commit_gap_p99_ms": percentile(&baseline, 0.99),
                 "swap_stall_p50_ms": percentile(&stalls, 0.5), "swap_stall_p99_ms": percentile(&stalls, 0.99),
             })

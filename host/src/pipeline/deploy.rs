@@ -92,9 +92,7 @@ impl Deployer {
             &format!("upload for `{view}`"),
         )?;
         let cached = module.from_cache;
-        let pipeline = active
-            .pipeline
-            .with_module(&self.starter.engine, Arc::new(module), limits);
+        let pipeline = active.pipeline.with_module(Arc::new(module), limits);
         pipeline.probe()?;
         let version = ViewVersion::new(pipeline, by);
         let id = version.id().to_string();

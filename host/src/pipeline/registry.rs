@@ -37,7 +37,7 @@ impl ViewVersion {
         }
     }
 
-    /// The module's content hash (short), or `identity` without a transform.
+    /// The version's id (see [`ViewPipeline::version`]).
     pub fn id(&self) -> &str {
         self.pipeline.version()
     }
@@ -132,6 +132,8 @@ pub struct ViewStatus {
     pub view: String,
     pub version: String,
     pub module: Option<String>,
+    /// `baseline` while the module's optimized code is compiling, then `optimized`.
+    pub tier: Option<&'static str>,
     pub deployed_at: String,
     pub deployed_by: String,
     pub previous_versions: Vec<String>,
@@ -201,6 +203,7 @@ impl Registry {
                         .transformer
                         .as_ref()
                         .map(|t| t.module().hash.clone()),
+                    tier: active.pipeline.module().map(|m| m.tier().as_str()),
                     deployed_at: active.deployed_at.clone(),
                     deployed_by: active.deployed_by.clone(),
                     previous_versions: slot.history(),

@@ -22,6 +22,7 @@ pub struct ViewPipeline {
     pub transformer: Option<Transformer>,
     pub keys: KeyBuilder,
     pub fields: ViewFields,
+    version: String,
 }
 
 /// A batch transformed and checked, ready to write.
@@ -50,7 +51,6 @@ impl ViewPipeline {
             Some(spec) => {
                 let module = TransformModule::load(engine, cache, &spec.module, limits)?;
                 Some(Transformer::new(
-                    engine.clone(),
                     Arc::new(module),
                     spec.config.clone(),
                     *limits,
@@ -65,6 +65,7 @@ impl ViewPipeline {
             .key_version()
             .unwrap_or(crate::online::KeyVersion::V3);
         Ok(Self {
+            version: version_id(view, &source, transformer.as_ref()),
             schema: ViewSchema {
                 view: view.name.clone(),
                 join_keys: view.join_keys.clone(),
@@ -81,36 +82,31 @@ impl ViewPipeline {
     }
 
     /// The same view with another transform module, configured as the view says.
-    pub fn with_module(
-        &self,
-        engine: &TransformEngine,
-        module: Arc<TransformModule>,
-        limits: &Limits,
-    ) -> Self {
+    pub fn with_module(&self, module: Arc<TransformModule>, limits: &Limits) -> Self {
         let config = self
             .view
             .transform
             .as_ref()
             .map(|t| t.config.clone())
             .unwrap_or_default();
+        let transformer = Transformer::new(module, config, *limits, &self.view.name);
         Self {
-            transformer: Some(Transformer::new(
-                engine.clone(),
-                module,
-                config,
-                *limits,
-                &self.view.name,
-            )),
+            version: version_id(&self.view, &self.source, Some(&transformer)),
+            transformer: Some(transformer),
             ..self.clone()
         }
     }
 
-    /// The module version serving this view: its short content hash, or `identity`.
+    /// The transform module serving this view, if it has a transform.
+    pub fn module(&self) -> Option<&Arc<TransformModule>> {
+        self.transformer.as_ref().map(Transformer::module)
+    }
+
+    /// This version's id: 12 hex digits over the module's content hash, the
+    /// transform config and the view's definition, so any change a deploy or
+    /// an apply makes shows as a new id.
     pub fn version(&self) -> &str {
-        self.transformer
-            .as_ref()
-            .map(|t| t.module().short_hash())
-            .unwrap_or("identity")
+        &self.version
     }
 
     /// Runs the transform (if any) and checks its output. Blocking.
@@ -158,4 +154,19 @@ impl ViewPipeline {
             .map_err(|e| TransformError::Input(e.to_string()))?;
         Ok(Some(self.transform(&input)?.checked.rows))
     }
+}
+
+fn version_id(view: &FeatureView, source: &Source, transformer: Option<&Transformer>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    if let Some(transformer) = transformer {
+        hasher.update(transformer.module().hash.as_bytes());
+    }
+    hasher.update(format!("{view:?}\n{source:?}").as_bytes());
+    hasher
+        .finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

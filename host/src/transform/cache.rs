@@ -31,34 +31,40 @@ impl ModuleCache {
         Self { dir }
     }
 
-    /// Loads the compiled form of `bytes` (whose SHA-256 is `hash`), compiling
-    /// and storing it on a miss. A cache that cannot be read or written is
-    /// skipped with a warning; it never fails the load.
-    pub fn load_or_compile(
+    /// The cached optimized compile of the module whose SHA-256 is `hash`, if
+    /// there is a usable one. An unreadable entry is skipped with a warning.
+    pub fn load(&self, engine: &TransformEngine, hash: &str) -> Option<Component> {
+        let path = self.path_for(engine, hash)?;
+        if !path.is_file() {
+            return None;
+        }
+        // SAFETY: the file was written by `Component::serialize` of an engine
+        // with the same compatibility key (part of its name), into a folder
+        // only fvhost writes; wasmtime re-checks version and settings on load.
+        match unsafe { Component::deserialize_file(engine.engine(), &path) } {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "ignoring unusable cached module: {e:#}");
+                None
+            }
+        }
+    }
+
+    /// Compiles `bytes` on the optimized tier and stores the result. A cache
+    /// that cannot be written is skipped with a warning; it never fails the compile.
+    pub fn compile_and_store(
         &self,
         engine: &TransformEngine,
         hash: &str,
         bytes: &[u8],
-    ) -> wasmtime::Result<(Component, bool)> {
-        let Some(path) = self.path_for(engine, hash) else {
-            return Ok((Component::from_binary(engine.engine(), bytes)?, false));
-        };
-        if path.is_file() {
-            // SAFETY: the file was written by `Component::serialize` of an engine
-            // with the same compatibility key (part of its name), into a folder
-            // only fvhost writes; wasmtime re-checks version and settings on load.
-            match unsafe { Component::deserialize_file(engine.engine(), &path) } {
-                Ok(component) => return Ok((component, true)),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), "ignoring unusable cached module: {e:#}")
-                }
-            }
-        }
+    ) -> wasmtime::Result<Component> {
         let component = Component::from_binary(engine.engine(), bytes)?;
-        if let Err(e) = store(&path, &component) {
+        if let Some(path) = self.path_for(engine, hash)
+            && let Err(e) = store(&path, &component)
+        {
             tracing::warn!(path = %path.display(), "cannot cache compiled module: {e:#}");
         }
-        Ok((component, false))
+        Ok(component)
     }
 
     fn path_for(&self, engine: &TransformEngine, hash: &str) -> Option<PathBuf> {

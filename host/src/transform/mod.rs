@@ -22,7 +22,7 @@ pub mod probe;
 pub mod runner;
 pub mod schema_check;
 
-pub use engine::TransformEngine;
+pub use engine::{Tier, TransformEngine};
 pub use limits::Limits;
 pub use module::TransformModule;
 pub use runner::{Rejected, TransformOutput, Transformer};

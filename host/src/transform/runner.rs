@@ -9,6 +9,7 @@ use arrow_array::RecordBatch;
 use wasmtime::Store;
 
 use super::guest::GuestState;
+use super::module::Code;
 use super::{Limits, TransformEngine, TransformError, TransformModule, ipc};
 
 /// An input row a transform refused, with its reason.
@@ -28,7 +29,6 @@ pub struct TransformOutput {
 /// Runs one view's module with that view's config and limits.
 #[derive(Clone)]
 pub struct Transformer {
-    engine: TransformEngine,
     module: Arc<TransformModule>,
     config: Vec<(String, String)>,
     limits: Limits,
@@ -37,14 +37,12 @@ pub struct Transformer {
 
 impl Transformer {
     pub fn new(
-        engine: TransformEngine,
         module: Arc<TransformModule>,
         config: Vec<(String, String)>,
         limits: Limits,
         view: &str,
     ) -> Self {
         Self {
-            engine,
             module,
             config,
             limits,
@@ -60,8 +58,9 @@ impl Transformer {
     /// call it from a blocking-capable thread, not an async task.
     pub fn run(&self, input: &RecordBatch) -> Result<TransformOutput, TransformError> {
         let bytes = ipc::encode(input).map_err(|e| TransformError::Input(e.to_string()))?;
+        let code = self.module.code();
         let mut store = Store::new(
-            self.engine.engine(),
+            &code.engine,
             GuestState::new(
                 &self.view,
                 self.limits.memory_bytes,
@@ -71,7 +70,7 @@ impl Transformer {
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(TransformEngine::ticks_for(self.limits.time_per_batch));
 
-        let result = self.call(&mut store, &bytes, input.num_rows());
+        let result = self.call(&mut store, &code, &bytes, input.num_rows());
         let dropped = store.data().dropped_log_lines();
         if dropped > 0 {
             tracing::warn!(view = %self.view, dropped, "guest log lines over the per-batch limit were dropped");
@@ -82,11 +81,11 @@ impl Transformer {
     fn call(
         &self,
         store: &mut Store<GuestState>,
+        code: &Code,
         input: &[u8],
         input_rows: usize,
     ) -> Result<TransformOutput, TransformError> {
-        let instance = self
-            .module
+        let instance = code
             .pre
             .instantiate(&mut *store)
             .map_err(|e| self.trap(store, e))?;
