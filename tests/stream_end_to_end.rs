@@ -324,16 +324,49 @@ fn committed_offset(broker: &LocalBroker, group: &str, topic: &str) -> Offset {
     committed.find_partition(topic, 0).unwrap().offset()
 }
 
+/// The dead letters of `view` in its Redis stream, oldest first, as field maps.
+fn redis_dead_letters(
+    connection: &mut redis::Connection,
+    project: &str,
+    view: &str,
+) -> Vec<HashMap<String, Vec<u8>>> {
+    let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+        .arg(format!("fvhost:{project}:dead_letter:{view}"))
+        .arg("-")
+        .arg("+")
+        .query(connection)
+        .unwrap();
+    entries
+        .into_iter()
+        .map(|(_id, fields)| {
+            fields
+                .chunks(2)
+                .map(|pair| {
+                    (
+                        String::from_utf8_lossy(&pair[0]).into_owned(),
+                        pair[1].clone(),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn text(letter: &HashMap<String, Vec<u8>>, field: &str) -> String {
+    String::from_utf8_lossy(letter.get(field).map(Vec::as_slice).unwrap_or_default()).into_owned()
+}
+
 #[test]
-fn a_failing_transform_stops_its_view_uncommitted_while_other_views_keep_ingesting() {
+fn a_failing_transform_dead_letters_only_the_events_it_fails_on_while_every_view_keeps_ingesting() {
     let redis = RedisServer::start().unwrap();
     let broker = LocalBroker::start(1).unwrap();
-    for topic in ["healthy", "poisoned", "mistyped"] {
+    for topic in ["healthy", "poisoned", "mistyped", "mistyped.dead_letter"] {
         broker.create_topic(topic, 1).unwrap();
     }
     let definitions = Definitions::new()
         .driver_stats(VIEW, "healthy", "Float32")
         .driver_stats("mistyped_view", "mistyped", "Int64")
+        .dead_letter("{type: kafka, topic: mistyped.dead_letter}")
         .kafka_source("poisoned", DRIVER_EVENT_SCHEMA)
         .stream_view(
             "poisoned_view",
@@ -341,106 +374,137 @@ fn a_failing_transform_stops_its_view_uncommitted_while_other_views_keep_ingesti
             &[("conv_rate", "Float64")],
             &test_guest("trap_on_driver"),
             "trap_on: 13",
-        );
+        )
+        .dead_letter("{type: redis_stream}");
     let repo = TestRepo::new("e2e_isolation", &definitions.yaml());
     let rt = runtime();
 
     let (healthy_first, mut healthy_newest) = out_of_order_events(1..21, 2, BASE);
     rt.block_on(broker.produce("healthy", &healthy_first))
         .unwrap();
-    let mut poisoned_first: Vec<Message> = (1..6)
+    // Drivers 1..=5 are fine, 6 is rejected by the transform (negative rate),
+    // 13 traps it: each bad event is set aside, the good ones around them written.
+    let mut poisoned: Vec<Message> = (1..6)
         .map(|d| (d.to_string(), driver_event(d, BASE, 0.5, 0.5)))
         .collect();
-    poisoned_first.push(("6".into(), driver_event(6, BASE, -1.0, 0.5)));
-    rt.block_on(broker.produce("poisoned", &poisoned_first))
-        .unwrap();
-    rt.block_on(broker.produce("mistyped", &[("1".into(), driver_event(1, BASE, 0.5, 0.5))]))
-        .unwrap();
+    poisoned.push(("6".into(), driver_event(6, BASE, -1.0, 0.5)));
+    poisoned.extend((12..16).map(|d| (d.to_string(), driver_event(d, BASE + 60, 0.5, 0.5))));
+    rt.block_on(broker.produce("poisoned", &poisoned)).unwrap();
+    let mistyped: Vec<Message> = (1..4)
+        .map(|d| (d.to_string(), driver_event(d, BASE, 0.5, 0.5)))
+        .collect();
+    rt.block_on(broker.produce("mistyped", &mistyped)).unwrap();
 
-    let mut host = HostProcess::start(repo.path(), &broker, &redis);
+    let host = HostProcess::start(repo.path(), &broker, &redis);
     let mut connection = redis_connection(&redis);
-    wait_for("the poisoned view's first batch", TIMEOUT, || {
-        stored_ts(&mut connection, "poisoned_view", 5, &repo.project).is_some()
+    wait_for("the poisoned view's last good event", TIMEOUT, || {
+        stored_ts(&mut connection, "poisoned_view", 15, &repo.project).is_some()
     });
-    wait_for_newest(&redis, &repo.project, &healthy_newest);
-    assert_eq!(
-        stored_ts(&mut connection, "poisoned_view", 6, &repo.project),
-        None,
-        "a rejected row is not written"
+    for driver in [1, 2, 3, 4, 5, 12, 14, 15] {
+        assert!(
+            stored_ts(&mut connection, "poisoned_view", driver, &repo.project).is_some(),
+            "driver {driver} is written"
+        );
+    }
+    for driver in [6, 13] {
+        assert_eq!(
+            stored_ts(&mut connection, "poisoned_view", driver, &repo.project),
+            None,
+            "driver {driver} is not written"
+        );
+    }
+    wait_for(
+        "the poisoned view's commit past the poison",
+        TIMEOUT,
+        || {
+            committed_offset(
+                &broker,
+                &format!("fvhost.{}.poisoned_view", repo.project),
+                "poisoned",
+            ) == Offset::Offset(poisoned.len() as i64)
+        },
     );
-    wait_for("the first batch's commit", TIMEOUT, || {
+    let letters = redis_dead_letters(&mut connection, &repo.project, "poisoned_view");
+    assert_eq!(
+        letters.len(),
+        2,
+        "one rejected, one failing event: {letters:?}"
+    );
+    let rejected = letters.iter().find(|l| text(l, "offset") == "5").unwrap();
+    assert_eq!(text(rejected, "kind"), "rejected_by_transform");
+    assert_eq!(rejected["payload"], poisoned[5].1, "the original bytes");
+    let trapped = letters.iter().find(|l| text(l, "offset") == "7").unwrap();
+    assert_eq!(text(trapped, "kind"), "batch_failed");
+    assert!(
+        text(trapped, "reason").contains("trapped")
+            && text(trapped, "reason").contains("driver 13 is poison"),
+        "{trapped:?}"
+    );
+    assert_eq!(
+        (
+            text(trapped, "topic"),
+            text(trapped, "partition"),
+            text(trapped, "view")
+        ),
+        (
+            "poisoned".to_string(),
+            "0".to_string(),
+            "poisoned_view".to_string()
+        )
+    );
+    assert_eq!(trapped["payload"], poisoned[7].1);
+    assert_eq!(trapped["key"], b"13");
+    assert_eq!(text(trapped, "version").len(), 12, "{trapped:?}");
+
+    // The mistyped view fails every batch: its events go to its Kafka topic,
+    // with the reason in the headers, and its offsets move on.
+    let dead = broker
+        .read_partition("mistyped.dead_letter", 0, mistyped.len(), TIMEOUT)
+        .unwrap();
+    assert_eq!(dead.len(), mistyped.len());
+    for (message, (key, payload)) in dead.iter().zip(&mistyped) {
+        use rdkafka::message::{Headers, Message as _};
+        assert_eq!(message.payload(), Some(payload.as_slice()));
+        assert_eq!(message.key(), Some(key.as_bytes()));
+        let headers = message.headers().expect("dead letters carry headers");
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        assert!(
+            header("fvhost.reason").contains("`conv_percentage`")
+                && header("fvhost.reason").contains("Int64"),
+            "{}",
+            header("fvhost.reason")
+        );
+        assert_eq!(header("fvhost.topic"), "mistyped");
+        assert_eq!(header("fvhost.view"), "mistyped_view");
+    }
+    wait_for("the mistyped view's commit", TIMEOUT, || {
         committed_offset(
             &broker,
-            &format!("fvhost.{}.poisoned_view", repo.project),
-            "poisoned",
-        ) == Offset::Offset(6)
+            &format!("fvhost.{}.mistyped_view", repo.project),
+            "mistyped",
+        ) == Offset::Offset(mistyped.len() as i64)
     });
 
-    let poison = vec![
-        ("13".to_string(), driver_event(13, BASE + 60, 0.5, 0.5)),
-        ("14".to_string(), driver_event(14, BASE + 60, 0.5, 0.5)),
-    ];
-    rt.block_on(broker.produce("poisoned", &poison)).unwrap();
     let (healthy_second, newer) = out_of_order_events(21..41, 2, BASE + 60);
     healthy_newest.extend(newer);
     rt.block_on(broker.produce("healthy", &healthy_second))
         .unwrap();
-    host.wait_for_log(
-        "view stopped: batch at poisoned[0]@6 failed after 3 attempts",
-        TIMEOUT,
-    );
     wait_for_newest(&redis, &repo.project, &healthy_newest);
-    assert!(host.is_running(), "the host keeps running its healthy view");
     let exit = host.stop();
-
-    assert_eq!(
-        exit.code,
-        Some(1),
-        "a failed view makes the exit code non-zero; stderr:\n{}",
-        exit.stderr
-    );
-    assert_eq!(exit.report(VIEW)["status"], "stopped");
+    assert!(exit.success, "no view stopped; stderr:\n{}", exit.stderr);
     assert_eq!(
         exit.report(VIEW)["messages"],
         healthy_first.len() + healthy_second.len()
     );
-    let poisoned = exit.report("poisoned_view");
-    assert_eq!(poisoned["status"], "failed");
-    assert_eq!(poisoned["rejected_by_transform"], 1);
-    let error = poisoned["error"].as_str().unwrap();
-    assert!(
-        error.contains("trapped") && error.contains("driver 13 is poison"),
-        "{error}"
-    );
-    let mistyped = exit.report("mistyped_view");
-    assert_eq!(mistyped["status"], "failed");
-    let error = mistyped["error"].as_str().unwrap();
-    assert!(
-        error.contains("`conv_percentage`") && error.contains("Float32") && error.contains("Int64"),
-        "{error}"
-    );
-
-    assert_eq!(
-        committed_offset(
-            &broker,
-            &format!("fvhost.{}.poisoned_view", repo.project),
-            "poisoned"
-        ),
-        Offset::Offset(6),
-        "nothing past the failed batch is committed"
-    );
-    assert_eq!(
-        committed_offset(
-            &broker,
-            &format!("fvhost.{}.mistyped_view", repo.project),
-            "mistyped"
-        ),
-        Offset::Invalid,
-        "the mistyped view never committed"
-    );
-    assert_eq!(
-        stored_ts(&mut connection, "poisoned_view", 14, &repo.project),
-        None,
-        "nothing of the failed batch is written"
-    );
+    let report = exit.report("poisoned_view");
+    assert_eq!(report["rejected_by_transform"], 1);
+    assert_eq!(report["dead_letters"], 2);
+    assert_eq!(exit.report("mistyped_view")["dead_letters"], mistyped.len());
 }

@@ -135,6 +135,14 @@ impl Definitions {
         )
     }
 
+    /// Gives the last view added a `dead_letter:` destination (YAML flow mapping).
+    pub fn dead_letter(mut self, destination: &str) -> Self {
+        if let Some(view) = self.views.last_mut() {
+            view.push_str(&format!("    dead_letter: {destination}\n"));
+        }
+        self
+    }
+
     pub fn yaml(&self) -> String {
         format!(
             "entities:\n  - name: driver\n    join_keys: [driver_id]\n    value_type: INT64\nsources:\n{}stream_feature_views:\n{}",

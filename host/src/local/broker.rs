@@ -71,4 +71,36 @@ impl LocalBroker {
             .flush(Duration::from_secs(10))
             .context("flushing the producer")
     }
+
+    /// Reads partition `partition` of `topic` from the start until `count`
+    /// messages arrived or `timeout` passed; returns what arrived.
+    pub fn read_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        count: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<rdkafka::message::OwnedMessage>> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::{Offset, TopicPartitionList};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap_servers())
+            .set("group.id", "fvhost-local-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .context("creating a reader for the mock cluster")?;
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+        consumer.assign(&assignment)?;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut messages = Vec::new();
+        while messages.len() < count && std::time::Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => messages.push(message.detach()),
+                Some(Err(e)) => anyhow::bail!("reading `{topic}`: {e}"),
+                None => {}
+            }
+        }
+        Ok(messages)
+    }
 }

@@ -107,6 +107,11 @@ pub async fn connect(
 }
 
 impl OnlineWriter {
+    /// The writer's connection, for other writes to the same store (dead letters).
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
     pub fn new(connection: ConnectionManager, config: &OnlineStoreConfig) -> Self {
         Self {
             connection,

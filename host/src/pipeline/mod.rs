@@ -7,6 +7,7 @@
 
 pub mod dead_letter;
 pub mod deploy;
+pub mod fairness;
 pub mod materialize;
 pub mod materialize_state;
 pub mod metrics;
@@ -29,6 +30,7 @@ use crate::repo::FeatureRepo;
 use crate::transform::cache::{ModuleCache, default_dir};
 use crate::transform::{Limits, TransformEngine};
 pub use deploy::Deployer;
+use fairness::TransformSlots;
 pub use metrics::{MetricsSnapshot, ViewMetrics};
 use registry::Registry;
 use starter::{ViewStarter, ViewTask};
@@ -116,6 +118,10 @@ impl Host {
             cache,
             options.clone(),
             writer,
+            TransformSlots::new(
+                options.limits.instances_in_flight,
+                TransformSlots::host_slots(),
+            ),
             sender,
         ));
         for (view, _, kafka) in repo.kafka_views() {

@@ -23,6 +23,8 @@ pub struct ViewVersion {
     pub deployed_at: String,
     /// Who deployed it (the admin request's `by`, or `repo` at start).
     pub deployed_by: String,
+    /// What this version did while active (the view's counters cover all versions).
+    pub metrics: Arc<ViewMetrics>,
 }
 
 impl ViewVersion {
@@ -34,6 +36,7 @@ impl ViewVersion {
             )
             .to_rfc3339(),
             deployed_by: deployed_by.to_string(),
+            metrics: Arc::default(),
         }
     }
 
@@ -140,6 +143,31 @@ pub struct ViewStatus {
     pub features: Vec<String>,
     #[serde(flatten)]
     pub metrics: MetricsSnapshot,
+    /// The active version's own counters.
+    pub version_metrics: VersionSnapshot,
+}
+
+/// The counters of one version.
+#[derive(Debug, Serialize)]
+pub struct VersionSnapshot {
+    pub messages: u64,
+    pub batches: u64,
+    pub rows_out: u64,
+    pub batch_failures: u64,
+    pub dead_letters: u64,
+}
+
+impl VersionSnapshot {
+    fn of(metrics: &ViewMetrics) -> Self {
+        let all = metrics.snapshot();
+        Self {
+            messages: all.messages,
+            batches: all.batches,
+            rows_out: all.rows_out,
+            batch_failures: all.batch_failures,
+            dead_letters: all.dead_letters,
+        }
+    }
 }
 
 impl Registry {
@@ -215,6 +243,7 @@ impl Registry {
                         .map(|f| format!("{}:{}", f.name, f.dtype))
                         .collect(),
                     metrics: slot.metrics.snapshot(),
+                    version_metrics: VersionSnapshot::of(&active.metrics),
                 }
             })
             .collect()

@@ -6,13 +6,16 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use tokio::sync::mpsc;
 
+use super::dead_letter::DeadLetterSink;
+use super::dead_letter::sink::redis_stream_key;
+use super::fairness::TransformSlots;
 use super::metrics::ViewMetrics;
 use super::registry::{Registry, ViewSlot, ViewVersion};
-use super::stream::{StreamLoop, ViewStopped};
+use super::stream::{StreamLoop, ViewEnds, ViewStopped};
 use super::view::ViewPipeline;
 use super::{HostOptions, group_id, offline_log};
 use crate::online::OnlineWriter;
-use crate::repo::{FeatureRepo, FeatureView, KafkaSource};
+use crate::repo::{DeadLetterTarget, FeatureRepo, FeatureView, KafkaSource};
 use crate::source::kafka::{TopicConsumer, TopicConsumerConfig};
 use crate::transform::TransformEngine;
 use crate::transform::cache::ModuleCache;
@@ -27,6 +30,8 @@ pub struct ViewStarter {
     pub options: HostOptions,
     pub writer: OnlineWriter,
     pub registry: Arc<Registry>,
+    /// Transform slots shared by this starter's views (one tenant's).
+    pub slots: TransformSlots,
     tasks: mpsc::UnboundedSender<ViewTask>,
     /// Every view ever started, with its counters, for the final reports.
     started: Mutex<Vec<(String, Arc<ViewMetrics>)>>,
@@ -38,6 +43,7 @@ impl ViewStarter {
         cache: ModuleCache,
         options: HostOptions,
         writer: OnlineWriter,
+        slots: TransformSlots,
         tasks: mpsc::UnboundedSender<ViewTask>,
     ) -> Self {
         Self {
@@ -46,6 +52,7 @@ impl ViewStarter {
             options,
             writer,
             registry: Arc::new(Registry::default()),
+            slots,
             tasks,
             started: Mutex::new(Vec::new()),
         }
@@ -66,12 +73,16 @@ impl ViewStarter {
         by: &str,
     ) -> anyhow::Result<()> {
         let view = pipeline.view.clone();
+        let bootstrap_servers = self
+            .options
+            .kafka_bootstrap
+            .clone()
+            .unwrap_or_else(|| kafka.bootstrap_servers.clone());
+        let dead_letters = self
+            .dead_letter_sink(repo, &view, &bootstrap_servers)
+            .with_context(|| format!("view `{}`: dead-letter destination", view.name))?;
         let consumer = TopicConsumer::subscribe(&TopicConsumerConfig {
-            bootstrap_servers: self
-                .options
-                .kafka_bootstrap
-                .clone()
-                .unwrap_or_else(|| kafka.bootstrap_servers.clone()),
+            bootstrap_servers,
             topic: kafka.topic.clone(),
             group_id: group_id(repo.project(), &view.name),
         })
@@ -83,13 +94,18 @@ impl ViewStarter {
         })?;
         let metrics = Arc::new(ViewMetrics::default());
         let (slot, versions, stop) = ViewSlot::new(ViewVersion::new(pipeline, by), metrics.clone());
+        let ends = ViewEnds {
+            kafka: kafka.clone(),
+            consumer,
+            writer: self.writer.clone(),
+            dead_letters,
+        };
         let mut stream = StreamLoop::new(
             versions,
-            kafka.clone(),
-            consumer,
-            self.writer.clone(),
+            ends,
             metrics.clone(),
             self.options.stream,
+            self.slots.clone(),
         );
         if view.offline {
             let log = offline_log(repo, &view, stream.pipeline(), &self.options)?;
@@ -107,6 +123,22 @@ impl ViewStarter {
                 "the host is shutting down; view `{}` not watched",
                 view.name
             )
+        })
+    }
+
+    fn dead_letter_sink(
+        &self,
+        repo: &FeatureRepo,
+        view: &FeatureView,
+        bootstrap_servers: &str,
+    ) -> anyhow::Result<DeadLetterSink> {
+        Ok(match &view.dead_letter {
+            DeadLetterTarget::Log => DeadLetterSink::Log,
+            DeadLetterTarget::RedisStream => DeadLetterSink::RedisStream {
+                connection: self.writer.connection(),
+                key: redis_stream_key(repo.project(), &view.name),
+            },
+            DeadLetterTarget::KafkaTopic(topic) => DeadLetterSink::kafka(bootstrap_servers, topic)?,
         })
     }
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 use arrow_array::{Array, BooleanArray, RecordBatch};
 use tokio::sync::watch;
 
-use super::dead_letter::{DeadLetterKind, dead_letter};
-use super::metrics::ViewMetrics;
+use super::dead_letter::{DeadLetter, DeadLetterContext, DeadLetterKind, DeadLetterSink};
+use super::fairness::TransformSlots;
+use super::metrics::{Pause, ViewMetrics};
 use super::registry::ViewVersion;
 use super::view::{TransformedBatch, ViewPipeline};
 use super::watermark::Watermark;
@@ -17,7 +18,6 @@ use crate::offline::OfflineError;
 use crate::offline::log::OfflineLog;
 use crate::online::OnlineWriter;
 use crate::repo::{KafkaSource, MessageFormat};
-use crate::source::EventOrigin;
 use crate::source::kafka::{Event, Positions, TopicConsumer, advance};
 use crate::transform::TransformError;
 
@@ -28,10 +28,19 @@ pub struct StreamSettings {
     pub max_batch: usize,
     /// How long a batch waits for more messages after its first.
     pub linger: Duration,
-    /// Attempts at transforming one batch before the view stops.
+    /// Attempts at transforming one batch before its failure is narrowed
+    /// down and its events are dead-lettered.
     pub transform_attempts: u32,
-    /// Wait between attempts at a failed Redis write (doubles, up to 30 s).
+    /// Most extra transform calls spent narrowing a failed batch down to the
+    /// events that cause the failure (a single bad event in 8192 takes 26).
+    pub narrowing_calls: u32,
+    /// Wait between attempts at a failed Redis or dead-letter write (doubles, up to 30 s).
     pub write_backoff: Duration,
+    /// Batches in a row with dead-lettered failures before the view pauses.
+    pub pause_after_failed_batches: u32,
+    /// First pause; doubles with each further failed batch, up to `max_pause`.
+    pub pause: Duration,
+    pub max_pause: Duration,
 }
 
 impl Default for StreamSettings {
@@ -40,7 +49,11 @@ impl Default for StreamSettings {
             max_batch: 8192,
             linger: Duration::from_millis(100),
             transform_attempts: 3,
+            narrowing_calls: 32,
             write_backoff: Duration::from_millis(200),
+            pause_after_failed_batches: 3,
+            pause: Duration::from_secs(1),
+            max_pause: Duration::from_secs(60),
         }
     }
 }
@@ -48,12 +61,6 @@ impl Default for StreamSettings {
 /// Why a view's loop stopped before shutdown.
 #[derive(Debug, thiserror::Error)]
 pub enum ViewStopped {
-    #[error("batch at {first} failed after {attempts} attempts: {error}")]
-    Transform {
-        first: EventOrigin,
-        attempts: u32,
-        error: Box<TransformError>,
-    },
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("offline log: {0}")]
@@ -77,6 +84,14 @@ pub struct StreamLoop {
     offline: Option<std::sync::Mutex<OfflineLog>>,
     /// Positions written but not yet committed (waiting for the offline log).
     pending: Positions,
+    /// Where events the view cannot apply go.
+    dead_letters: DeadLetterSink,
+    /// Transform calls in flight, shared fairly with the tenant's and the host's other views.
+    slots: TransformSlots,
+    /// Batches in a row that had to dead-letter a transform failure.
+    failed_streak: u32,
+    /// The last of those failures, for the pause's status.
+    last_failure: Option<String>,
     /// When the consumer lag was last asked for.
     lag_checked: Option<std::time::Instant>,
 }
@@ -84,15 +99,28 @@ pub struct StreamLoop {
 /// How often the consumer-lag gauge is refreshed.
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Where a view's events come from and where they go.
+pub struct ViewEnds {
+    pub kafka: KafkaSource,
+    pub consumer: TopicConsumer,
+    pub writer: OnlineWriter,
+    pub dead_letters: DeadLetterSink,
+}
+
 impl StreamLoop {
     pub fn new(
         mut versions: watch::Receiver<Arc<ViewVersion>>,
-        kafka: KafkaSource,
-        consumer: TopicConsumer,
-        writer: OnlineWriter,
+        ends: ViewEnds,
         metrics: Arc<ViewMetrics>,
         settings: StreamSettings,
+        slots: TransformSlots,
     ) -> Self {
+        let ViewEnds {
+            kafka,
+            consumer,
+            writer,
+            dead_letters,
+        } = ends;
         let watermark = Watermark::new(kafka.watermark_delay);
         let current = versions.borrow_and_update().clone();
         Self {
@@ -106,6 +134,10 @@ impl StreamLoop {
             watermark,
             offline: None,
             pending: Positions::new(),
+            dead_letters,
+            slots,
+            failed_streak: 0,
+            last_failure: None,
             lag_checked: None,
         }
     }
@@ -125,10 +157,10 @@ impl StreamLoop {
     /// Switches to a newly activated version, between two batches: the batch
     /// about to be processed is the first one it transforms.
     fn take_new_version(&mut self, events: &[Event]) {
-        if !self.versions.has_changed().unwrap_or(false) {
+        let next = self.versions.borrow_and_update().clone();
+        if Arc::ptr_eq(&next, &self.current) {
             return;
         }
-        let next = self.versions.borrow_and_update().clone();
         tracing::info!(
             view = %self.current.pipeline.view.name,
             from = self.current.id(),
@@ -158,6 +190,9 @@ impl StreamLoop {
             advance(&mut self.pending, &events);
             self.commit_written(false)?;
             self.refresh_lag();
+            if !self.pause_if_failing(&mut shutdown).await {
+                break;
+            }
         }
         self.commit_written(true)?;
         tracing::info!(view, "stream view drained and stopped");
@@ -199,82 +234,140 @@ impl StreamLoop {
         Ok(())
     }
 
-    /// Handles one batch end to end. `Ok(false)`: shutdown came while the
+    /// Counts `n` on the view and on the version handling the batch.
+    fn count(&self, counter: fn(&ViewMetrics) -> &std::sync::atomic::AtomicU64, n: u64) {
+        ViewMetrics::add(counter(&self.metrics), n);
+        ViewMetrics::add(counter(&self.current.metrics), n);
+    }
+
+    fn letters(&self) -> DeadLetterContext<'_> {
+        DeadLetterContext {
+            project: &self.current.pipeline.project,
+            view: &self.current.pipeline.view.name,
+            version: self.current.id(),
+        }
+    }
+
+    /// Handles one batch end to end. `Ok(false)`: shutdown came while a
     /// write was being retried, so nothing may be committed.
     async fn process(
         &mut self,
         events: &[Event],
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<bool, ViewStopped> {
-        let metrics = self.metrics.clone();
-        ViewMetrics::add(&metrics.messages, events.len() as u64);
-        ViewMetrics::add(&metrics.batches, 1);
-        let (input, origins) = self.decode(events);
-        let transformed = self.transform_with_retries(input, events).await?;
-        for rejected in &transformed.rejected {
-            if let Some(&index) = origins.get(rejected.row) {
-                let event = &events[index];
-                dead_letter(
-                    &self.current.pipeline.view.name,
-                    DeadLetterKind::Rejected,
-                    &event.origin,
-                    &rejected.reason,
-                    event.payload.as_deref(),
-                );
+        self.count(|m| &m.messages, events.len() as u64);
+        self.count(|m| &m.batches, 1);
+        let mut letters = Vec::new();
+        let (input, origins) = self.decode(events, &mut letters);
+        let pieces = self.transform(input, &origins, events, &mut letters).await;
+        let mut rows = Vec::new();
+        for piece in &pieces {
+            for rejected in &piece.transformed.rejected {
+                if let Some(&index) = origins.get(piece.first_row + rejected.row) {
+                    let letter = self.letters().letter(
+                        DeadLetterKind::Rejected,
+                        &events[index],
+                        &rejected.reason,
+                    );
+                    letters.push(letter);
+                    self.count(|m| &m.rejected_by_transform, 1);
+                }
+            }
+            self.count(|m| &m.rows_out, piece.transformed.checked.rows as u64);
+            let (piece_rows, failures) = self
+                .current
+                .pipeline
+                .online_rows(&piece.transformed.checked);
+            self.report_unwritable(events, &failures);
+            rows.push((piece_rows, failures));
+        }
+
+        if !self.store_dead_letters(&letters, shutdown).await {
+            return Ok(false);
+        }
+        let mut backoff = self.settings.write_backoff;
+        let mut written = crate::online::WriteStats::default();
+        for (piece, (piece_rows, failures)) in pieces.iter().zip(&rows) {
+            loop {
+                match self
+                    .writer
+                    .write(&self.current.pipeline.fields, piece_rows)
+                    .await
+                {
+                    Ok(stats) => {
+                        written.written += stats.written;
+                        written.skipped_older += stats.skipped_older;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!(view = %self.current.pipeline.view.name, retry_in_ms = backoff.as_millis() as u64, "{e}; nothing committed, retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = shutdown.changed() => return Ok(false),
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+            if let Some(log) = &self.offline {
+                let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let skip: Vec<usize> = failures.iter().map(|f| f.batch_row).collect();
+                tokio::task::block_in_place(|| log.append(&piece.transformed.checked, &skip))?;
             }
         }
-        ViewMetrics::add(
-            &metrics.rejected_by_transform,
-            transformed.rejected.len() as u64,
+        self.count(|m| &m.keys_written, written.written);
+        self.count(|m| &m.keys_skipped_older, written.skipped_older);
+        tracing::debug!(
+            view = %self.current.pipeline.view.name,
+            version = self.current.id(),
+            events = events.len(),
+            first = %events[0].origin,
+            last = %events[events.len() - 1].origin,
+            written = written.written,
+            skipped = written.skipped_older,
+            dead_letters = letters.len(),
+            "batch written"
         );
-        ViewMetrics::add(&metrics.rows_out, transformed.checked.rows as u64);
+        Ok(true)
+    }
 
-        let (rows, failures) = self.current.pipeline.online_rows(&transformed.checked);
-        for failure in &failures {
+    /// Output rows that cannot become online rows are logged with their
+    /// batch and counted: which input event produced an output row is the
+    /// transform's business, so they cannot be dead-lettered as events.
+    fn report_unwritable(&self, events: &[Event], failures: &[crate::online::RowFailure]) {
+        for failure in failures {
             tracing::warn!(
                 target: "fvhost::dead_letter",
                 view = %self.current.pipeline.view.name,
-                kind = "unwritable_row",
+                kind = DeadLetterKind::Unwritable.as_str(),
                 batch_first = %events[0].origin,
                 batch_last = %events[events.len() - 1].origin,
                 output_row = failure.batch_row,
                 "{}", failure.reason
             );
         }
-        ViewMetrics::add(&metrics.unwritable_rows, failures.len() as u64);
+        self.count(|m| &m.unwritable_rows, failures.len() as u64);
+    }
 
+    /// Sends the batch's dead letters to the view's destination, retrying
+    /// until it takes them; `false` if shutdown came first (nothing is committed then).
+    async fn store_dead_letters(
+        &self,
+        letters: &[DeadLetter],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
         let mut backoff = self.settings.write_backoff;
         loop {
-            match self
-                .writer
-                .write(&self.current.pipeline.fields, &rows)
-                .await
-            {
-                Ok(stats) => {
-                    if let Some(log) = &self.offline {
-                        let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                        let skip: Vec<usize> = failures.iter().map(|f| f.batch_row).collect();
-                        tokio::task::block_in_place(|| log.append(&transformed.checked, &skip))?;
-                    }
-                    ViewMetrics::add(&metrics.keys_written, stats.written);
-                    ViewMetrics::add(&metrics.keys_skipped_older, stats.skipped_older);
-                    tracing::debug!(
-                        view = %self.current.pipeline.view.name,
-                        version = self.current.id(),
-                        events = events.len(),
-                        first = %events[0].origin,
-                        last = %events[events.len() - 1].origin,
-                        written = stats.written,
-                        skipped = stats.skipped_older,
-                        "batch written"
-                    );
-                    return Ok(true);
+            match self.dead_letters.send(letters).await {
+                Ok(()) => {
+                    self.count(|m| &m.dead_letters, letters.len() as u64);
+                    return true;
                 }
                 Err(e) => {
                     tracing::error!(view = %self.current.pipeline.view.name, retry_in_ms = backoff.as_millis() as u64, "{e}; nothing committed, retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => return Ok(false),
+                        _ = shutdown.changed() => return false,
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
@@ -282,9 +375,52 @@ impl StreamLoop {
         }
     }
 
-    /// Decodes messages into one batch; bad ones are dead-lettered, late ones
-    /// too. Returns the batch and, per row, the index of its event.
-    fn decode(&mut self, events: &[Event]) -> (RecordBatch, Vec<usize>) {
+    /// After a batch whose transform failures were dead-lettered: once that
+    /// happened `pause_after_failed_batches` times in a row, waits (doubling
+    /// each time, up to `max_pause`) before the next batch, and shows the
+    /// pause in status. `false` if shutdown came during the pause.
+    async fn pause_if_failing(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let threshold = self.settings.pause_after_failed_batches.max(1);
+        if self.failed_streak < threshold {
+            self.metrics.set_pause(None);
+            return true;
+        }
+        let doublings = (self.failed_streak - threshold).min(16);
+        let pause = (self.settings.pause * 2u32.pow(doublings)).min(self.settings.max_pause);
+        let until = chrono::Utc::now() + pause;
+        let last_error = self
+            .last_failure
+            .clone()
+            .unwrap_or_else(|| "transform failures".into());
+        tracing::warn!(
+            view = %self.current.pipeline.view.name,
+            version = self.current.id(),
+            failed_batches = self.failed_streak,
+            pause_ms = pause.as_millis() as u64,
+            "view paused: {last_error}"
+        );
+        self.metrics.set_pause(Some(Pause {
+            until: until.to_rfc3339(),
+            consecutive_failed_batches: self.failed_streak,
+            last_error,
+        }));
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => true,
+            _ = self.versions.changed() => {
+                // A deploy or rollback ends the pause: the next batch tries the new version.
+                self.failed_streak = 0;
+                true
+            }
+            _ = shutdown.changed() => false,
+        }
+    }
+    /// Decodes messages into one batch; bad ones become dead letters, late
+    /// ones too. Returns the batch and, per row, the index of its event.
+    fn decode(
+        &mut self,
+        events: &[Event],
+        letters: &mut Vec<DeadLetter>,
+    ) -> (RecordBatch, Vec<usize>) {
         let view = self.current.pipeline.view.name.clone();
         let MessageFormat::Json { schema } = &self.kafka.format;
         let required: Vec<String> = self
@@ -315,14 +451,12 @@ impl StreamLoop {
             match result {
                 Ok(()) => origins.push(index),
                 Err(e) => {
-                    ViewMetrics::add(&self.metrics.decode_errors, 1);
-                    dead_letter(
-                        &view,
+                    self.count(|m| &m.decode_errors, 1);
+                    letters.push(self.letters().letter(
                         DeadLetterKind::Decode,
-                        &event.origin,
+                        event,
                         &e.to_string(),
-                        event.payload.as_deref(),
-                    );
+                    ));
                 }
             }
         }
@@ -334,7 +468,7 @@ impl StreamLoop {
                 RecordBatch::new_empty(builder.schema().clone())
             }
         };
-        self.apply_watermark(batch, origins, events)
+        self.apply_watermark(batch, origins, events, letters)
     }
 
     fn apply_watermark(
@@ -342,6 +476,7 @@ impl StreamLoop {
         batch: RecordBatch,
         origins: Vec<usize>,
         events: &[Event],
+        letters: &mut Vec<DeadLetter>,
     ) -> (RecordBatch, Vec<usize>) {
         let Some(times) = batch
             .column_by_name(&self.current.pipeline.source.timestamp_field)
@@ -358,23 +493,19 @@ impl StreamLoop {
         if keep.iter().all(|k| *k) {
             return (batch, origins);
         }
+        let reason = format!(
+            "event time is behind the watermark (delay {:?})",
+            self.kafka.watermark_delay.unwrap_or_default()
+        );
         let mut kept_origins = Vec::with_capacity(origins.len());
         for (row, &index) in origins.iter().enumerate() {
             if keep[row] {
                 kept_origins.push(index);
             } else {
-                ViewMetrics::add(&self.metrics.late_events, 1);
-                let event = &events[index];
-                let reason = format!(
-                    "event time is behind the watermark (delay {:?})",
-                    self.kafka.watermark_delay.unwrap_or_default()
-                );
-                dead_letter(
-                    &self.current.pipeline.view.name,
-                    DeadLetterKind::Late,
-                    &event.origin,
-                    &reason,
-                    event.payload.as_deref(),
+                self.count(|m| &m.late_events, 1);
+                letters.push(
+                    self.letters()
+                        .letter(DeadLetterKind::Late, &events[index], &reason),
                 );
             }
         }
@@ -387,46 +518,134 @@ impl StreamLoop {
         }
     }
 
-    async fn transform_with_retries(
-        &self,
+    /// One call of the active version's transform on a blocking thread,
+    /// once a transform slot is free.
+    async fn transform_once(&self, input: RecordBatch) -> Result<TransformedBatch, TransformError> {
+        let _slot = self.slots.acquire().await;
+        let pipeline = self.current.pipeline.clone();
+        tokio::task::spawn_blocking(move || pipeline.transform(&input))
+            .await
+            .unwrap_or_else(|e| {
+                Err(TransformError::Trap(format!(
+                    "transform thread panicked: {e}"
+                )))
+            })
+    }
+
+    /// Transforms the batch. A failing batch is retried; if it still fails,
+    /// it is split in halves and each half tried again (within
+    /// `narrowing_calls`), so events beside a bad one are still written. The
+    /// events whose rows could not be transformed become dead letters.
+    async fn transform(
+        &mut self,
         input: RecordBatch,
+        origins: &[usize],
         events: &[Event],
-    ) -> Result<TransformedBatch, ViewStopped> {
+        letters: &mut Vec<DeadLetter>,
+    ) -> Vec<Piece> {
         let attempts = self.settings.transform_attempts.max(1);
-        let mut last_error = None;
+        let mut error = None;
         for attempt in 1..=attempts {
-            let pipeline = self.current.pipeline.clone();
-            let batch = input.clone();
-            let result = tokio::task::spawn_blocking(move || pipeline.transform(&batch))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(TransformError::Trap(format!(
-                        "transform thread panicked: {e}"
-                    )))
-                });
-            match result {
-                Ok(transformed) => return Ok(transformed),
+            match self.transform_once(input.clone()).await {
+                Ok(transformed) => {
+                    self.failed_streak = 0;
+                    return vec![Piece {
+                        first_row: 0,
+                        transformed,
+                    }];
+                }
                 Err(e) => {
-                    ViewMetrics::add(&self.metrics.batch_failures, 1);
+                    self.count(|m| &m.batch_failures, 1);
                     tracing::error!(
                         view = %self.current.pipeline.view.name,
-                        version = self.current.pipeline.version(),
+                        version = self.current.id(),
                         attempt,
                         of = attempts,
                         first = %events[0].origin,
                         last = %events[events.len() - 1].origin,
                         "batch failed: {e}"
                     );
-                    last_error = Some(e);
+                    error = Some(e);
                 }
             }
         }
-        Err(ViewStopped::Transform {
-            first: events[0].origin.clone(),
-            attempts,
-            error: Box::new(
-                last_error.unwrap_or_else(|| TransformError::Trap("no attempt ran".into())),
-            ),
-        })
+        let error = error.unwrap_or_else(|| TransformError::Trap("no attempt ran".into()));
+        let (pieces, failed) = self.narrow(&input, error).await;
+        let mut failed_rows = 0;
+        for (rows, reason) in &failed {
+            for row in rows.clone() {
+                if let Some(&index) = origins.get(row) {
+                    letters.push(self.letters().letter(
+                        DeadLetterKind::BatchFailed,
+                        &events[index],
+                        reason,
+                    ));
+                    failed_rows += 1;
+                }
+            }
+        }
+        tracing::warn!(
+            view = %self.current.pipeline.view.name,
+            version = self.current.id(),
+            failed_rows,
+            transformed_rows = input.num_rows() - failed_rows,
+            "failed batch narrowed down; the failing rows' events are dead-lettered"
+        );
+        self.failed_streak += 1;
+        self.last_failure = failed.last().map(|(_, reason)| reason.clone());
+        pieces
     }
+
+    /// Splits a failing batch until the failure is pinned to single rows, or
+    /// the narrowing budget is spent, or the failure is one not worth
+    /// repeating (the time limit). Returns the transformed pieces and the
+    /// row ranges that failed, with why.
+    async fn narrow(
+        &self,
+        input: &RecordBatch,
+        error: TransformError,
+    ) -> (Vec<Piece>, Vec<Failed>) {
+        let rows = input.num_rows();
+        if rows <= 1 || !error.worth_narrowing() {
+            return (Vec::new(), vec![(0..rows, error.to_string())]);
+        }
+        let untried =
+            format!("{error} (this part was not narrowed down further: narrowing budget spent)");
+        let mut budget = self.settings.narrowing_calls;
+        let (mut pieces, mut failed) = (Vec::new(), Vec::new());
+        let half = rows / 2;
+        let mut todo = vec![(half, rows - half), (0, half)];
+        while let Some((start, len)) = todo.pop() {
+            if budget == 0 {
+                failed.push((start..start + len, untried.clone()));
+                continue;
+            }
+            budget -= 1;
+            match self.transform_once(input.slice(start, len)).await {
+                Ok(transformed) => pieces.push(Piece {
+                    first_row: start,
+                    transformed,
+                }),
+                Err(error) if len == 1 || !error.worth_narrowing() => {
+                    failed.push((start..start + len, error.to_string()))
+                }
+                Err(_) => {
+                    let half = len / 2;
+                    todo.push((start + half, len - half));
+                    todo.push((start, half));
+                }
+            }
+        }
+        pieces.sort_by_key(|p| p.first_row);
+        (pieces, failed)
+    }
+}
+
+/// Rows of a batch that could not be transformed, and why.
+type Failed = (std::ops::Range<usize>, String);
+
+/// Part of a batch that transformed, and where it starts in the batch.
+struct Piece {
+    first_row: usize,
+    transformed: TransformedBatch,
 }

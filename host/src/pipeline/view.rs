@@ -16,6 +16,8 @@ use crate::transform::{
 /// What a view needs at run time, resolved once from the repo.
 #[derive(Clone)]
 pub struct ViewPipeline {
+    /// The repo's project: the key space the view writes to.
+    pub project: String,
     pub view: FeatureView,
     pub source: Source,
     pub schema: ViewSchema,
@@ -66,6 +68,7 @@ impl ViewPipeline {
             .unwrap_or(crate::online::KeyVersion::V3);
         Ok(Self {
             version: version_id(view, &source, transformer.as_ref()),
+            project: repo.project().to_string(),
             schema: ViewSchema {
                 view: view.name.clone(),
                 join_keys: view.join_keys.clone(),

@@ -126,6 +126,8 @@ pub struct RawFeatureView {
     #[serde(default)]
     pub transform: Option<RawTransform>,
     #[serde(default)]
+    pub dead_letter: Option<RawDeadLetter>,
+    #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
     pub owner: Option<String>,
@@ -156,4 +158,16 @@ pub struct RawTransform {
     pub module: String,
     #[serde(default)]
     pub config: serde_yaml::Mapping,
+}
+
+/// A stream view's `dead_letter:` destination.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawDeadLetter {
+    /// Only the log (the default).
+    Log,
+    /// A Redis stream in the project's key space.
+    RedisStream,
+    /// A Kafka topic on the source's cluster.
+    Kafka { topic: String },
 }

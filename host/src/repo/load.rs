@@ -434,6 +434,11 @@ impl<'a> Loader<'a> {
             offline: raw.offline,
             source: raw.source,
             transform,
+            dead_letter: match raw.dead_letter {
+                None | Some(RawDeadLetter::Log) => DeadLetterTarget::Log,
+                Some(RawDeadLetter::RedisStream) => DeadLetterTarget::RedisStream,
+                Some(RawDeadLetter::Kafka { topic }) => DeadLetterTarget::KafkaTopic(topic),
+            },
             defined_in: path.to_path_buf(),
         });
     }
@@ -473,7 +478,33 @@ fn check_references(repo: &FeatureRepo) -> Vec<String> {
             ));
         }
     }
+    for view in &repo.views {
+        if let Some(error) = dead_letter_error(repo, view) {
+            errors.push(format!(
+                "feature view `{}`: field `dead_letter`: {error}",
+                view.name
+            ));
+        }
+    }
     errors
+}
+
+/// A dead-letter destination must belong to a stream view, and a topic must
+/// not be the one the view reads (its dead letters would come back to it).
+fn dead_letter_error(repo: &FeatureRepo, view: &FeatureView) -> Option<String> {
+    if view.dead_letter == DeadLetterTarget::Log {
+        return None;
+    }
+    let source = repo.source(&view.source).map(|s| &s.kind);
+    let Some(SourceKind::Kafka(kafka)) = source.filter(|_| view.stream) else {
+        return Some("only stream feature views on a kafka source have dead letters".into());
+    };
+    match &view.dead_letter {
+        DeadLetterTarget::KafkaTopic(topic) if *topic == kafka.topic => Some(format!(
+            "topic `{topic}` is the view's own source topic; dead letters would be read again"
+        )),
+        _ => None,
+    }
 }
 
 /// A push source takes its timestamp columns and field mapping from its

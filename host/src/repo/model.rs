@@ -98,8 +98,22 @@ pub struct FeatureView {
     pub offline: bool,
     pub source: String,
     pub transform: Option<TransformSpec>,
+    /// Where events this view cannot apply go.
+    pub dead_letter: DeadLetterTarget,
     /// The definitions file the view came from, for messages.
     pub defined_in: PathBuf,
+}
+
+/// Where a stream view's dead letters go (`dead_letter:` in its definition).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum DeadLetterTarget {
+    /// Logged and counted only.
+    #[default]
+    Log,
+    /// A Redis stream `fvhost:<project>:dead_letter:<view>` in the online store.
+    RedisStream,
+    /// A Kafka topic on the view's source cluster.
+    KafkaTopic(String),
 }
 
 /// A view's Wasm transform.

@@ -33,6 +33,7 @@ pub struct TopicConsumer {
 /// One consumed message, owned.
 pub struct Event {
     pub origin: EventOrigin,
+    pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
 }
 
@@ -147,6 +148,7 @@ fn to_event(message: &impl Message) -> Event {
             partition: message.partition(),
             offset: message.offset(),
         },
+        key: message.key().map(<[u8]>::to_vec),
         payload: message.payload().map(<[u8]>::to_vec),
     }
 }

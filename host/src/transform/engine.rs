@@ -59,14 +59,25 @@ struct Inner {
 /// One tier's engine and linker.
 pub(crate) struct TierEngine {
     pub(crate) engine: Engine,
+    pub(crate) metered: bool,
     pub(crate) linker: Linker<GuestState>,
 }
 
 impl TransformEngine {
     /// Builds both engines and starts the epoch ticker (a thread that ends with them).
     pub fn new() -> anyhow::Result<Self> {
-        let optimized = TierEngine::new(Strategy::Cranelift)?;
-        let baseline = TierEngine::new(Strategy::Winch)?;
+        Self::build(false)
+    }
+
+    /// Engines that also meter fuel, for hosts where some tenant has a fuel
+    /// limit. Metering costs every call some speed, so it is opt-in.
+    pub fn with_fuel_metering() -> anyhow::Result<Self> {
+        Self::build(true)
+    }
+
+    fn build(fuel: bool) -> anyhow::Result<Self> {
+        let optimized = TierEngine::new(Strategy::Cranelift, fuel)?;
+        let baseline = TierEngine::new(Strategy::Winch, fuel)?;
         start_epoch_ticker(&[&optimized.engine, &baseline.engine]);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -105,11 +116,12 @@ impl TransformEngine {
 }
 
 impl TierEngine {
-    fn new(strategy: Strategy) -> anyhow::Result<Self> {
+    fn new(strategy: Strategy, fuel: bool) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
+            .consume_fuel(fuel)
             .strategy(strategy)
             .max_wasm_stack(MAX_WASM_STACK);
         if matches!(strategy, Strategy::Cranelift) {
@@ -122,7 +134,11 @@ impl TierEngine {
             &mut linker,
             |state| state,
         )?;
-        Ok(Self { engine, linker })
+        Ok(Self {
+            engine,
+            metered: fuel,
+            linker,
+        })
     }
 }
 

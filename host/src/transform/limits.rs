@@ -17,6 +17,12 @@ pub struct Limits {
     pub module_bytes: usize,
     /// Guest log lines kept per call; the rest are counted.
     pub log_lines_per_batch: u32,
+    /// Transform calls of one tenant running at once (the host adds its own
+    /// cap of one per core, shared by all tenants).
+    pub instances_in_flight: usize,
+    /// Fuel per call (wasmtime's instruction-count metering), for accounting
+    /// that does not depend on the machine's speed; `None` meters by time only.
+    pub fuel_per_batch: Option<u64>,
 }
 
 impl Default for Limits {
@@ -27,6 +33,8 @@ impl Default for Limits {
             output_bytes: 64 << 20,
             module_bytes: 64 << 20,
             log_lines_per_batch: 50,
+            instances_in_flight: 2,
+            fuel_per_batch: None,
         }
     }
 }

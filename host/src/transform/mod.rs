@@ -43,10 +43,23 @@ pub enum TransformError {
     Trap(String),
     #[error("limit exceeded: {0}")]
     Limit(String),
+    /// The time or fuel limit, apart from the others: the failures that are
+    /// expensive to repeat, so the stream loop does not narrow them down row by row.
+    #[error("limit exceeded: {0}")]
+    ComputeLimit(String),
     #[error("transform output is not valid Arrow IPC: {0}")]
     MalformedOutput(String),
     #[error("transform output does not match the view's schema: {0}")]
     Schema(#[from] OutputSchemaError),
     #[error("cannot encode the input batch: {0}")]
     Input(String),
+}
+
+impl TransformError {
+    /// Whether running the same input again in smaller pieces can tell which
+    /// rows cause the failure (a trap, a bad output), rather than repeat an
+    /// expensive overrun (the time or fuel limit).
+    pub fn worth_narrowing(&self) -> bool {
+        !matches!(self, TransformError::ComputeLimit(_))
+    }
 }

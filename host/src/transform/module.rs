@@ -32,6 +32,8 @@ pub struct TransformModule {
 pub(crate) struct Code {
     pub(crate) tier: Tier,
     pub(crate) engine: wasmtime::Engine,
+    /// Whether the engine meters fuel (every store then needs some).
+    pub(crate) metered: bool,
     pub(crate) pre: FeatureTransformPre<GuestState>,
 }
 
@@ -202,6 +204,7 @@ fn link(
     Ok(Code {
         tier,
         engine: tier_engine.engine.clone(),
+        metered: tier_engine.metered,
         pre,
     })
 }

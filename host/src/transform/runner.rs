@@ -69,6 +69,14 @@ impl Transformer {
         );
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(TransformEngine::ticks_for(self.limits.time_per_batch));
+        if code.metered {
+            // An engine that meters fuel needs fuel in every store; without a
+            // fuel limit the call is bounded by time alone.
+            let fuel = self.limits.fuel_per_batch.unwrap_or(u64::MAX);
+            if let Err(e) = store.set_fuel(fuel) {
+                return Err(TransformError::Trap(format!("cannot set fuel: {e}")));
+            }
+        }
 
         let result = self.call(&mut store, &code, &bytes, input.num_rows());
         let dropped = store.data().dropped_log_lines();
@@ -133,11 +141,20 @@ impl Transformer {
                 desired >> 20
             ));
         }
-        if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
-            return TransformError::Limit(format!(
-                "time limit of {} ms per batch exceeded",
-                self.limits.time_per_batch.as_millis()
-            ));
+        match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => {
+                return TransformError::ComputeLimit(format!(
+                    "time limit of {} ms per batch exceeded",
+                    self.limits.time_per_batch.as_millis()
+                ));
+            }
+            Some(wasmtime::Trap::OutOfFuel) => {
+                return TransformError::ComputeLimit(format!(
+                    "fuel limit of {} per batch exceeded",
+                    self.limits.fuel_per_batch.unwrap_or(u64::MAX)
+                ));
+            }
+            _ => {}
         }
         let cause = error.root_cause().to_string();
         match store.data().last_error_line() {

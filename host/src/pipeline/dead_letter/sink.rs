@@ -1,0 +1,171 @@
+//! Where a view's dead letters go.
+//!
+//! - a **Kafka topic** named in the view's definition: each dead letter is the
+//!   original key and bytes, with headers carrying the reason, the view, its
+//!   version and the original topic/partition/offset (a replay tool can send
+//!   the bytes back unchanged);
+//! - a **Redis stream** in the project's key space,
+//!   `fvhost:<project>:dead_letter:<view>`, one entry per event with the same
+//!   fields;
+//! - the **log** alone (the default), where every dead letter is written anyway.
+
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use redis::aio::ConnectionManager;
+
+use super::DeadLetter;
+
+/// How long the broker has to take a dead letter before the send fails.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A view's dead-letter destination, connected.
+#[derive(Clone)]
+pub enum DeadLetterSink {
+    Log,
+    RedisStream {
+        connection: ConnectionManager,
+        key: String,
+    },
+    KafkaTopic {
+        producer: FutureProducer,
+        topic: String,
+    },
+}
+
+/// A destination that did not take the dead letters; the batch is not committed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterSinkError {
+    #[error("cannot add dead letters to redis stream `{key}`: {source}")]
+    Redis {
+        key: String,
+        source: redis::RedisError,
+    },
+    #[error("cannot send dead letters to kafka topic `{topic}`: {source}")]
+    Kafka {
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+/// The Redis stream holding `view`'s dead letters in `project`'s key space.
+pub fn redis_stream_key(project: &str, view: &str) -> String {
+    format!("fvhost:{project}:dead_letter:{view}")
+}
+
+impl DeadLetterSink {
+    /// A producer for dead letters sent to `topic` on `bootstrap_servers`.
+    pub fn kafka(bootstrap_servers: &str, topic: &str) -> rdkafka::error::KafkaResult<Self> {
+        let producer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap_servers)
+            .set("client.id", "fvhost-dead-letter")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", KAFKA_TIMEOUT.as_millis().to_string())
+            .create()?;
+        Ok(Self::KafkaTopic {
+            producer,
+            topic: topic.to_string(),
+        })
+    }
+
+    /// Names the destination, for status and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            DeadLetterSink::Log => "log".into(),
+            DeadLetterSink::RedisStream { key, .. } => format!("redis stream {key}"),
+            DeadLetterSink::KafkaTopic { topic, .. } => format!("kafka topic {topic}"),
+        }
+    }
+
+    /// Stores `letters`; returns once the destination has them all.
+    pub async fn send(&self, letters: &[DeadLetter]) -> Result<(), DeadLetterSinkError> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        match self {
+            DeadLetterSink::Log => Ok(()),
+            DeadLetterSink::RedisStream { connection, key } => {
+                send_to_redis(connection.clone(), key, letters)
+                    .await
+                    .map_err(|source| DeadLetterSinkError::Redis {
+                        key: key.clone(),
+                        source,
+                    })
+            }
+            DeadLetterSink::KafkaTopic { producer, topic } => {
+                send_to_kafka(producer, topic, letters)
+                    .await
+                    .map_err(|source| DeadLetterSinkError::Kafka {
+                        topic: topic.clone(),
+                        source,
+                    })
+            }
+        }
+    }
+}
+
+/// The metadata every destination carries, as name/value pairs.
+fn fields(letter: &DeadLetter) -> [(&'static str, String); 8] {
+    [
+        ("project", letter.project.clone()),
+        ("view", letter.view.clone()),
+        ("version", letter.version.clone()),
+        ("kind", letter.kind.as_str().to_string()),
+        ("reason", letter.reason.clone()),
+        ("topic", letter.origin.topic.clone()),
+        ("partition", letter.origin.partition.to_string()),
+        ("offset", letter.origin.offset.to_string()),
+    ]
+}
+
+async fn send_to_redis(
+    mut connection: ConnectionManager,
+    key: &str,
+    letters: &[DeadLetter],
+) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    for letter in letters {
+        let command = pipe.cmd("XADD").arg(key).arg("*");
+        for (name, value) in fields(letter) {
+            command.arg(name).arg(value);
+        }
+        if let Some(k) = &letter.key {
+            command.arg("key").arg(k.as_slice());
+        }
+        if let Some(payload) = &letter.payload {
+            command.arg("payload").arg(payload.as_slice());
+        }
+        command.ignore();
+    }
+    pipe.query_async(&mut connection).await
+}
+
+async fn send_to_kafka(
+    producer: &FutureProducer,
+    topic: &str,
+    letters: &[DeadLetter],
+) -> rdkafka::error::KafkaResult<()> {
+    let sends = letters.iter().map(|letter| {
+        let mut headers = OwnedHeaders::new_with_capacity(8);
+        for (name, value) in fields(letter) {
+            headers = headers.insert(Header {
+                key: &format!("fvhost.{name}"),
+                value: Some(value.as_bytes()),
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+        if let Some(key) = &letter.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(payload) = &letter.payload {
+            record = record.payload(payload.as_slice());
+        }
+        producer.send(record, KAFKA_TIMEOUT)
+    });
+    for result in futures::future::join_all(sends).await {
+        result.map_err(|(error, _)| error)?;
+    }
+    Ok(())
+}
