@@ -12,6 +12,7 @@
 //! - [`transform`]: the Wasm engine, modules, limits, the output schema check;
 //! - [`online`]: Feast's Redis layout, writer and reader;
 //! - [`pipeline`]: the per-view stream loop, watermark, dead letters, metrics;
+//! - [`tenancy`]: host.yaml, tenants, their limits and admin credentials;
 //! - [`local`]: a redis-server and a Kafka-protocol broker on loopback, for the
 //!   quickstart and the tests;
 //! - [`cli`]: the `fvhost` commands.
@@ -25,5 +26,6 @@ pub mod pipeline;
 pub mod repo;
 pub mod server;
 pub mod source;
+pub mod tenancy;
 pub mod transform;
 pub mod types;

@@ -13,6 +13,36 @@ pub struct AdminArgs {
     /// The running host's admin API.
     #[arg(long, default_value = "127.0.0.1:6570", env = "FVHOST_ADMIN")]
     pub admin: SocketAddr,
+    /// The tenant whose views to act on (hosts run with --config); by
+    /// default the token's own tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// A file holding the admin token (a tenant's or the operator's); the
+    /// environment variable FVHOST_ADMIN_TOKEN is used otherwise.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    /// `/tenants/{tenant}` when a tenant is named, else nothing.
+    fn tenant_prefix(&self) -> String {
+        self.tenant
+            .as_deref()
+            .map(|t| format!("/tenants/{}", encode(t)))
+            .unwrap_or_default()
+    }
+
+    /// The token to send, if any: never printed.
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the token file {}", path.display()))?;
+            return Ok(Some(text.trim_end().to_string()));
+        }
+        Ok(std::env::var("FVHOST_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()))
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,31 +79,37 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         .by
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "cli".into());
-    let path = format!("/views/{}/deploy?by={}", encode(&args.view), encode(&by));
-    report(request(args.admin.admin, "POST", &path, &module).await?)
+    let path = format!(
+        "{}/views/{}/deploy?by={}",
+        args.admin.tenant_prefix(),
+        encode(&args.view),
+        encode(&by)
+    );
+    report(request(&args.admin, "POST", &path, &module).await?)
 }
 
 pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
-    let path = format!("/views/{}/rollback", encode(&args.view));
-    report(request(args.admin.admin, "POST", &path, &[]).await?)
+    let path = format!(
+        "{}/views/{}/rollback",
+        args.admin.tenant_prefix(),
+        encode(&args.view)
+    );
+    report(request(&args.admin, "POST", &path, &[]).await?)
 }
 
 /// Asks the running host to apply its repo (after `fvhost apply` validated it here).
 pub async fn apply_live(admin: &AdminArgs) -> anyhow::Result<ExitCode> {
     let by = std::env::var("USER").unwrap_or_else(|_| "cli".into());
-    report(
-        request(
-            admin.admin,
-            "POST",
-            &format!("/apply?by={}", encode(&by)),
-            &[],
-        )
-        .await?,
-    )
+    let path = format!("{}/apply?by={}", admin.tenant_prefix(), encode(&by));
+    report(request(admin, "POST", &path, &[]).await?)
 }
 
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    report(request(args.admin.admin, "GET", "/status", &[]).await?)
+    let path = match &args.admin.tenant {
+        Some(_) => format!("{}/status", args.admin.tenant_prefix()),
+        None => "/status".to_string(),
+    };
+    report(request(&args.admin, "GET", &path, &[]).await?)
 }
 
 /// Prints the answer; a refusal is an error exit with the host's reason.
@@ -95,18 +131,23 @@ fn report((status, body): (u16, String)) -> anyhow::Result<ExitCode> {
 
 /// One HTTP/1.1 request to the admin API; returns the status and body.
 async fn request(
-    address: SocketAddr,
+    admin: &AdminArgs,
     method: &str,
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<(u16, String)> {
+    let address = admin.admin;
+    let authorization = admin
+        .token()?
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
         .with_context(|| {
             format!("connecting to the admin API at {address} (is `fvhost run` running?)")
         })?;
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/wasm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Content-Type: application/wasm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;

@@ -7,12 +7,20 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use super::RepoArgs;
-use crate::pipeline::{Host, HostOptions, StreamSettings};
+use crate::pipeline::{Host, HostOptions, SINGLE_TENANT, StreamSettings, TenantSpec};
+use crate::server::admin::Admin;
+use crate::server::auth::AdminAuth;
+use crate::tenancy::HostConfig;
+use crate::transform::Limits;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
+    /// A host configuration listing tenants (their repos, limits and admin
+    /// credentials), instead of one repo.
+    #[arg(long, short = 'c', conflicts_with = "repo")]
+    pub config: Option<std::path::PathBuf>,
     /// Kafka bootstrap servers for every Kafka source, instead of the repo's.
     #[arg(long, env = "FVHOST_KAFKA_BOOTSTRAP")]
     pub kafka_bootstrap: Option<String>,
@@ -25,16 +33,63 @@ pub struct RunArgs {
     /// Milliseconds a batch waits for more messages after its first.
     #[arg(long, default_value_t = 100)]
     pub linger_ms: u64,
-    /// Address of the admin API (deploy, rollback, status); loopback by default.
-    #[arg(long, default_value = "127.0.0.1:6570", env = "FVHOST_ADMIN")]
-    pub admin: std::net::SocketAddr,
+    /// Address of the admin API (deploy, rollback, status); 127.0.0.1:6570
+    /// unless host.yaml's `admin.listen` says otherwise.
+    #[arg(long, env = "FVHOST_ADMIN")]
+    pub admin: Option<std::net::SocketAddr>,
     /// Run without the admin API.
     #[arg(long)]
     pub no_admin: bool,
 }
 
+/// The tenants to run and who may manage them.
+struct Tenancy {
+    tenants: Vec<TenantSpec>,
+    auth: AdminAuth,
+    admin: std::net::SocketAddr,
+}
+
+fn tenancy(args: &RunArgs) -> anyhow::Result<Tenancy> {
+    let default_admin = || {
+        crate::tenancy::config::DEFAULT_ADMIN
+            .parse()
+            .expect("the default admin address parses")
+    };
+    let Some(path) = &args.config else {
+        let repo = args.repo.load()?;
+        return Ok(Tenancy {
+            tenants: vec![TenantSpec {
+                name: SINGLE_TENANT.to_string(),
+                repo,
+                limits: Limits::default(),
+            }],
+            auth: AdminAuth::open(),
+            admin: args.admin.unwrap_or_else(default_admin),
+        });
+    };
+    let config = HostConfig::load(path)?;
+    let auth = AdminAuth::from_config(&config);
+    Ok(Tenancy {
+        admin: args.admin.unwrap_or(config.admin.listen),
+        auth,
+        tenants: config
+            .tenants
+            .into_iter()
+            .map(|t| TenantSpec {
+                name: t.name,
+                repo: t.repo,
+                limits: t.limits,
+            })
+            .collect(),
+    })
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let repo = args.repo.load()?;
+    let Tenancy {
+        tenants,
+        auth,
+        admin,
+    } = tenancy(&args)?;
     let options = HostOptions {
         kafka_bootstrap: args.kafka_bootstrap,
         redis_url: args.redis,
@@ -46,18 +101,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ..HostOptions::default()
     };
     let (stop, shutdown) = watch::channel(false);
-    let host = Host::start(&repo, &options, shutdown.clone()).await?;
+    let host = Host::start_tenants(tenants, &options, shutdown.clone()).await?;
     if !args.no_admin {
         let mut admin_shutdown = shutdown.clone();
         let stopped = async move {
             let _ = admin_shutdown.wait_for(|stop| *stop).await;
         };
-        let listener = crate::server::admin::serve(
-            host.deployer(),
-            options.limits.module_bytes,
-            args.admin,
-            stopped,
-        );
+        let listener =
+            crate::server::admin::serve(Admin::new(host.deployers(), auth), admin, stopped);
         tokio::spawn(async move {
             if let Err(e) = listener.await {
                 tracing::error!("admin API stopped: {e:#}");

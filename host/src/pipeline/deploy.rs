@@ -67,6 +67,16 @@ impl Deployer {
         }
     }
 
+    /// The tenant whose views this deployer manages.
+    pub fn tenant(&self) -> &str {
+        &self.starter.tenant
+    }
+
+    /// The largest module a deploy may upload (the tenant's module limit).
+    pub fn max_module_bytes(&self) -> usize {
+        self.starter.options.limits.module_bytes
+    }
+
     fn registry(&self) -> &Registry {
         &self.starter.registry
     }
@@ -208,6 +218,6 @@ impl Deployer {
 
     /// Every view's active version and counters.
     pub fn status(&self) -> Vec<ViewStatus> {
-        self.registry().status()
+        self.registry().status(&self.starter.tenant)
     }
 }

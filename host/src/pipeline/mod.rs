@@ -81,16 +81,36 @@ pub(crate) fn offline_log(
     ))
 }
 
-/// A running host: one task per stream view; views can be added while it runs.
+/// A running host: one task per stream view, views grouped by tenant; views
+/// can be added while it runs.
 pub struct Host {
-    starter: Arc<ViewStarter>,
-    deployer: Arc<Deployer>,
+    tenants: Vec<TenantHost>,
     new_tasks: mpsc::UnboundedReceiver<ViewTask>,
 }
+
+/// One tenant's part of a running host: its own views, registry, transform
+/// slots and Redis connection.
+struct TenantHost {
+    name: String,
+    starter: Arc<ViewStarter>,
+    deployer: Arc<Deployer>,
+}
+
+/// What a tenant brings to [`Host::start_tenants`].
+#[derive(Debug, Clone)]
+pub struct TenantSpec {
+    pub name: String,
+    pub repo: FeatureRepo,
+    pub limits: Limits,
+}
+
+/// The tenant of a host started from a single repo (`fvhost run -r REPO`).
+pub const SINGLE_TENANT: &str = "default";
 
 /// How one view ended, with its final counters.
 #[derive(Debug, Serialize)]
 pub struct ViewReport {
+    pub tenant: String,
     pub view: String,
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -100,56 +120,101 @@ pub struct ViewReport {
 }
 
 impl Host {
-    /// Loads every stream view's module, connects to Redis and Kafka and starts the loops.
+    /// Runs one repo's stream views, as the single tenant [`SINGLE_TENANT`].
     pub async fn start(
         repo: &FeatureRepo,
         options: &HostOptions,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<Self> {
-        let engine = TransformEngine::new().context("starting the WebAssembly engine")?;
+        let tenant = TenantSpec {
+            name: SINGLE_TENANT.to_string(),
+            repo: repo.clone(),
+            limits: options.limits,
+        };
+        Self::start_tenants(vec![tenant], options, shutdown).await
+    }
+
+    /// Loads every tenant's stream views, connects each to its Redis and
+    /// Kafka and starts the loops. `options.limits` is replaced by each
+    /// tenant's own.
+    pub async fn start_tenants(
+        tenants: Vec<TenantSpec>,
+        options: &HostOptions,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<Self> {
+        let metered = tenants.iter().any(|t| t.limits.fuel_per_batch.is_some());
+        let engine = if metered {
+            TransformEngine::with_fuel_metering()
+        } else {
+            TransformEngine::new()
+        }
+        .context("starting the WebAssembly engine")?;
         let cache = ModuleCache::new(options.cache_dir.clone().or_else(default_dir));
-        let connection = connect(&repo.config.online_store, options.redis_url.as_deref())
-            .await
-            .context("connecting to the Redis online store")?;
-        let writer = OnlineWriter::new(connection, &repo.config.online_store);
+        let host_slots = TransformSlots::host_slots();
         let (sender, new_tasks) = mpsc::unbounded_channel();
-        let starter = Arc::new(ViewStarter::new(
-            engine,
-            cache,
-            options.clone(),
-            writer,
-            TransformSlots::new(
-                options.limits.instances_in_flight,
-                TransformSlots::host_slots(),
-            ),
-            sender,
-        ));
-        for (view, _, kafka) in repo.kafka_views() {
-            let pipeline = starter.pipeline(repo, view)?;
-            starter.start(repo, pipeline, kafka, "repo")?;
+        let mut started = Vec::new();
+        for tenant in tenants {
+            let in_tenant = |e: anyhow::Error| e.context(format!("tenant `{}`", tenant.name));
+            let repo = &tenant.repo;
+            let connection = connect(&repo.config.online_store, options.redis_url.as_deref())
+                .await
+                .context("connecting to the Redis online store")
+                .map_err(in_tenant)?;
+            let writer = OnlineWriter::new(connection, &repo.config.online_store);
+            let starter = Arc::new(ViewStarter::new(
+                &tenant.name,
+                engine.clone(),
+                cache.clone(),
+                HostOptions {
+                    limits: tenant.limits,
+                    ..options.clone()
+                },
+                writer,
+                TransformSlots::new(tenant.limits.instances_in_flight, host_slots.clone()),
+                sender.clone(),
+            ));
+            for (view, _, kafka) in repo.kafka_views() {
+                let pipeline = starter.pipeline(repo, view).map_err(in_tenant)?;
+                starter
+                    .start(repo, pipeline, kafka, "repo")
+                    .map_err(in_tenant)?;
+            }
+            stop_views_on(shutdown.clone(), starter.registry.clone());
+            let deployer = Arc::new(Deployer::new(starter.clone(), repo.clone()));
+            started.push(TenantHost {
+                name: tenant.name,
+                starter,
+                deployer,
+            });
         }
-        if starter.started().is_empty() {
-            anyhow::bail!(
-                "the repo has no stream feature view with a kafka source: nothing to run"
-            );
+        if started.iter().all(|t| t.starter.started().is_empty()) {
+            anyhow::bail!("no repo has a stream feature view with a kafka source: nothing to run");
         }
-        stop_views_on(shutdown, starter.registry.clone());
-        let deployer = Arc::new(Deployer::new(starter.clone(), repo.clone()));
         Ok(Self {
-            starter,
-            deployer,
+            tenants: started,
             new_tasks,
         })
     }
 
-    /// Deploys, rollbacks and repo changes on the running views (the admin API's backend).
-    pub fn deployer(&self) -> Arc<Deployer> {
-        self.deployer.clone()
+    /// Each tenant's deployer (the admin API's backend), by tenant name.
+    pub fn deployers(&self) -> std::collections::BTreeMap<String, Arc<Deployer>> {
+        self.tenants
+            .iter()
+            .map(|t| (t.name.clone(), t.deployer.clone()))
+            .collect()
     }
 
-    /// Counters of every view started so far, live.
+    /// The first tenant's deployer: the only one of a single-repo host.
+    pub fn deployer(&self) -> Arc<Deployer> {
+        self.tenants[0].deployer.clone()
+    }
+
+    /// Counters of every view started so far, live, in tenant order.
     pub fn metrics(&self) -> Vec<(String, Arc<ViewMetrics>)> {
-        self.starter.started()
+        self.tenants
+            .iter()
+            .flat_map(|t| t.starter.started())
+            .collect()
     }
 
     /// Waits for every view to stop, taking in views added meanwhile; a view
@@ -168,24 +233,30 @@ impl Host {
             tokio::select! {
                 Some(task) = self.new_tasks.recv() => running.push(task),
                 Some(joined) = running.next() => match joined {
-                    Ok((view, Ok(()))) => tracing::debug!(view, "view finished"),
-                    Ok((view, Err(e))) => {
-                        tracing::error!(view, "view stopped: {e}; its offsets stay at the last written batch, other views keep running");
-                        errors.insert(view, e.to_string());
+                    Ok((task, Ok(()))) => tracing::debug!(tenant = %task.0, view = %task.1, "view finished"),
+                    Ok((task, Err(e))) => {
+                        tracing::error!(tenant = %task.0, view = %task.1, "view stopped: {e}; its offsets stay at the last written batch, other views keep running");
+                        errors.insert(task, e.to_string());
                     }
                     Err(e) => tracing::error!("a view task panicked: {e}"),
                 },
             }
         }
-        self.starter
-            .started()
-            .into_iter()
-            .map(|(view, metrics)| {
-                let error = errors.remove(&view);
+        self.tenants
+            .iter()
+            .flat_map(|t| {
+                t.starter
+                    .started()
+                    .into_iter()
+                    .map(|(view, metrics)| (t.name.clone(), view, metrics))
+            })
+            .map(|(tenant, view, metrics)| {
+                let error = errors.remove(&(tenant.clone(), view.clone()));
                 ViewReport {
                     status: if error.is_some() { "failed" } else { "stopped" },
                     error,
                     metrics: metrics.snapshot(),
+                    tenant,
                     view,
                 }
             })

@@ -132,6 +132,7 @@ pub struct Registry {
 /// One view in `GET /status`.
 #[derive(Debug, Serialize)]
 pub struct ViewStatus {
+    pub tenant: String,
     pub view: String,
     pub version: String,
     pub module: Option<String>,
@@ -217,13 +218,15 @@ impl Registry {
             .ok_or_else(|| RegistryError::UnknownView(view.to_string()))
     }
 
-    pub fn status(&self) -> Vec<ViewStatus> {
+    /// Every running view's status, as views of `tenant`.
+    pub fn status(&self, tenant: &str) -> Vec<ViewStatus> {
         let views = self.views.read().unwrap_or_else(|p| p.into_inner());
         views
             .iter()
             .map(|(name, slot)| {
                 let active = slot.active();
                 ViewStatus {
+                    tenant: tenant.to_string(),
                     view: name.clone(),
                     version: active.id().to_string(),
                     module: active

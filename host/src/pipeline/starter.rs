@@ -20,11 +20,13 @@ use crate::source::kafka::{TopicConsumer, TopicConsumerConfig};
 use crate::transform::TransformEngine;
 use crate::transform::cache::ModuleCache;
 
-/// A view's running loop: it resolves to the view's name and how it ended.
-pub type ViewTask = tokio::task::JoinHandle<(String, Result<(), ViewStopped>)>;
+/// A view's running loop: it resolves to its tenant and view names and how it ended.
+pub type ViewTask = tokio::task::JoinHandle<((String, String), Result<(), ViewStopped>)>;
 
 /// What starting a view needs, shared by the host and the deployer.
 pub struct ViewStarter {
+    /// The tenant whose views this starts.
+    pub tenant: String,
     pub engine: TransformEngine,
     pub cache: ModuleCache,
     pub options: HostOptions,
@@ -39,6 +41,7 @@ pub struct ViewStarter {
 
 impl ViewStarter {
     pub fn new(
+        tenant: &str,
         engine: TransformEngine,
         cache: ModuleCache,
         options: HostOptions,
@@ -47,6 +50,7 @@ impl ViewStarter {
         tasks: mpsc::UnboundedSender<ViewTask>,
     ) -> Self {
         Self {
+            tenant: tenant.to_string(),
             engine,
             cache,
             options,
@@ -116,8 +120,8 @@ impl ViewStarter {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((view.name.clone(), metrics));
-        let name = view.name.clone();
-        let task = tokio::spawn(async move { (name, stream.run(stop).await) });
+        let names = (self.tenant.clone(), view.name.clone());
+        let task = tokio::spawn(async move { (names, stream.run(stop).await) });
         self.tasks.send(task).map_err(|_| {
             anyhow::anyhow!(
                 "the host is shutting down; view `{}` not watched",

@@ -1,11 +1,20 @@
-//! The admin API of a running host (`fvhost run`): hot-swap and status.
+//! The admin API of a running host (`fvhost run`): hot-swap and status,
+//! per tenant, behind the credentials of [`super::auth`].
 //!
-//! - `GET /status`: per view, the active version, its history and counters;
-//! - `POST /views/{view}/deploy?by=NAME`: the body is the `.wasm` module;
-//!   validated off the ingestion path, then active from the next batch;
-//! - `POST /views/{view}/rollback`: the previous version, from the next batch;
-//! - `POST /apply?by=NAME`: re-read the repo; changed views swap (all or none).
+//! - `GET /status`: the caller's views (all of them for the operator), with
+//!   active version, history, counters and state;
+//! - `GET /tenants/{tenant}/status`, `GET /tenants/{tenant}/views/{view}`;
+//! - `POST /tenants/{tenant}/views/{view}/deploy?by=NAME`: the body is the
+//!   `.wasm` module; validated off the ingestion path, then active from the
+//!   next batch;
+//! - `POST /tenants/{tenant}/views/{view}/rollback`: the previous version;
+//! - `POST /tenants/{tenant}/apply?by=NAME`: re-read the tenant's repo;
+//!   changed views swap (all or none).
+//!
+//! `/views/{view}/deploy`, `/views/{view}/rollback` and `/apply` without the
+//! tenant act on the caller's own tenant (or the host's only one).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -14,30 +23,92 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::ApiError;
+use super::auth::{AdminAuth, Caller};
 use crate::pipeline::Deployer;
-use crate::pipeline::deploy::{DeployError, Deployed};
+use crate::pipeline::deploy::{Applied, DeployError, Deployed};
 use crate::pipeline::registry::ViewStatus;
 
-/// The routes over a host's deployer; `max_module_bytes` bounds uploads.
-pub fn router(deployer: Arc<Deployer>, max_module_bytes: usize) -> Router {
+/// The tenants' deployers and the credentials that open them.
+#[derive(Clone)]
+pub struct Admin {
+    tenants: Arc<BTreeMap<String, Arc<Deployer>>>,
+    auth: Arc<AdminAuth>,
+}
+
+impl Admin {
+    pub fn new(tenants: BTreeMap<String, Arc<Deployer>>, auth: AdminAuth) -> Self {
+        Self {
+            tenants: Arc::new(tenants),
+            auth: Arc::new(auth),
+        }
+    }
+
+    /// The caller, allowed on `tenant` (or, unnamed, on its own or the only tenant).
+    fn deployer(
+        &self,
+        headers: &HeaderMap,
+        tenant: Option<&str>,
+    ) -> Result<Arc<Deployer>, ApiError> {
+        let caller = self.auth.caller(headers)?;
+        let tenant = match (tenant, caller.tenant()) {
+            (Some(tenant), _) => tenant.to_string(),
+            (None, Some(own)) => own.to_string(),
+            (None, None) if self.tenants.len() == 1 => {
+                self.tenants.keys().next().cloned().unwrap_or_default()
+            }
+            (None, None) => {
+                return Err(ApiError::bad_request(format!(
+                    "this host runs {} tenants: name one, as in /tenants/{{tenant}}/...",
+                    self.tenants.len()
+                )));
+            }
+        };
+        caller.may_manage(&tenant)?;
+        self.tenants.get(&tenant).cloned().ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no tenant `{tenant}` on this host"),
+            )
+        })
+    }
+
+    fn max_module_bytes(&self) -> usize {
+        self.tenants
+            .values()
+            .map(|d| d.max_module_bytes())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// The admin routes.
+pub fn router(admin: Admin) -> Router {
+    let body_limit = admin.max_module_bytes().saturating_add(1);
     Router::new()
         .route("/status", get(status))
+        .route("/tenants/{tenant}/status", get(tenant_status))
+        .route("/tenants/{tenant}/views/{view}", get(view_status))
+        .route("/tenants/{tenant}/views/{view}/deploy", post(tenant_deploy))
+        .route(
+            "/tenants/{tenant}/views/{view}/rollback",
+            post(tenant_rollback),
+        )
+        .route("/tenants/{tenant}/apply", post(tenant_apply))
         .route("/views/{view}/deploy", post(deploy))
         .route("/views/{view}/rollback", post(rollback))
         .route("/apply", post(apply))
-        .layer(DefaultBodyLimit::max(max_module_bytes.saturating_add(1)))
-        .with_state(deployer)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(admin)
 }
 
 /// Binds `address` and serves the admin API until `shutdown` resolves.
 pub async fn serve(
-    deployer: Arc<Deployer>,
-    max_module_bytes: usize,
+    admin: Admin,
     address: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -45,14 +116,53 @@ pub async fn serve(
         .await
         .with_context(|| format!("binding the admin API on {address}"))?;
     tracing::info!(address = %listener.local_addr()?, "admin API listening");
-    axum::serve(listener, router(deployer, max_module_bytes))
+    axum::serve(listener, router(admin))
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
 }
 
-async fn status(State(deployer): State<Arc<Deployer>>) -> Json<Vec<ViewStatus>> {
-    Json(deployer.status())
+async fn status(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<ViewStatus>>, ApiError> {
+    let caller = admin.auth.caller(&headers)?;
+    let visible = admin
+        .tenants
+        .iter()
+        .filter(|(tenant, _)| {
+            caller == Caller::Operator || caller.tenant() == Some(tenant.as_str())
+        })
+        .flat_map(|(_, deployer)| deployer.status())
+        .collect();
+    Ok(Json(visible))
+}
+
+async fn tenant_status(
+    State(admin): State<Admin>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<ViewStatus>>, ApiError> {
+    Ok(Json(admin.deployer(&headers, Some(&tenant))?.status()))
+}
+
+async fn view_status(
+    State(admin): State<Admin>,
+    Path((tenant, view)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<ViewStatus>, ApiError> {
+    let deployer = admin.deployer(&headers, Some(&tenant))?;
+    deployer
+        .status()
+        .into_iter()
+        .find(|v| v.view == view)
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no running view `{view}` in tenant `{tenant}`"),
+            )
+        })
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,32 +175,79 @@ fn anonymous() -> String {
     "admin-api".into()
 }
 
-async fn deploy(
-    State(deployer): State<Arc<Deployer>>,
-    Path(view): Path<String>,
+async fn tenant_deploy(
+    State(admin): State<Admin>,
+    Path((tenant, view)): Path<(String, String)>,
     Query(query): Query<DeployQuery>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Deployed>, ApiError> {
-    let outcome = tokio::task::spawn_blocking(move || deployer.deploy(&view, &body, &query.by))
+    let deployer = admin.deployer(&headers, Some(&tenant))?;
+    run_deploy(deployer, view, query.by, body).await
+}
+
+async fn deploy(
+    State(admin): State<Admin>,
+    Path(view): Path<String>,
+    Query(query): Query<DeployQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Deployed>, ApiError> {
+    let deployer = admin.deployer(&headers, None)?;
+    run_deploy(deployer, view, query.by, body).await
+}
+
+async fn run_deploy(
+    deployer: Arc<Deployer>,
+    view: String,
+    by: String,
+    body: Bytes,
+) -> Result<Json<Deployed>, ApiError> {
+    let outcome = tokio::task::spawn_blocking(move || deployer.deploy(&view, &body, &by))
         .await
         .map_err(ApiError::internal)?;
     outcome.map(Json).map_err(deploy_error)
+}
+
+async fn tenant_apply(
+    State(admin): State<Admin>,
+    Path(tenant): Path<String>,
+    Query(query): Query<DeployQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Applied>, ApiError> {
+    run_apply(admin.deployer(&headers, Some(&tenant))?, query.by).await
 }
 
 async fn apply(
-    State(deployer): State<Arc<Deployer>>,
+    State(admin): State<Admin>,
     Query(query): Query<DeployQuery>,
-) -> Result<Json<crate::pipeline::deploy::Applied>, ApiError> {
-    let outcome = tokio::task::spawn_blocking(move || deployer.apply(&query.by))
+    headers: HeaderMap,
+) -> Result<Json<Applied>, ApiError> {
+    run_apply(admin.deployer(&headers, None)?, query.by).await
+}
+
+async fn run_apply(deployer: Arc<Deployer>, by: String) -> Result<Json<Applied>, ApiError> {
+    let outcome = tokio::task::spawn_blocking(move || deployer.apply(&by))
         .await
         .map_err(ApiError::internal)?;
     outcome.map(Json).map_err(deploy_error)
 }
 
-async fn rollback(
-    State(deployer): State<Arc<Deployer>>,
-    Path(view): Path<String>,
+async fn tenant_rollback(
+    State(admin): State<Admin>,
+    Path((tenant, view)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Json<Deployed>, ApiError> {
+    let deployer = admin.deployer(&headers, Some(&tenant))?;
+    deployer.rollback(&view).map(Json).map_err(deploy_error)
+}
+
+async fn rollback(
+    State(admin): State<Admin>,
+    Path(view): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Deployed>, ApiError> {
+    let deployer = admin.deployer(&headers, None)?;
     deployer.rollback(&view).map(Json).map_err(deploy_error)
 }
 

@@ -2,6 +2,7 @@
 //! can talk to it: `POST /push`, `POST /get-online-features`, `GET /health`.
 
 pub mod admin;
+pub mod auth;
 mod features;
 mod push;
 
@@ -84,6 +85,7 @@ pub async fn serve(
 }
 
 /// An error answered as `{"error": "..."}` with a status code.
+#[derive(Debug)]
 pub struct ApiError(pub StatusCode, pub String);
 
 impl ApiError {

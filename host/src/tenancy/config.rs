@@ -1,0 +1,347 @@
+//! `host.yaml`: the tenants one `fvhost run --config` serves, their repos,
+//! limits and admin credentials.
+//!
+//! ```yaml
+//! admin:
+//!   listen: 127.0.0.1:6570              # loopback unless set otherwise
+//!   operator_token_env: FVHOST_OPERATOR_TOKEN
+//! defaults:                              # every tenant's limits unless it sets its own
+//!   memory: 256MiB
+//!   time_per_batch: 10s
+//! tenants:
+//!   - name: ranking
+//!     repo: ./ranking                    # relative to host.yaml
+//!     token_file: ./secrets/ranking.token
+//!     limits: { memory: 64MiB, instances_in_flight: 1 }
+//! ```
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::token::{TokenDigest, TokenSource};
+use crate::repo::FeatureRepo;
+use crate::repo::duration::parse_duration;
+use crate::transform::Limits;
+
+/// The admin API's address when host.yaml does not set one.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:6570";
+
+/// A loaded, checked host configuration.
+#[derive(Debug)]
+pub struct HostConfig {
+    pub admin: AdminConfig,
+    pub tenants: Vec<Tenant>,
+}
+
+/// The admin API: where it listens and the operator's credential.
+#[derive(Debug)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub operator: Option<TokenDigest>,
+}
+
+/// One tenant: its repo (whose project is its key space), limits and credential.
+#[derive(Debug)]
+pub struct Tenant {
+    pub name: String,
+    pub repo: FeatureRepo,
+    pub limits: Limits,
+    /// `None`: only the operator manages this tenant's views.
+    pub token: Option<TokenDigest>,
+}
+
+/// A host.yaml that cannot be used, with what and where.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct HostConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHostConfig {
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    defaults: RawLimits,
+    tenants: Vec<RawTenant>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    operator_token_file: Option<PathBuf>,
+    operator_token_env: Option<String>,
+    /// Only to say why it is refused.
+    operator_token: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    name: String,
+    repo: PathBuf,
+    token_file: Option<PathBuf>,
+    token_env: Option<String>,
+    /// Only to say why it is refused.
+    token: Option<serde_yaml::Value>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+/// Limits as written: sizes like `64MiB`, durations like `2s`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory: Option<serde_yaml::Value>,
+    time_per_batch: Option<serde_yaml::Value>,
+    output: Option<serde_yaml::Value>,
+    module: Option<serde_yaml::Value>,
+    instances_in_flight: Option<usize>,
+    log_lines_per_batch: Option<u32>,
+    fuel_per_batch: Option<u64>,
+}
+
+impl HostConfig {
+    /// Reads host.yaml, its tenants' repos and credentials. Every problem
+    /// is reported at once, each naming the field it is about.
+    pub fn load(path: &Path) -> Result<Self, HostConfigError> {
+        let shown = path.display().to_string();
+        let fail = |message: String| HostConfigError {
+            path: shown.clone(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let raw: RawHostConfig = serde_yaml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut errors = Vec::new();
+        let admin = admin_config(&raw.admin, base, &mut errors);
+        let defaults = limits(&raw.defaults, Limits::default(), "defaults", &mut errors);
+        let mut tenants = Vec::new();
+        let (mut names, mut projects) = (BTreeSet::new(), BTreeSet::new());
+        if raw.tenants.is_empty() {
+            errors.push("tenants: list at least one tenant".into());
+        }
+        for (i, tenant) in raw.tenants.iter().enumerate() {
+            let at = format!("tenants[{i}] (`{}`)", tenant.name);
+            if !valid_name(&tenant.name) {
+                errors.push(format!(
+                    "{at}: field `name`: use lowercase letters, digits, `-` and `_`"
+                ));
+            }
+            if !names.insert(tenant.name.clone()) {
+                errors.push(format!("{at}: field `name`: another tenant has this name"));
+            }
+            let Some(loaded) = load_tenant(tenant, base, defaults, &at, &mut errors) else {
+                continue;
+            };
+            if !projects.insert(loaded.repo.project().to_string()) {
+                errors.push(format!(
+                    "{at}: field `repo`: project `{}` is another tenant's key space; each tenant needs its own project",
+                    loaded.repo.project()
+                ));
+            }
+            tenants.push(loaded);
+        }
+        if !errors.is_empty() {
+            return Err(fail(errors.join("\n  ")));
+        }
+        Ok(Self { admin, tenants })
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn admin_config(raw: &RawAdmin, base: &Path, errors: &mut Vec<String>) -> AdminConfig {
+    let listen = raw.listen.as_deref().unwrap_or(DEFAULT_ADMIN);
+    let listen = listen.parse().unwrap_or_else(|_| {
+        errors.push(format!(
+            "admin: field `listen`: `{listen}` is not an address like 127.0.0.1:6570"
+        ));
+        DEFAULT_ADMIN
+            .parse()
+            .expect("the default admin address parses")
+    });
+    if raw.operator_token.is_some() {
+        errors.push(
+            "admin: field `operator_token`: credentials are never read from host.yaml; use operator_token_file or operator_token_env".into(),
+        );
+    }
+    let source = token_source(
+        raw.operator_token_file.as_ref(),
+        raw.operator_token_env.as_ref(),
+        "admin: operator_token_file and operator_token_env",
+        errors,
+    );
+    let operator = source.and_then(|source| {
+        source
+            .read(base)
+            .map_err(|e| errors.push(format!("admin: operator token: {e}")))
+            .ok()
+    });
+    AdminConfig { listen, operator }
+}
+
+fn token_source(
+    file: Option<&PathBuf>,
+    env: Option<&String>,
+    fields: &str,
+    errors: &mut Vec<String>,
+) -> Option<TokenSource> {
+    match (file, env) {
+        (Some(_), Some(_)) => {
+            errors.push(format!("{fields}: set one, not both"));
+            None
+        }
+        (Some(file), None) => Some(TokenSource::File(file.clone())),
+        (None, Some(env)) => Some(TokenSource::Env(env.clone())),
+        (None, None) => None,
+    }
+}
+
+fn load_tenant(
+    raw: &RawTenant,
+    base: &Path,
+    defaults: Limits,
+    at: &str,
+    errors: &mut Vec<String>,
+) -> Option<Tenant> {
+    if raw.token.is_some() {
+        errors.push(format!(
+            "{at}: field `token`: credentials are never read from host.yaml; use token_file or token_env"
+        ));
+    }
+    let source = token_source(
+        raw.token_file.as_ref(),
+        raw.token_env.as_ref(),
+        &format!("{at}: token_file and token_env"),
+        errors,
+    );
+    let token = source.and_then(|source| {
+        source
+            .read(base)
+            .map_err(|e| errors.push(format!("{at}: token: {e}")))
+            .ok()
+    });
+    let limits = limits(&raw.limits, defaults, &format!("{at}: limits"), errors);
+    let repo = match crate::repo::load(&base.join(&raw.repo)) {
+        Ok(repo) => repo,
+        Err(e) => {
+            errors.push(format!("{at}: field `repo`: {e}"));
+            return None;
+        }
+    };
+    Some(Tenant {
+        name: raw.name.clone(),
+        repo,
+        limits,
+        token,
+    })
+}
+
+fn limits(raw: &RawLimits, base: Limits, at: &str, errors: &mut Vec<String>) -> Limits {
+    let mut limits = base;
+    let mut size = |value: &Option<serde_yaml::Value>, field: &str, into: &mut usize| {
+        if let Some(value) = value {
+            match parse_size(value) {
+                Ok(bytes) => *into = bytes,
+                Err(e) => errors.push(format!("{at}: field `{field}`: {e}")),
+            }
+        }
+    };
+    size(&raw.memory, "memory", &mut limits.memory_bytes);
+    size(&raw.output, "output", &mut limits.output_bytes);
+    size(&raw.module, "module", &mut limits.module_bytes);
+    if let Some(value) = &raw.time_per_batch {
+        match duration(value) {
+            Ok(time) if !time.is_zero() => limits.time_per_batch = time,
+            Ok(_) => errors.push(format!("{at}: field `time_per_batch`: must be above zero")),
+            Err(e) => errors.push(format!("{at}: field `time_per_batch`: {e}")),
+        }
+    }
+    if let Some(n) = raw.instances_in_flight {
+        if n == 0 {
+            errors.push(format!(
+                "{at}: field `instances_in_flight`: must be at least 1"
+            ));
+        }
+        limits.instances_in_flight = n.max(1);
+    }
+    if let Some(n) = raw.log_lines_per_batch {
+        limits.log_lines_per_batch = n;
+    }
+    if raw.fuel_per_batch.is_some() {
+        limits.fuel_per_batch = raw.fuel_per_batch;
+    }
+    limits
+}
+
+fn duration(value: &serde_yaml::Value) -> Result<Duration, String> {
+    match value {
+        serde_yaml::Value::Number(n) => n
+            .as_u64()
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("`{n}` is not a whole number of seconds")),
+        serde_yaml::Value::String(text) => parse_duration(text),
+        other => Err(format!("`{other:?}` is not a duration (e.g. 500ms, 2s)")),
+    }
+}
+
+/// Sizes as bytes (`1048576`) or with a binary unit (`512KiB`, `64MiB`, `1GiB`).
+pub fn parse_size(value: &serde_yaml::Value) -> Result<usize, String> {
+    let text = match value {
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::String(text) => text.trim().to_string(),
+        other => return Err(format!("`{other:?}` is not a size (e.g. 64MiB)")),
+    };
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (e.g. 64MiB)"))?;
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => return Err(format!("`{other}` is not a size unit (B, KiB, MiB, GiB)")),
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size(text: &str) -> Result<usize, String> {
+        parse_size(&serde_yaml::Value::String(text.into()))
+    }
+
+    #[test]
+    fn sizes_are_bytes_or_binary_units() {
+        assert_eq!(size("1048576"), Ok(1 << 20));
+        assert_eq!(size("64MiB"), Ok(64 << 20));
+        assert_eq!(size("512 KiB"), Ok(512 << 10));
+        assert!(
+            size("64MB")
+                .unwrap_err()
+                .contains("`MB` is not a size unit")
+        );
+        assert!(size("lots").is_err());
+    }
+}
