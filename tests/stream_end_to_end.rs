@@ -324,38 +324,6 @@ fn committed_offset(broker: &LocalBroker, group: &str, topic: &str) -> Offset {
     committed.find_partition(topic, 0).unwrap().offset()
 }
 
-/// The dead letters of `view` in its Redis stream, oldest first, as field maps.
-fn redis_dead_letters(
-    connection: &mut redis::Connection,
-    project: &str,
-    view: &str,
-) -> Vec<HashMap<String, Vec<u8>>> {
-    let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
-        .arg(format!("fvhost:{project}:dead_letter:{view}"))
-        .arg("-")
-        .arg("+")
-        .query(connection)
-        .unwrap();
-    entries
-        .into_iter()
-        .map(|(_id, fields)| {
-            fields
-                .chunks(2)
-                .map(|pair| {
-                    (
-                        String::from_utf8_lossy(&pair[0]).into_owned(),
-                        pair[1].clone(),
-                    )
-                })
-                .collect()
-        })
-        .collect()
-}
-
-fn text(letter: &HashMap<String, Vec<u8>>, field: &str) -> String {
-    String::from_utf8_lossy(letter.get(field).map(Vec::as_slice).unwrap_or_default()).into_owned()
-}
-
 #[test]
 fn a_failing_transform_dead_letters_only_the_events_it_fails_on_while_every_view_keeps_ingesting() {
     let redis = RedisServer::start().unwrap();

@@ -52,8 +52,10 @@ impl Default for StreamSettings {
             narrowing_calls: 32,
             write_backoff: Duration::from_millis(200),
             pause_after_failed_batches: 3,
-            pause: Duration::from_secs(1),
-            max_pause: Duration::from_secs(60),
+            pause: Duration::from_secs(5),
+            // Below librdkafka's max.poll.interval.ms (300 s), so a paused
+            // view keeps its partitions.
+            max_pause: Duration::from_secs(120),
         }
     }
 }
@@ -404,7 +406,7 @@ impl StreamLoop {
             consecutive_failed_batches: self.failed_streak,
             last_error,
         }));
-        tokio::select! {
+        let resumed = tokio::select! {
             _ = tokio::time::sleep(pause) => true,
             _ = self.versions.changed() => {
                 // A deploy or rollback ends the pause: the next batch tries the new version.
@@ -412,7 +414,9 @@ impl StreamLoop {
                 true
             }
             _ = shutdown.changed() => false,
-        }
+        };
+        self.metrics.set_pause(None);
+        resumed
     }
     /// Decodes messages into one batch; bad ones become dead letters, late
     /// ones too. Returns the batch and, per row, the index of its event.

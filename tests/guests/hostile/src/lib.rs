@@ -1,0 +1,113 @@
+//! A transform that attacks its host, in the way config key `attack` names:
+//!
+//! - `loop`: never returns;
+//! - `recursion`: recurses until the stack is gone;
+//! - `memory`: allocates until memory runs out;
+//! - `huge_output`: returns a batch far larger than its input;
+//! - `wrong_schema`: returns a batch without the view's features;
+//! - `panic`: panics;
+//! - `filesystem`, `environment`, `network`: tries to read files, the
+//!   environment and arguments, or to open a TCP connection to config key
+//!   `port` on 127.0.0.1, and returns what it got as its error, so the test
+//!   sees exactly what the sandbox let through;
+//! - `exit`: asks to exit the process.
+
+use std::hint::black_box;
+
+use fvhost_guest::{Config, RecordBatch, Rejections, Transform};
+use fvhost_guest::arrow_array::{ArrayRef, StringArray};
+use fvhost_guest::arrow_schema::{DataType, Field, Schema};
+use std::sync::Arc;
+
+struct Hostile {
+    attack: String,
+    port: u16,
+}
+
+impl Transform for Hostile {
+    fn init(config: &Config) -> Result<Self, String> {
+        Ok(Self {
+            attack: config.get("attack").unwrap_or("none").to_string(),
+            port: config.parse_or("port", 9)?,
+        })
+    }
+
+    fn transform(&mut self, input: RecordBatch, _rejected: &mut Rejections) -> Result<RecordBatch, String> {
+        match self.attack.as_str() {
+            "loop" => spin(),
+            "recursion" => Err(format!("depth {}", recurse(black_box(u64::MAX)))),
+            "memory" => Err(format!("held {} bytes", hoard())),
+            "huge_output" => huge(input.num_rows()),
+            "wrong_schema" => Ok(RecordBatch::new_empty(Arc::new(Schema::new(vec![Field::new(
+                "unexpected",
+                DataType::Utf8,
+                true,
+            )])))),
+            "panic" => panic!("hostile guest panicked on purpose"),
+            "filesystem" => Err(read_files()),
+            "environment" => Err(environment()),
+            "network" => Err(connect(self.port)),
+            "exit" => std::process::exit(3),
+            other => Err(format!("unknown attack `{other}`")),
+        }
+    }
+}
+
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+fn recurse(n: u64) -> u64 {
+    let frame = black_box([n; 32]);
+    if n == 0 { 0 } else { 1 + recurse(black_box(frame[7] - 1)) + black_box(frame[3]) % 2 }
+}
+
+fn hoard() -> usize {
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    loop {
+        held.push(black_box(vec![7u8; 8 << 20]));
+        if held.len() == usize::MAX {
+            return held.len();
+        }
+    }
+}
+
+fn huge(_rows: usize) -> Result<RecordBatch, String> {
+    let blob = "x".repeat(1 << 20);
+    let values: ArrayRef = Arc::new(StringArray::from(vec![blob.as_str(); 2]));
+    RecordBatch::try_from_iter([("padding", values)]).map_err(|e| e.to_string())
+}
+
+fn read_files() -> String {
+    let attempts = ["/etc/passwd", "/", ".", "/proc/self/environ"];
+    let outcomes: Vec<String> = attempts
+        .iter()
+        .map(|path| match std::fs::read(path) {
+            Ok(bytes) => format!("{path}: READ {} bytes", bytes.len()),
+            Err(e) => match std::fs::read_dir(path) {
+                Ok(entries) => format!("{path}: LISTED {} entries", entries.count()),
+                Err(_) => format!("{path}: denied ({e})"),
+            },
+        })
+        .collect();
+    format!("filesystem: {}", outcomes.join("; "))
+}
+
+fn environment() -> String {
+    let variables = std::env::vars_os().count();
+    let arguments = std::env::args_os().count();
+    let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_else(|e| format!("denied ({e})"));
+    format!("environment: {variables} variables, {arguments} arguments, working directory {cwd}")
+}
+
+fn connect(port: u16) -> String {
+    match std::net::TcpStream::connect(("127.0.0.1", port)) {
+        Ok(_) => format!("network: CONNECTED to 127.0.0.1:{port}"),
+        Err(e) => format!("network: denied ({e})"),
+    }
+}
+
+fvhost_guest::export_transform!(Hostile);

@@ -1,0 +1,443 @@
+//! Many tenants in one host: hostile transforms are contained with the right
+//! reason, their events dead-lettered, while two well-behaved tenants keep
+//! ingesting; each tenant's credential opens its own views only. Real
+//! redis-server, librdkafka's mock cluster over TCP, the real `fvhost`
+//! binary, every guest built from source (tests/guests).
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use redis::Commands;
+use support::*;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+const BASE: i64 = 1_800_000_000;
+const VIEW: &str = "driver_stats_view";
+
+const ALPHA_TOKEN: &str = "alpha-token-8c1f";
+const BETA_TOKEN: &str = "beta-token-52aa";
+const HOSTILE_TOKEN: &str = "hostile-token-e07d";
+const OPERATOR_TOKEN: &str = "operator-token-9b3e";
+
+/// Each hostile view, the attack it runs, and what its dead letters must say.
+const ATTACKS: &[(&str, &str)] = &[
+    ("loop", "time limit of 300 ms per batch exceeded"),
+    ("recursion", "transform trapped"),
+    ("memory", "memory limit of 32 MiB exceeded"),
+    ("huge_output", "output size limit of 1048576 bytes exceeded"),
+    ("wrong_schema", "does not match the view's schema"),
+    ("panic", "hostile guest panicked on purpose"),
+    ("exit", "transform trapped"),
+    ("filesystem", "filesystem: /etc/passwd: denied"),
+    ("environment", "environment: 0 variables, 0 arguments"),
+    ("network", "network: denied"),
+];
+
+/// The well-behaved example view over `topic`, its factor set to `factor`.
+fn well_behaved(topic: &str, factor: u32) -> String {
+    Definitions::new()
+        .driver_stats(VIEW, topic, "Float32")
+        .yaml()
+        .replace("factor: 100", &format!("factor: {factor}"))
+}
+
+/// One view per attack, plus a module returning bytes that are not Arrow and
+/// one that traps on a single row; every view dead-letters to a Redis stream.
+fn hostile_definitions(network_port: u16) -> String {
+    let mut definitions = Definitions::new();
+    for (attack, _) in ATTACKS {
+        definitions = definitions
+            .kafka_source(attack, DRIVER_EVENT_SCHEMA)
+            .stream_view(
+                &format!("attack_{attack}"),
+                attack,
+                &[("conv_rate", "Float64")],
+                &test_guest("hostile"),
+                &format!("attack: {attack}, port: {network_port}"),
+            )
+            .dead_letter("{type: redis_stream}");
+    }
+    definitions
+        .kafka_source("malformed", DRIVER_EVENT_SCHEMA)
+        .stream_view(
+            "attack_malformed",
+            "malformed",
+            &[("conv_rate", "Float64")],
+            &test_guest("raw_output"),
+            "",
+        )
+        .dead_letter("{type: redis_stream}")
+        .kafka_source("poison_row", DRIVER_EVENT_SCHEMA)
+        .stream_view(
+            "attack_poison_row",
+            "poison_row",
+            &[("conv_rate", "Float64")],
+            &test_guest("trap_on_driver"),
+            "trap_on: 13",
+        )
+        .dead_letter("{type: redis_stream}")
+        .yaml()
+}
+
+fn host_yaml(
+    dir: &Path,
+    alpha: &TestRepo,
+    beta: &TestRepo,
+    hostile: &TestRepo,
+) -> std::path::PathBuf {
+    std::fs::write(dir.join("beta.token"), format!("{BETA_TOKEN}\n")).unwrap();
+    let yaml = format!(
+        "admin:\n  operator_token_env: SANDBOX_OPERATOR_TOKEN\n\
+         tenants:\n\
+         \x20 - name: alpha\n    repo: {}\n    token_env: SANDBOX_ALPHA_TOKEN\n\
+         \x20 - name: beta\n    repo: {}\n    token_file: beta.token\n\
+         \x20 - name: hostile\n    repo: {}\n    token_env: SANDBOX_HOSTILE_TOKEN\n\
+         \x20   limits: {{memory: 32MiB, time_per_batch: 300ms, output: 1MiB, instances_in_flight: 1}}\n",
+        alpha.path().display(),
+        beta.path().display(),
+        hostile.path().display()
+    );
+    let path = dir.join("host.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn events(drivers: std::ops::Range<i64>, seconds: i64) -> Vec<(String, Vec<u8>)> {
+    drivers
+        .map(|d| (d.to_string(), driver_event(d, seconds, 0.5, 0.25)))
+        .collect()
+}
+
+fn status_json(port: u16, token: &str, path: &str) -> serde_json::Value {
+    let (code, body) = http_as(port, Some(token), "GET", path, b"");
+    assert_eq!(code, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn hostile_transforms_are_contained_while_other_tenants_keep_ingesting() {
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let network_port = listener.local_addr().unwrap().port();
+    let alpha = TestRepo::new("sandbox_alpha", &well_behaved("alpha", 100));
+    let beta = TestRepo::new("sandbox_beta", &well_behaved("beta", 10));
+    let hostile = TestRepo::new("sandbox_hostile", &hostile_definitions(network_port));
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = host_yaml(config_dir.path(), &alpha, &beta, &hostile);
+    let topics = ["alpha", "beta", "malformed", "poison_row"]
+        .into_iter()
+        .chain(ATTACKS.iter().map(|(attack, _)| *attack));
+    for topic in topics {
+        broker.create_topic(topic, 1).unwrap();
+    }
+    let rt = runtime();
+    for (attack, _) in ATTACKS {
+        rt.block_on(broker.produce(attack, &events(1..4, BASE)))
+            .unwrap();
+    }
+    rt.block_on(broker.produce("malformed", &events(1..4, BASE)))
+        .unwrap();
+    rt.block_on(broker.produce("poison_row", &events(12..15, BASE)))
+        .unwrap();
+    rt.block_on(broker.produce("alpha", &events(1..41, BASE)))
+        .unwrap();
+    rt.block_on(broker.produce("beta", &events(1..41, BASE)))
+        .unwrap();
+
+    let mut host = HostProcess::start_config(
+        &config,
+        &broker,
+        &redis,
+        &[
+            ("SANDBOX_ALPHA_TOKEN", ALPHA_TOKEN),
+            ("SANDBOX_HOSTILE_TOKEN", HOSTILE_TOKEN),
+            ("SANDBOX_OPERATOR_TOKEN", OPERATOR_TOKEN),
+        ],
+    );
+    let mut connection = redis_connection(&redis);
+    let field = fvhost::online::murmur3::feature_field(VIEW, "conv_percentage");
+    let stored = |connection: &mut redis::Connection, driver: i64, project: &str| {
+        let value: Option<Vec<u8>> = connection
+            .hget(driver_key(driver, project), &field[..])
+            .unwrap();
+        value
+    };
+
+    // The well-behaved tenants ingest everything, each in its own key space.
+    wait_for("both tenants' events written", TIMEOUT, || {
+        (1..41).all(|d| {
+            stored(&mut connection, d, "sandbox_alpha").is_some()
+                && stored(&mut connection, d, "sandbox_beta").is_some()
+        })
+    });
+    assert_eq!(
+        stored(&mut connection, 7, "sandbox_alpha"),
+        Some(float_value(50.0))
+    );
+    assert_eq!(
+        stored(&mut connection, 7, "sandbox_beta"),
+        Some(float_value(5.0))
+    );
+
+    // Every hostile view's events are dead-lettered with the reason that names what it hit.
+    for (attack, reason) in ATTACKS {
+        let view = format!("attack_{attack}");
+        wait_for(&format!("{view}'s dead letters"), TIMEOUT, || {
+            redis_dead_letters(&mut connection, "sandbox_hostile", &view).len() == 3
+        });
+        for letter in redis_dead_letters(&mut connection, "sandbox_hostile", &view) {
+            assert_eq!(text(&letter, "kind"), "batch_failed", "{view}: {letter:?}");
+            assert!(
+                text(&letter, "reason").contains(reason),
+                "{view}: expected {reason:?} in {:?}",
+                text(&letter, "reason")
+            );
+        }
+    }
+    let filesystem = redis_dead_letters(&mut connection, "sandbox_hostile", "attack_filesystem");
+    let report = text(&filesystem[0], "reason");
+    assert!(
+        !report.contains("READ") && !report.contains("LISTED"),
+        "no file was read or listed: {report}"
+    );
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the guest never reached the loopback listener"
+    );
+    wait_for("attack_malformed's dead letters", TIMEOUT, || {
+        redis_dead_letters(&mut connection, "sandbox_hostile", "attack_malformed").len() == 3
+    });
+    let malformed = redis_dead_letters(&mut connection, "sandbox_hostile", "attack_malformed");
+    assert!(
+        text(&malformed[0], "reason").contains("not valid Arrow IPC"),
+        "{malformed:?}"
+    );
+    wait_for("attack_poison_row's good rows", TIMEOUT, || {
+        let mut written = |d| {
+            let ts: Option<Vec<u8>> = connection
+                .hget(
+                    driver_key(d, "sandbox_hostile"),
+                    &fvhost::online::murmur3::timestamp_field("attack_poison_row")[..],
+                )
+                .unwrap();
+            ts.is_some()
+        };
+        written(12) && written(14)
+    });
+    let poison = redis_dead_letters(&mut connection, "sandbox_hostile", "attack_poison_row");
+    assert_eq!(poison.len(), 1, "only the poison row: {poison:?}");
+    assert_eq!(poison[0]["key"], b"13");
+
+    // A view that fails batch after batch is paused, and status says why.
+    for round in 0..2 {
+        rt.block_on(broker.produce("panic", &events(10 + round..11 + round, BASE)))
+            .unwrap();
+        wait_for("the next panic dead letter", TIMEOUT, || {
+            redis_dead_letters(&mut connection, "sandbox_hostile", "attack_panic").len()
+                == 4 + round as usize
+        });
+    }
+    wait_for("attack_panic paused", TIMEOUT, || {
+        let view = status_json(
+            host.admin_port,
+            HOSTILE_TOKEN,
+            "/tenants/hostile/views/attack_panic",
+        );
+        view["state"] == "paused"
+            && view["pause"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("panicked on purpose"))
+    });
+
+    // Hostile modules are refused at deploy, and nothing changes.
+    let port = host.admin_port;
+    let deploy = |view: &str, body: &[u8]| {
+        http_as(
+            port,
+            Some(HOSTILE_TOKEN),
+            "POST",
+            &format!("/tenants/hostile/views/{view}/deploy"),
+            body,
+        )
+    };
+    let before =
+        status_json(port, HOSTILE_TOKEN, "/tenants/hostile/views/attack_loop")["version"].clone();
+    let (code, body) = deploy("attack_loop", b"#!/bin/sh\nrm -rf /\n");
+    assert_eq!(
+        (code, body.contains("not a WebAssembly file")),
+        (422, true),
+        "{body}"
+    );
+    let unknown = std::fs::read(test_guest("unknown_import")).unwrap();
+    let (code, body) = deploy("attack_loop", &unknown);
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("secrets"),
+        "names the import it lacks: {body}"
+    );
+    let mut huge = b"\0asm\x0d\0\x01\0".to_vec();
+    huge.resize(100 << 20, 0);
+    let (code, body) = deploy("attack_loop", &huge);
+    assert_eq!(
+        code, 413,
+        "a 100 MB module is refused before it is read: {body}"
+    );
+    assert_eq!(
+        status_json(port, HOSTILE_TOKEN, "/tenants/hostile/views/attack_loop")["version"],
+        before
+    );
+
+    assert!(host.is_running(), "no guest took the host down");
+    let exit = host.stop();
+    assert!(exit.success, "stderr:\n{}", exit.stderr);
+    let alpha_report = exit
+        .reports
+        .iter()
+        .find(|r| r["tenant"] == "alpha")
+        .expect("alpha's report");
+    assert_eq!(alpha_report["messages"], 40);
+    assert_eq!(alpha_report["dead_letters"], 0);
+}
+
+#[test]
+fn each_tenant_token_opens_its_own_views_only() {
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("alpha", 1).unwrap();
+    broker.create_topic("beta", 1).unwrap();
+    broker.create_topic("loop", 1).unwrap();
+    let alpha = TestRepo::new("authz_alpha", &well_behaved("alpha", 100));
+    let beta = TestRepo::new("authz_beta", &well_behaved("beta", 10));
+    let hostile = TestRepo::new(
+        "authz_hostile",
+        &Definitions::new()
+            .driver_stats(VIEW, "loop", "Float32")
+            .yaml(),
+    );
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = host_yaml(config_dir.path(), &alpha, &beta, &hostile);
+    let host = HostProcess::start_config(
+        &config,
+        &broker,
+        &redis,
+        &[
+            ("SANDBOX_ALPHA_TOKEN", ALPHA_TOKEN),
+            ("SANDBOX_HOSTILE_TOKEN", HOSTILE_TOKEN),
+            ("SANDBOX_OPERATOR_TOKEN", OPERATOR_TOKEN),
+        ],
+    );
+    let port = host.admin_port;
+    wait_for("the admin API", TIMEOUT, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let call =
+        |token: Option<&str>, method: &str, path: &str| http_as(port, token, method, path, b"").0;
+    let module = std::fs::read(driver_stats_module()).unwrap();
+
+    assert_eq!(call(None, "GET", "/status"), 401, "no token");
+    assert_eq!(
+        call(Some("not-a-token"), "GET", "/status"),
+        401,
+        "unknown token"
+    );
+    assert_eq!(
+        call(
+            None,
+            "POST",
+            "/tenants/alpha/views/driver_stats_view/rollback"
+        ),
+        401
+    );
+
+    for (method, path) in [
+        ("GET", "/tenants/beta/status"),
+        ("GET", "/tenants/beta/views/driver_stats_view"),
+        ("POST", "/tenants/beta/views/driver_stats_view/rollback"),
+        ("POST", "/tenants/beta/apply"),
+    ] {
+        assert_eq!(
+            call(Some(ALPHA_TOKEN), method, path),
+            403,
+            "{method} {path}"
+        );
+    }
+    let (code, body) = http_as(
+        port,
+        Some(ALPHA_TOKEN),
+        "POST",
+        "/tenants/beta/views/driver_stats_view/deploy",
+        &module,
+    );
+    assert_eq!(code, 403, "{body}");
+
+    let own = status_json(port, ALPHA_TOKEN, "/status");
+    let tenants: Vec<&str> = own
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(tenants, ["alpha"], "a tenant's /status shows its own views");
+    let beta_view = status_json(port, BETA_TOKEN, "/tenants/beta/views/driver_stats_view");
+    assert_eq!(
+        beta_view["tenant"], "beta",
+        "the token read from a file works"
+    );
+    let (code, body) = http_as(
+        port,
+        Some(ALPHA_TOKEN),
+        "POST",
+        "/views/driver_stats_view/deploy?by=alpha-ci",
+        &module,
+    );
+    assert_eq!(
+        code, 200,
+        "a tenant deploys to its own view without naming itself: {body}"
+    );
+    assert_eq!(
+        status_json(port, ALPHA_TOKEN, "/tenants/alpha/views/driver_stats_view")["deployed_by"],
+        "alpha-ci"
+    );
+    assert_eq!(
+        status_json(port, BETA_TOKEN, "/tenants/beta/views/driver_stats_view")["deployed_by"],
+        "repo",
+        "beta's view of the same name is untouched"
+    );
+
+    let all = status_json(port, OPERATOR_TOKEN, "/status");
+    let mut tenants: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["tenant"].as_str().unwrap())
+        .collect();
+    tenants.sort();
+    assert_eq!(
+        tenants,
+        ["alpha", "beta", "hostile"],
+        "the operator sees every tenant"
+    );
+    assert_eq!(
+        call(
+            Some(OPERATOR_TOKEN),
+            "GET",
+            "/tenants/beta/views/driver_stats_view"
+        ),
+        200
+    );
+    assert_eq!(
+        call(Some(OPERATOR_TOKEN), "POST", "/apply"),
+        400,
+        "which tenant?"
+    );
+
+    let exit = host.stop();
+    assert!(exit.success, "stderr:\n{}", exit.stderr);
+    for token in [ALPHA_TOKEN, BETA_TOKEN, HOSTILE_TOKEN, OPERATOR_TOKEN] {
+        assert!(!exit.stderr.contains(token), "a token was logged");
+    }
+}
