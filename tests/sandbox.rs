@@ -441,3 +441,39 @@ fn each_tenant_token_opens_its_own_views_only() {
         assert!(!exit.stderr.contains(token), "a token was logged");
     }
 }
+
+#[test]
+fn fuel_metering_stops_a_transform_at_its_budget_and_not_before() {
+    use fvhost::transform::cache::ModuleCache;
+    use fvhost::transform::{
+        Limits, TransformEngine, TransformError, TransformModule, Transformer,
+    };
+
+    let engine = TransformEngine::with_fuel_metering().unwrap();
+    let cache = ModuleCache::new(Some(root().join("target/fvhost-test-module-cache")));
+    let schema = fvhost::format::parse_ddl(DRIVER_EVENT_SCHEMA).unwrap();
+    let input = fvhost::transform::probe::probe_batch(&std::sync::Arc::new(schema)).unwrap();
+    let limits = Limits {
+        fuel_per_batch: Some(50_000_000),
+        ..Limits::default()
+    };
+    let transformer = |module: &Path, config: &[(&str, &str)]| {
+        let module = TransformModule::load(&engine, &cache, module, &limits).unwrap();
+        let config = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Transformer::new(std::sync::Arc::new(module), config, limits, "fuel_test")
+    };
+
+    let spinning = transformer(&test_guest("hostile"), &[("attack", "loop")]);
+    match spinning.run(&input) {
+        Err(TransformError::ComputeLimit(reason)) => {
+            assert_eq!(reason, "fuel limit of 50000000 per batch exceeded")
+        }
+        other => panic!("expected the fuel limit, got {other:?}"),
+    }
+    let example = transformer(&driver_stats_module(), &[("factor", "100")]);
+    let output = example.run(&input).expect("the example fits its fuel");
+    assert_eq!(output.batch.num_rows(), input.num_rows());
+}
