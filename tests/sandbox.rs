@@ -104,6 +104,20 @@ fn host_yaml(
     path
 }
 
+/// The host of `config`, with the tokens host.yaml reads from the environment.
+fn start_host(config: &Path, broker: &LocalBroker, redis: &RedisServer) -> HostProcess {
+    HostProcess::start_config(
+        config,
+        broker,
+        redis,
+        &[
+            ("SANDBOX_ALPHA_TOKEN", ALPHA_TOKEN),
+            ("SANDBOX_HOSTILE_TOKEN", HOSTILE_TOKEN),
+            ("SANDBOX_OPERATOR_TOKEN", OPERATOR_TOKEN),
+        ],
+    )
+}
+
 fn events(drivers: std::ops::Range<i64>, seconds: i64) -> Vec<(String, Vec<u8>)> {
     drivers
         .map(|d| (d.to_string(), driver_event(d, seconds, 0.5, 0.25)))
@@ -148,16 +162,7 @@ fn hostile_transforms_are_contained_while_other_tenants_keep_ingesting() {
     rt.block_on(broker.produce("beta", &events(1..41, BASE)))
         .unwrap();
 
-    let mut host = HostProcess::start_config(
-        &config,
-        &broker,
-        &redis,
-        &[
-            ("SANDBOX_ALPHA_TOKEN", ALPHA_TOKEN),
-            ("SANDBOX_HOSTILE_TOKEN", HOSTILE_TOKEN),
-            ("SANDBOX_OPERATOR_TOKEN", OPERATOR_TOKEN),
-        ],
-    );
+    let mut host = start_host(&config, &broker, &redis);
     let mut connection = redis_connection(&redis);
     let field = fvhost::online::murmur3::feature_field(VIEW, "conv_percentage");
     let stored = |connection: &mut redis::Connection, driver: i64, project: &str| {
@@ -320,16 +325,7 @@ fn each_tenant_token_opens_its_own_views_only() {
     );
     let config_dir = tempfile::tempdir().unwrap();
     let config = host_yaml(config_dir.path(), &alpha, &beta, &hostile);
-    let host = HostProcess::start_config(
-        &config,
-        &broker,
-        &redis,
-        &[
-            ("SANDBOX_ALPHA_TOKEN", ALPHA_TOKEN),
-            ("SANDBOX_HOSTILE_TOKEN", HOSTILE_TOKEN),
-            ("SANDBOX_OPERATOR_TOKEN", OPERATOR_TOKEN),
-        ],
-    );
+    let host = start_host(&config, &broker, &redis);
     let port = host.admin_port;
     wait_for("the admin API", TIMEOUT, || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()

@@ -178,36 +178,37 @@ fn admin_config(raw: &RawAdmin, base: &Path, errors: &mut Vec<String>) -> AdminC
             "admin: field `operator_token`: credentials are never read from host.yaml; use operator_token_file or operator_token_env".into(),
         );
     }
-    let source = token_source(
+    let operator = read_token(
         raw.operator_token_file.as_ref(),
         raw.operator_token_env.as_ref(),
-        "admin: operator_token_file and operator_token_env",
+        "admin: operator_token_file/operator_token_env",
+        base,
         errors,
     );
-    let operator = source.and_then(|source| {
-        source
-            .read(base)
-            .map_err(|e| errors.push(format!("admin: operator token: {e}")))
-            .ok()
-    });
     AdminConfig { listen, operator }
 }
 
-fn token_source(
+/// The digest of the credential in `file` or `env` (one of them, or none).
+fn read_token(
     file: Option<&PathBuf>,
     env: Option<&String>,
     fields: &str,
+    base: &Path,
     errors: &mut Vec<String>,
-) -> Option<TokenSource> {
-    match (file, env) {
+) -> Option<TokenDigest> {
+    let source = match (file, env) {
         (Some(_), Some(_)) => {
             errors.push(format!("{fields}: set one, not both"));
-            None
+            return None;
         }
-        (Some(file), None) => Some(TokenSource::File(file.clone())),
-        (None, Some(env)) => Some(TokenSource::Env(env.clone())),
-        (None, None) => None,
-    }
+        (Some(file), None) => TokenSource::File(file.clone()),
+        (None, Some(env)) => TokenSource::Env(env.clone()),
+        (None, None) => return None,
+    };
+    source
+        .read(base)
+        .map_err(|e| errors.push(format!("{fields}: {e}")))
+        .ok()
 }
 
 fn load_tenant(
@@ -222,18 +223,13 @@ fn load_tenant(
             "{at}: field `token`: credentials are never read from host.yaml; use token_file or token_env"
         ));
     }
-    let source = token_source(
+    let token = read_token(
         raw.token_file.as_ref(),
         raw.token_env.as_ref(),
-        &format!("{at}: token_file and token_env"),
+        &format!("{at}: token_file/token_env"),
+        base,
         errors,
     );
-    let token = source.and_then(|source| {
-        source
-            .read(base)
-            .map_err(|e| errors.push(format!("{at}: token: {e}")))
-            .ok()
-    });
     let limits = limits(&raw.limits, defaults, &format!("{at}: limits"), errors);
     let repo = match crate::repo::load(&base.join(&raw.repo)) {
         Ok(repo) => repo,
@@ -330,6 +326,69 @@ mod tests {
 
     fn size(text: &str) -> Result<usize, String> {
         parse_size(&serde_yaml::Value::String(text.into()))
+    }
+
+    /// A repo of `project` with one stream view and no transform.
+    fn repo(dir: &Path, project: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(
+            dir.join("feature_store.yaml"),
+            format!("project: {project}\nprovider: local\nonline_store:\n  type: redis\n  connection_string: \"127.0.0.1:6379\"\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("definitions.yaml"),
+            "entities:\n  - {name: driver, join_keys: [driver_id], value_type: INT64}\nsources:\n  - {name: history, type: file, path: h.parquet, timestamp_field: ts}\n  - name: events\n    type: kafka\n    kafka_bootstrap_servers: 127.0.0.1:9092\n    topic: events\n    timestamp_field: ts\n    batch_source: history\n    message_format: {type: json, schema_json: \"driver_id bigint, ts timestamp, x double\"}\nstream_feature_views:\n  - {name: v, entities: [driver], source: events, schema: [{name: x, dtype: Float64}]}\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_valid_host_yaml_gives_each_tenant_its_repo_limits_and_token() {
+        let dir = tempfile::tempdir().unwrap();
+        repo(&dir.path().join("a"), "project_a");
+        std::fs::write(dir.path().join("a.token"), "token-a\n").unwrap();
+        std::fs::write(
+            dir.path().join("host.yaml"),
+            "defaults: {time_per_batch: 2s}\ntenants:\n  - {name: a, repo: a, token_file: a.token, limits: {memory: 64MiB}}\n",
+        )
+        .unwrap();
+        let config = HostConfig::load(&dir.path().join("host.yaml")).unwrap();
+        let tenant = &config.tenants[0];
+        assert_eq!(tenant.repo.project(), "project_a");
+        assert_eq!(tenant.limits.memory_bytes, 64 << 20);
+        assert_eq!(tenant.limits.time_per_batch, Duration::from_secs(2));
+        assert_eq!(tenant.token, Some(TokenDigest::of("token-a")));
+        assert_eq!(config.admin.listen.to_string(), DEFAULT_ADMIN);
+    }
+
+    #[test]
+    fn every_mistake_is_named_and_a_token_in_the_yaml_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        repo(&dir.path().join("a"), "shared");
+        repo(&dir.path().join("b"), "shared");
+        std::fs::write(
+            dir.path().join("host.yaml"),
+            "admin: {listen: nowhere}\ntenants:\n  - {name: a, repo: a, token: hunter2}\n  - {name: B!, repo: b, token_env: FVHOST_TEST_UNSET_TOKEN, limits: {memory: 64MB}}\n",
+        )
+        .unwrap();
+        let error = HostConfig::load(&dir.path().join("host.yaml"))
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "admin: field `listen`: `nowhere` is not an address",
+            "tenants[0] (`a`): field `token`: credentials are never read from host.yaml",
+            "tenants[1] (`B!`): field `name`: use lowercase letters",
+            "environment variable FVHOST_TEST_UNSET_TOKEN is not set or empty",
+            "field `memory`: `MB` is not a size unit",
+            "project `shared` is another tenant's key space",
+        ] {
+            assert!(
+                error.contains(expected),
+                "missing {expected:?} in:\n{error}"
+            );
+        }
+        assert!(!error.contains("hunter2"), "the token is never echoed");
     }
 
     #[test]
