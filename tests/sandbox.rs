@@ -33,6 +33,7 @@ const ATTACKS: &[(&str, &str)] = &[
     ("filesystem", "filesystem: /etc/passwd: denied"),
     ("environment", "environment: 0 variables, 0 arguments"),
     ("network", "network: denied"),
+    ("chatty", "said too much"),
 ];
 
 /// The well-behaved example view over `topic`, its factor set to `factor`.
@@ -296,6 +297,18 @@ fn hostile_transforms_are_contained_while_other_tenants_keep_ingesting() {
         before
     );
 
+    // Guest logging is capped per call and per tenant: 10,000 lines a call
+    // from the chatty view, a few calls, and the host kept a bounded few.
+    let chatty_lines = host.log().matches("chatty line").count();
+    assert!(
+        (1..=200).contains(&chatty_lines),
+        "{chatty_lines} guest lines kept"
+    );
+    assert!(
+        host.log()
+            .contains("guest log lines over the per-batch or per-tenant limit were dropped")
+    );
+
     assert!(host.is_running(), "no guest took the host down");
     let exit = host.stop();
     assert!(exit.success, "stderr:\n{}", exit.stderr);
@@ -459,7 +472,12 @@ fn fuel_metering_stops_a_transform_at_its_budget_and_not_before() {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Transformer::new(std::sync::Arc::new(module), config, limits, "fuel_test")
+        Transformer::new(
+            std::sync::Arc::new(module),
+            config,
+            limits.clone(),
+            "fuel_test",
+        )
     };
 
     let spinning = transformer(&test_guest("hostile"), &[("attack", "loop")]);

@@ -129,7 +129,7 @@ impl Host {
         let tenant = TenantSpec {
             name: SINGLE_TENANT.to_string(),
             repo: repo.clone(),
-            limits: options.limits,
+            limits: options.limits.clone(),
         };
         Self::start_tenants(vec![tenant], options, shutdown).await
     }
@@ -166,7 +166,7 @@ impl Host {
                 engine.clone(),
                 cache.clone(),
                 HostOptions {
-                    limits: tenant.limits,
+                    limits: tenant.limits.clone(),
                     ..options.clone()
                 },
                 writer,

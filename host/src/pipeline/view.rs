@@ -55,7 +55,7 @@ impl ViewPipeline {
                 Some(Transformer::new(
                     Arc::new(module),
                     spec.config.clone(),
-                    *limits,
+                    limits.clone(),
                     &view.name,
                 ))
             }
@@ -92,7 +92,7 @@ impl ViewPipeline {
             .as_ref()
             .map(|t| t.config.clone())
             .unwrap_or_default();
-        let transformer = Transformer::new(module, config, *limits, &self.view.name);
+        let transformer = Transformer::new(module, config, limits.clone(), &self.view.name);
         Self {
             version: version_id(&self.view, &self.source, Some(&transformer)),
             transformer: Some(transformer),

@@ -26,6 +26,7 @@ use super::token::{TokenDigest, TokenSource};
 use crate::repo::FeatureRepo;
 use crate::repo::duration::parse_duration;
 use crate::transform::Limits;
+use crate::transform::limits::LogRate;
 
 /// The admin API's address when host.yaml does not set one.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:6570";
@@ -105,6 +106,7 @@ struct RawLimits {
     module: Option<serde_yaml::Value>,
     instances_in_flight: Option<usize>,
     log_lines_per_batch: Option<u32>,
+    log_lines_per_second: Option<u32>,
     fuel_per_batch: Option<u64>,
 }
 
@@ -122,7 +124,7 @@ impl HostConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         let mut errors = Vec::new();
         let admin = admin_config(&raw.admin, base, &mut errors);
-        let defaults = limits(&raw.defaults, Limits::default(), "defaults", &mut errors);
+        let defaults = limits(&raw.defaults, &Limits::default(), "defaults", &mut errors);
         let mut tenants = Vec::new();
         let (mut names, mut projects) = (BTreeSet::new(), BTreeSet::new());
         if raw.tenants.is_empty() {
@@ -138,7 +140,7 @@ impl HostConfig {
             if !names.insert(tenant.name.clone()) {
                 errors.push(format!("{at}: field `name`: another tenant has this name"));
             }
-            let Some(loaded) = load_tenant(tenant, base, defaults, &at, &mut errors) else {
+            let Some(loaded) = load_tenant(tenant, base, &defaults, &at, &mut errors) else {
                 continue;
             };
             if !projects.insert(loaded.repo.project().to_string()) {
@@ -214,7 +216,7 @@ fn read_token(
 fn load_tenant(
     raw: &RawTenant,
     base: &Path,
-    defaults: Limits,
+    defaults: &Limits,
     at: &str,
     errors: &mut Vec<String>,
 ) -> Option<Tenant> {
@@ -246,8 +248,8 @@ fn load_tenant(
     })
 }
 
-fn limits(raw: &RawLimits, base: Limits, at: &str, errors: &mut Vec<String>) -> Limits {
-    let mut limits = base;
+fn limits(raw: &RawLimits, base: &Limits, at: &str, errors: &mut Vec<String>) -> Limits {
+    let mut limits = base.clone();
     let mut size = |value: &Option<serde_yaml::Value>, field: &str, into: &mut usize| {
         if let Some(value) = value {
             match parse_size(value) {
@@ -280,6 +282,11 @@ fn limits(raw: &RawLimits, base: Limits, at: &str, errors: &mut Vec<String>) -> 
     if raw.fuel_per_batch.is_some() {
         limits.fuel_per_batch = raw.fuel_per_batch;
     }
+    // A bucket of its own, never the defaults' one shared with other tenants.
+    let per_second = raw
+        .log_lines_per_second
+        .unwrap_or(limits.log_rate.lines_per_second());
+    limits.log_rate = LogRate::per_second(per_second);
     limits
 }
 

@@ -5,7 +5,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{Level, fvhost};
-use super::limits::GuestLimiter;
+use super::limits::{GuestLimiter, LogRate};
 
 /// Store data of one transform call.
 pub(crate) struct GuestState {
@@ -19,13 +19,15 @@ pub(crate) struct GuestState {
 pub(crate) struct GuestLog {
     pub(crate) view: String,
     pub(crate) budget: u32,
+    /// The tenant's budget across calls.
+    pub(crate) rate: LogRate,
     pub(crate) dropped: u32,
     /// The last error-level line, kept to explain a trap (the SDK logs panics).
     pub(crate) last_error: Option<String>,
 }
 
 impl GuestState {
-    pub(crate) fn new(view: &str, memory_bytes: usize, log_lines: u32) -> Self {
+    pub(crate) fn new(view: &str, memory_bytes: usize, log_lines: u32, rate: LogRate) -> Self {
         Self {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -33,6 +35,7 @@ impl GuestState {
             log: GuestLog {
                 view: view.to_string(),
                 budget: log_lines,
+                rate,
                 dropped: 0,
                 last_error: None,
             },
@@ -63,7 +66,7 @@ impl fvhost::transform::host::Host for GuestState {
         if matches!(level, Level::Error) {
             self.log.last_error = Some(message.clone());
         }
-        if self.log.budget == 0 {
+        if self.log.budget == 0 || !self.log.rate.take() {
             self.log.dropped += 1;
             return;
         }

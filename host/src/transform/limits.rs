@@ -2,10 +2,12 @@
 //! (epoch interruption, the store's resource limiter, a host-side size check),
 //! never by trusting the guest.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// Per-batch limits of a transform.
-#[derive(Debug, Clone, Copy)]
+/// What a tenant's transforms may use. Per call, except `log_rate`, which
+/// clones of one `Limits` share: a tenant's views draw on one log budget.
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Linear memory one instance may grow to.
     pub memory_bytes: usize,
@@ -17,6 +19,8 @@ pub struct Limits {
     pub module_bytes: usize,
     /// Guest log lines kept per call; the rest are counted.
     pub log_lines_per_batch: u32,
+    /// Guest log lines kept per second across all calls sharing these limits.
+    pub log_rate: LogRate,
     /// Transform calls of one tenant running at once (the host adds its own
     /// cap of one per core, shared by all tenants).
     pub instances_in_flight: usize,
@@ -33,8 +37,46 @@ impl Default for Limits {
             output_bytes: 64 << 20,
             module_bytes: 64 << 20,
             log_lines_per_batch: 50,
+            log_rate: LogRate::per_second(100),
             instances_in_flight: 2,
             fuel_per_batch: None,
+        }
+    }
+}
+
+/// A token bucket of guest log lines: `per_second` lines a second, bursts
+/// of up to one second's worth. Clones share the bucket.
+#[derive(Debug, Clone)]
+pub struct LogRate {
+    per_second: u32,
+    bucket: Arc<Mutex<(f64, Instant)>>,
+}
+
+impl LogRate {
+    pub fn per_second(per_second: u32) -> Self {
+        Self {
+            per_second,
+            bucket: Arc::new(Mutex::new((f64::from(per_second), Instant::now()))),
+        }
+    }
+
+    pub fn lines_per_second(&self) -> u32 {
+        self.per_second
+    }
+
+    /// Takes one line from the bucket; `false` when it is empty.
+    pub fn take(&self) -> bool {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = &mut *bucket;
+        let now = Instant::now();
+        let capacity = f64::from(self.per_second);
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * capacity).min(capacity);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }
@@ -77,5 +119,28 @@ impl wasmtime::ResourceLimiter for GuestLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clones_of_limits_share_one_log_budget() {
+        let tenant = Limits {
+            log_rate: LogRate::per_second(3),
+            ..Limits::default()
+        };
+        let (view_a, view_b) = (tenant.clone(), tenant.clone());
+        let taken = [&view_a, &view_b, &view_a, &view_b]
+            .iter()
+            .filter(|limits| limits.log_rate.take())
+            .count();
+        assert_eq!(taken, 3, "three lines a second between both views");
+        assert!(
+            Limits::default().log_rate.take(),
+            "another tenant's budget is its own"
+        );
     }
 }

@@ -65,6 +65,7 @@ impl Transformer {
                 &self.view,
                 self.limits.memory_bytes,
                 self.limits.log_lines_per_batch,
+                self.limits.log_rate.clone(),
             ),
         );
         store.limiter(|state| &mut state.limiter);
@@ -81,7 +82,7 @@ impl Transformer {
         let result = self.call(&mut store, &code, &bytes, input.num_rows());
         let dropped = store.data().dropped_log_lines();
         if dropped > 0 {
-            tracing::warn!(view = %self.view, dropped, "guest log lines over the per-batch limit were dropped");
+            tracing::warn!(view = %self.view, dropped, "guest log lines over the per-batch or per-tenant limit were dropped");
         }
         result
     }

@@ -10,7 +10,8 @@
 //!   environment and arguments, or to open a TCP connection to config key
 //!   `port` on 127.0.0.1, and returns what it got as its error, so the test
 //!   sees exactly what the sandbox let through;
-//! - `exit`: asks to exit the process.
+//! - `exit`: asks to exit the process;
+//! - `chatty`: logs 10,000 lines per call, then fails.
 
 use std::hint::black_box;
 
@@ -48,6 +49,12 @@ impl Transform for Hostile {
             "environment" => Err(environment()),
             "network" => Err(connect(self.port)),
             "exit" => std::process::exit(3),
+            "chatty" => {
+                for line in 0..10_000 {
+                    fvhost_guest::log::info(&format!("chatty line {line}"));
+                }
+                Err("said too much".into())
+            }
             other => Err(format!("unknown attack `{other}`")),
         }
     }
