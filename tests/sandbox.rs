@@ -210,6 +210,12 @@ fn hostile_transforms_are_contained_while_other_tenants_keep_ingesting() {
         !report.contains("READ") && !report.contains("LISTED"),
         "no file was read or listed: {report}"
     );
+    let environment = redis_dead_letters(&mut connection, "sandbox_hostile", "attack_environment");
+    let report = text(&environment[0], "reason");
+    assert!(
+        report.contains("clock advanced 0 ns"),
+        "the guest's clocks do not move: {report}"
+    );
     assert!(
         matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "the guest never reached the loopback listener"

@@ -1,5 +1,6 @@
 //! The state a transform instance runs with: an empty WASI context (no files,
-//! network, environment or arguments), the resource limiter, and logging.
+//! network, environment or arguments; clocks frozen at the call's start, to
+//! the second), the resource limiter, and logging.
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -29,7 +30,7 @@ pub(crate) struct GuestLog {
 impl GuestState {
     pub(crate) fn new(view: &str, memory_bytes: usize, log_lines: u32, rate: LogRate) -> Self {
         Self {
-            wasi: WasiCtx::builder().build(),
+            wasi: sandbox_wasi(),
             table: ResourceTable::new(),
             limiter: GuestLimiter::new(memory_bytes),
             log: GuestLog {
@@ -48,6 +49,51 @@ impl GuestState {
 
     pub(crate) fn last_error_line(&self) -> Option<&str> {
         self.log.last_error.as_deref()
+    }
+}
+
+/// WASI with nothing in it: no preopened directory, environment or
+/// arguments, every network use refused, and clocks that do not move (the
+/// contract gives each event its time; a ticking clock would only serve to
+/// time the host).
+fn sandbox_wasi() -> WasiCtx {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    WasiCtx::builder()
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .wall_clock(FrozenWallClock(std::time::Duration::from_secs(
+            now.as_secs(),
+        )))
+        .monotonic_clock(FrozenMonotonicClock)
+        .build()
+}
+
+/// The wall clock a guest sees: the call's start, whole seconds.
+struct FrozenWallClock(std::time::Duration);
+
+impl wasmtime_wasi::HostWallClock for FrozenWallClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+
+    fn now(&self) -> std::time::Duration {
+        self.0
+    }
+}
+
+/// The monotonic clock a guest sees: it never advances.
+struct FrozenMonotonicClock;
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+
+    fn now(&self) -> u64 {
+        0
     }
 }
 

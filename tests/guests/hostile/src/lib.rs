@@ -8,7 +8,8 @@
 //! - `panic`: panics;
 //! - `filesystem`, `environment`, `network`: tries to read files, the
 //!   environment and arguments, or to open a TCP connection to config key
-//!   `port` on 127.0.0.1, and returns what it got as its error, so the test
+//!   `port` on 127.0.0.1 (and, for `environment`, to time itself), and
+//!   returns what it got as its error, so the test
 //!   sees exactly what the sandbox let through;
 //! - `exit`: asks to exit the process;
 //! - `chatty`: logs 10,000 lines per call, then fails.
@@ -107,7 +108,13 @@ fn environment() -> String {
     let variables = std::env::vars_os().count();
     let arguments = std::env::args_os().count();
     let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_else(|e| format!("denied ({e})"));
-    format!("environment: {variables} variables, {arguments} arguments, working directory {cwd}")
+    let started = std::time::Instant::now();
+    let mut n: u64 = 0;
+    for _ in 0..5_000_000 {
+        n = black_box(n.wrapping_add(1));
+    }
+    let elapsed = started.elapsed().as_nanos();
+    format!("environment: {variables} variables, {arguments} arguments, working directory {cwd}, clock advanced {elapsed} ns over {n} steps")
 }
 
 fn connect(port: u16) -> String {
