@@ -170,6 +170,18 @@ fn deploys_and_rollbacks_under_load_apply_each_version_to_whole_batches_and_lose
         status[0]["features"],
         serde_json::json!(["conv_percentage:Float32", "acc_percentage:Float32"])
     );
+    assert!(
+        ["baseline", "optimized"].contains(&status[0]["tier"].as_str().unwrap_or("")),
+        "{status}"
+    );
+    let (view_batches, version_batches) = (
+        status[0]["batches"].as_u64().unwrap(),
+        status[0]["version_metrics"]["batches"].as_u64().unwrap(),
+    );
+    assert!(
+        version_batches <= view_batches,
+        "the active version's own counters are part of the view's: {status}"
+    );
     let log = host.log();
     let exit = host.stop();
     assert!(exit.success, "{}", exit.stderr);

@@ -303,12 +303,13 @@ fn hostile_transforms_are_contained_while_other_tenants_keep_ingesting() {
         before
     );
 
-    // Guest logging is capped per call and per tenant: 10,000 lines a call
-    // from the chatty view, a few calls, and the host kept a bounded few.
+    // Guest logging is capped per call (50 lines) and per tenant (100 a
+    // second): the chatty view's batch of 3 takes at most 7 calls (3
+    // attempts, 4 narrowing) of 10,000 lines each; the host keeps a few hundred.
     let chatty_lines = host.log().matches("chatty line").count();
     assert!(
-        (1..=200).contains(&chatty_lines),
-        "{chatty_lines} guest lines kept"
+        (1..=350).contains(&chatty_lines),
+        "{chatty_lines} guest lines kept of 70,000 written"
     );
     assert!(
         host.log()

@@ -423,6 +423,12 @@ fn a_failing_transform_dead_letters_only_the_events_it_fails_on_while_every_view
     assert_eq!(trapped["payload"], poisoned[7].1);
     assert_eq!(trapped["key"], b"13");
     assert_eq!(text(trapped, "version").len(), 12, "{trapped:?}");
+    let module = std::fs::read(test_guest("trap_on_driver")).unwrap();
+    let module_hash: String = <sha2::Sha256 as sha2::Digest>::digest(&module)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(text(trapped, "module"), module_hash, "the module's SHA-256");
 
     // The mistyped view fails every batch: its events go to its Kafka topic,
     // with the reason in the headers, and its offsets move on.

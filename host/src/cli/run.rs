@@ -56,6 +56,12 @@ fn tenancy(args: &RunArgs) -> anyhow::Result<Tenancy> {
             .expect("the default admin address parses")
     };
     let Some(path) = &args.config else {
+        let admin = args.admin.unwrap_or_else(default_admin);
+        if !admin.ip().is_loopback() && !args.no_admin {
+            anyhow::bail!(
+                "the admin API of a host run with -r has no credentials, so it listens on loopback only ({admin} is not); run with --config host.yaml to give it tokens"
+            );
+        }
         let repo = args.repo.load()?;
         return Ok(Tenancy {
             tenants: vec![TenantSpec {
@@ -64,7 +70,7 @@ fn tenancy(args: &RunArgs) -> anyhow::Result<Tenancy> {
                 limits: Limits::default(),
             }],
             auth: AdminAuth::open(),
-            admin: args.admin.unwrap_or_else(default_admin),
+            admin,
         });
     };
     let config = HostConfig::load(path)?;

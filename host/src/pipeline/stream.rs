@@ -247,6 +247,7 @@ impl StreamLoop {
             project: &self.current.pipeline.project,
             view: &self.current.pipeline.view.name,
             version: self.current.id(),
+            module: self.current.pipeline.module().map(|m| m.hash.as_str()),
         }
     }
 

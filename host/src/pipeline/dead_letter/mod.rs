@@ -49,6 +49,8 @@ pub struct DeadLetter {
     pub view: String,
     /// The view version that handled it (see `ViewPipeline::version`).
     pub version: String,
+    /// The SHA-256 of the transform module of that version, if it has one.
+    pub module: Option<String>,
     pub kind: DeadLetterKind,
     pub reason: String,
     pub origin: EventOrigin,
@@ -61,6 +63,7 @@ pub struct DeadLetterContext<'a> {
     pub project: &'a str,
     pub view: &'a str,
     pub version: &'a str,
+    pub module: Option<&'a str>,
 }
 
 impl DeadLetterContext<'_> {
@@ -70,6 +73,7 @@ impl DeadLetterContext<'_> {
             project: self.project.to_string(),
             view: self.view.to_string(),
             version: self.version.to_string(),
+            module: self.module.map(str::to_string),
             kind,
             reason: reason.to_string(),
             origin: event.origin.clone(),

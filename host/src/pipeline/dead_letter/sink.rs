@@ -107,11 +107,12 @@ impl DeadLetterSink {
 }
 
 /// The metadata every destination carries, as name/value pairs.
-fn fields(letter: &DeadLetter) -> [(&'static str, String); 8] {
+fn fields(letter: &DeadLetter) -> [(&'static str, String); 9] {
     [
         ("project", letter.project.clone()),
         ("view", letter.view.clone()),
         ("version", letter.version.clone()),
+        ("module", letter.module.clone().unwrap_or_default()),
         ("kind", letter.kind.as_str().to_string()),
         ("reason", letter.reason.clone()),
         ("topic", letter.origin.topic.clone()),
@@ -148,7 +149,7 @@ async fn send_to_kafka(
     letters: &[DeadLetter],
 ) -> rdkafka::error::KafkaResult<()> {
     let sends = letters.iter().map(|letter| {
-        let mut headers = OwnedHeaders::new_with_capacity(8);
+        let mut headers = OwnedHeaders::new_with_capacity(9);
         for (name, value) in fields(letter) {
             headers = headers.insert(Header {
                 key: &format!("fvhost.{name}"),
