@@ -1,7 +1,9 @@
 //! Compiled components kept on disk, keyed by the module's content hash and
 //! the engine's compilation settings, so a restart does not recompile.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 
 use wasmtime::component::Component;
 
@@ -23,12 +25,47 @@ pub fn default_dir() -> Option<PathBuf> {
 #[derive(Debug, Clone)]
 pub struct ModuleCache {
     dir: Option<PathBuf>,
+    /// Hashes being compiled now, so a module deployed twice in a row is
+    /// compiled once: the second caller waits for the first's result.
+    compiling: Arc<(Mutex<HashSet<String>>, Condvar)>,
 }
 
 impl ModuleCache {
     /// A cache in `dir`; `None` disables caching.
     pub fn new(dir: Option<PathBuf>) -> Self {
-        Self { dir }
+        Self {
+            dir,
+            compiling: Arc::default(),
+        }
+    }
+
+    /// The optimized compile of `bytes`: from the cache if it is there or
+    /// another thread is compiling it right now (waiting for that one),
+    /// else compiled here and stored.
+    pub fn load_or_compile(
+        &self,
+        engine: &TransformEngine,
+        hash: &str,
+        bytes: &[u8],
+    ) -> wasmtime::Result<Component> {
+        let (compiling, done) = &*self.compiling;
+        {
+            let mut in_flight = compiling.lock().unwrap_or_else(|p| p.into_inner());
+            while in_flight.contains(hash) {
+                in_flight = done.wait(in_flight).unwrap_or_else(|p| p.into_inner());
+            }
+            if let Some(component) = self.load(engine, hash) {
+                return Ok(component);
+            }
+            in_flight.insert(hash.to_string());
+        }
+        let compiled = self.compile_and_store(engine, hash, bytes);
+        compiling
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(hash);
+        done.notify_all();
+        compiled
     }
 
     /// The cached optimized compile of the module whose SHA-256 is `hash`, if
@@ -52,7 +89,7 @@ impl ModuleCache {
 
     /// Compiles `bytes` on the optimized tier and stores the result. A cache
     /// that cannot be written is skipped with a warning; it never fails the compile.
-    pub fn compile_and_store(
+    fn compile_and_store(
         &self,
         engine: &TransformEngine,
         hash: &str,

@@ -132,7 +132,7 @@ impl TransformModule {
             .spawn(move || {
                 let started = Instant::now();
                 let optimized = cache
-                    .compile_and_store(&engine, &hash, &bytes)
+                    .load_or_compile(&engine, &hash, &bytes)
                     .map_err(|e| TransformError::Load {
                         path: origin.clone(),
                         reason: format!("{e:#}"),
