@@ -482,3 +482,63 @@ fn a_failing_transform_dead_letters_only_the_events_it_fails_on_while_every_view
     assert_eq!(report["dead_letters"], 2);
     assert_eq!(exit.report("mistyped_view")["dead_letters"], mistyped.len());
 }
+
+#[test]
+fn a_refused_commit_leaves_the_view_running_and_a_later_commit_covers_its_batch() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("commits", 1).unwrap();
+    let repo = TestRepo::new(
+        "e2e_commits",
+        &Definitions::new()
+            .driver_stats(VIEW, "commits", "Float32")
+            .yaml(),
+    );
+    let rt = runtime();
+    let group = format!("fvhost.{}.{VIEW}", repo.project);
+    let mut host = HostProcess::start(repo.path(), &broker, &redis);
+    let mut connection = redis_connection(&redis);
+    let produce_and_wait = |drivers: std::ops::Range<i64>, connection: &mut redis::Connection| {
+        let events: Vec<Message> = drivers
+            .clone()
+            .map(|d| (d.to_string(), driver_event(d, BASE, 0.5, 0.5)))
+            .collect();
+        rt.block_on(broker.produce("commits", &events)).unwrap();
+        wait_for("the batch written", TIMEOUT, || {
+            drivers
+                .clone()
+                .all(|d| stored_ts(connection, VIEW, d, &repo.project).is_some())
+        });
+    };
+
+    produce_and_wait(0..5, &mut connection);
+    wait_for("the first commit", TIMEOUT, || {
+        committed_offset(&broker, &group, "commits") == Offset::Offset(5)
+    });
+
+    // The broker refuses the next commit, as it does to a member whose
+    // group generation moved on (a rebalance).
+    broker.cluster().request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION],
+    );
+    produce_and_wait(5..10, &mut connection);
+    host.wait_for_log("offsets not committed", TIMEOUT);
+    assert!(host.is_running(), "a refused commit does not stop the view");
+
+    produce_and_wait(10..15, &mut connection);
+    wait_for("a later commit covering every batch", TIMEOUT, || {
+        committed_offset(&broker, &group, "commits") == Offset::Offset(15)
+    });
+    let exit = host.stop();
+    assert!(exit.success, "stderr:\n{}", exit.stderr);
+    let report = exit.report(VIEW);
+    // The refused commit made the member rejoin its group, which hands it its
+    // partition again from the last committed offset: the uncommitted batch
+    // may be read twice, never lost (its second write changes nothing).
+    let messages = report["messages"].as_u64().unwrap();
+    assert!((15..=20).contains(&messages), "{report}");
+    assert!(report["commit_failures"].as_u64().unwrap() >= 1, "{report}");
+}

@@ -21,6 +21,8 @@ pub struct ViewMetrics {
     /// Events sent to the view's dead-letter destination, all kinds together.
     pub dead_letters: AtomicU64,
     pub commits: AtomicU64,
+    /// Commits the broker refused (during a rebalance, say); the batches were written.
+    pub commit_failures: AtomicU64,
     /// Messages behind the end of the view's partitions, as of the last check.
     pub consumer_lag: AtomicU64,
     /// Set while the view is paused after failing batch after batch.
@@ -51,6 +53,7 @@ pub struct MetricsSnapshot {
     pub batch_failures: u64,
     pub dead_letters: u64,
     pub commits: u64,
+    pub commit_failures: u64,
     pub consumer_lag: u64,
     /// `running`, or `paused` (with `pause`).
     pub state: String,
@@ -84,6 +87,7 @@ impl ViewMetrics {
             batch_failures: get(&self.batch_failures),
             dead_letters: get(&self.dead_letters),
             commits: get(&self.commits),
+            commit_failures: get(&self.commit_failures),
             consumer_lag: get(&self.consumer_lag),
             state: if pause.is_some() { "paused" } else { "running" }.to_string(),
             pause,
