@@ -1,25 +1,29 @@
 //! The stream loop of one view: consume a batch, decode, apply the watermark,
-//! transform, write newest-wins, and only then commit the batch's offsets.
+//! transform, write newest-wins, store the dead letters, and only then commit
+//! the batch's offsets.
+//!
+//! - [`decode`]: messages into an Arrow batch, watermark;
+//! - [`transform`]: slots, retries, narrowing a failing batch down.
+
+mod decode;
+mod transform;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::{Array, BooleanArray, RecordBatch};
 use tokio::sync::watch;
 
 use super::dead_letter::{DeadLetter, DeadLetterContext, DeadLetterKind, DeadLetterSink};
 use super::fairness::TransformSlots;
 use super::metrics::{Pause, ViewMetrics};
 use super::registry::ViewVersion;
-use super::view::{TransformedBatch, ViewPipeline};
+use super::view::ViewPipeline;
 use super::watermark::Watermark;
-use crate::format::JsonBatchBuilder;
 use crate::offline::OfflineError;
 use crate::offline::log::OfflineLog;
 use crate::online::OnlineWriter;
-use crate::repo::{KafkaSource, MessageFormat};
+use crate::repo::KafkaSource;
 use crate::source::kafka::{Event, Positions, TopicConsumer, advance};
-use crate::transform::TransformError;
 
 /// Batching and retry settings of a stream loop.
 #[derive(Debug, Clone, Copy)]
@@ -433,238 +437,4 @@ impl StreamLoop {
         self.metrics.set_pause(None);
         resumed
     }
-    /// Decodes messages into one batch; bad ones become dead letters, late
-    /// ones too. Returns the batch and, per row, the index of its event.
-    fn decode(
-        &mut self,
-        events: &[Event],
-        letters: &mut Vec<DeadLetter>,
-    ) -> (RecordBatch, Vec<usize>) {
-        let view = self.current.pipeline.view.name.clone();
-        let MessageFormat::Json { schema } = &self.kafka.format;
-        let required: Vec<String> = self
-            .current
-            .pipeline
-            .schema
-            .join_keys
-            .iter()
-            .map(|k| k.name.clone())
-            .chain(std::iter::once(
-                self.current.pipeline.source.timestamp_field.clone(),
-            ))
-            .collect();
-        let mut builder = JsonBatchBuilder::new(
-            schema,
-            &self.current.pipeline.source.field_mapping,
-            &required,
-        );
-        let mut origins = Vec::with_capacity(events.len());
-        for (index, event) in events.iter().enumerate() {
-            let result = match &event.payload {
-                Some(payload) => builder.append(payload),
-                None => Err(crate::format::RowError {
-                    field: None,
-                    reason: "message has no payload".into(),
-                }),
-            };
-            match result {
-                Ok(()) => origins.push(index),
-                Err(e) => {
-                    self.count(|m| &m.decode_errors, 1);
-                    letters.push(self.letters().letter(
-                        DeadLetterKind::Decode,
-                        event,
-                        &e.to_string(),
-                    ));
-                }
-            }
-        }
-        let batch = match builder.finish() {
-            Ok(batch) => batch,
-            Err(e) => {
-                // Every cell was type-checked on append, so this is a bug, not bad input.
-                tracing::error!(view, "cannot assemble the decoded batch: {e}");
-                RecordBatch::new_empty(builder.schema().clone())
-            }
-        };
-        self.apply_watermark(batch, origins, events, letters)
-    }
-
-    fn apply_watermark(
-        &mut self,
-        batch: RecordBatch,
-        origins: Vec<usize>,
-        events: &[Event],
-        letters: &mut Vec<DeadLetter>,
-    ) -> (RecordBatch, Vec<usize>) {
-        let Some(times) = batch
-            .column_by_name(&self.current.pipeline.source.timestamp_field)
-            .and_then(|c| {
-                c.as_any()
-                    .downcast_ref::<arrow_array::TimestampMicrosecondArray>()
-            })
-        else {
-            return (batch, origins);
-        };
-        let keep: Vec<bool> = (0..batch.num_rows())
-            .map(|row| times.is_null(row) || self.watermark.admit(times.value(row)))
-            .collect();
-        if keep.iter().all(|k| *k) {
-            return (batch, origins);
-        }
-        let reason = format!(
-            "event time is behind the watermark (delay {:?})",
-            self.kafka.watermark_delay.unwrap_or_default()
-        );
-        let mut kept_origins = Vec::with_capacity(origins.len());
-        for (row, &index) in origins.iter().enumerate() {
-            if keep[row] {
-                kept_origins.push(index);
-            } else {
-                self.count(|m| &m.late_events, 1);
-                letters.push(
-                    self.letters()
-                        .letter(DeadLetterKind::Late, &events[index], &reason),
-                );
-            }
-        }
-        match arrow_select::filter::filter_record_batch(&batch, &BooleanArray::from(keep)) {
-            Ok(filtered) => (filtered, kept_origins),
-            Err(e) => {
-                tracing::error!(view = %self.current.pipeline.view.name, "cannot filter late events: {e}");
-                (batch, origins)
-            }
-        }
-    }
-
-    /// One call of the active version's transform on a blocking thread,
-    /// once a transform slot is free.
-    async fn transform_once(&self, input: RecordBatch) -> Result<TransformedBatch, TransformError> {
-        let _slot = self.slots.acquire().await;
-        let pipeline = self.current.pipeline.clone();
-        tokio::task::spawn_blocking(move || pipeline.transform(&input))
-            .await
-            .unwrap_or_else(|e| {
-                Err(TransformError::Trap(format!(
-                    "transform thread panicked: {e}"
-                )))
-            })
-    }
-
-    /// Transforms the batch. A failing batch is retried; if it still fails,
-    /// it is split in halves and each half tried again (within
-    /// `narrowing_calls`), so events beside a bad one are still written. The
-    /// events whose rows could not be transformed become dead letters.
-    async fn transform(
-        &mut self,
-        input: RecordBatch,
-        origins: &[usize],
-        events: &[Event],
-        letters: &mut Vec<DeadLetter>,
-    ) -> Vec<Piece> {
-        let attempts = self.settings.transform_attempts.max(1);
-        let mut error = None;
-        for attempt in 1..=attempts {
-            match self.transform_once(input.clone()).await {
-                Ok(transformed) => {
-                    self.failed_streak = 0;
-                    return vec![Piece {
-                        first_row: 0,
-                        transformed,
-                    }];
-                }
-                Err(e) => {
-                    self.count(|m| &m.batch_failures, 1);
-                    tracing::error!(
-                        view = %self.current.pipeline.view.name,
-                        version = self.current.id(),
-                        attempt,
-                        of = attempts,
-                        first = %events[0].origin,
-                        last = %events[events.len() - 1].origin,
-                        "batch failed: {e}"
-                    );
-                    error = Some(e);
-                }
-            }
-        }
-        let error = error.unwrap_or_else(|| TransformError::Trap("no attempt ran".into()));
-        let (pieces, failed) = self.narrow(&input, error).await;
-        let mut failed_rows = 0;
-        for (rows, reason) in &failed {
-            for row in rows.clone() {
-                if let Some(&index) = origins.get(row) {
-                    letters.push(self.letters().letter(
-                        DeadLetterKind::BatchFailed,
-                        &events[index],
-                        reason,
-                    ));
-                    failed_rows += 1;
-                }
-            }
-        }
-        tracing::warn!(
-            view = %self.current.pipeline.view.name,
-            version = self.current.id(),
-            failed_rows,
-            transformed_rows = input.num_rows() - failed_rows,
-            "failed batch narrowed down; the failing rows' events are dead-lettered"
-        );
-        self.failed_streak += 1;
-        self.last_failure = failed.last().map(|(_, reason)| reason.clone());
-        pieces
-    }
-
-    /// Splits a failing batch until the failure is pinned to single rows, or
-    /// the narrowing budget is spent, or the failure is one not worth
-    /// repeating (the time limit). Returns the transformed pieces and the
-    /// row ranges that failed, with why.
-    async fn narrow(
-        &self,
-        input: &RecordBatch,
-        error: TransformError,
-    ) -> (Vec<Piece>, Vec<Failed>) {
-        let rows = input.num_rows();
-        if rows <= 1 || !error.worth_narrowing() {
-            return (Vec::new(), vec![(0..rows, error.to_string())]);
-        }
-        let untried =
-            format!("{error} (this part was not narrowed down further: narrowing budget spent)");
-        let mut budget = self.settings.narrowing_calls;
-        let (mut pieces, mut failed) = (Vec::new(), Vec::new());
-        let half = rows / 2;
-        let mut todo = vec![(half, rows - half), (0, half)];
-        while let Some((start, len)) = todo.pop() {
-            if budget == 0 {
-                failed.push((start..start + len, untried.clone()));
-                continue;
-            }
-            budget -= 1;
-            match self.transform_once(input.slice(start, len)).await {
-                Ok(transformed) => pieces.push(Piece {
-                    first_row: start,
-                    transformed,
-                }),
-                Err(error) if len == 1 || !error.worth_narrowing() => {
-                    failed.push((start..start + len, error.to_string()))
-                }
-                Err(_) => {
-                    let half = len / 2;
-                    todo.push((start + half, len - half));
-                    todo.push((start, half));
-                }
-            }
-        }
-        pieces.sort_by_key(|p| p.first_row);
-        (pieces, failed)
-    }
-}
-
-/// Rows of a batch that could not be transformed, and why.
-type Failed = (std::ops::Range<usize>, String);
-
-/// Part of a batch that transformed, and where it starts in the batch.
-struct Piece {
-    first_row: usize,
-    transformed: TransformedBatch,
 }

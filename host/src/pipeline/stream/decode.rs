@@ -1,0 +1,116 @@
+//! Messages into one Arrow batch: decoding by the source's schema and the
+//! watermark, each refused event becoming a dead letter.
+
+use arrow_array::{Array, BooleanArray, RecordBatch};
+
+use super::StreamLoop;
+use crate::format::JsonBatchBuilder;
+use crate::pipeline::dead_letter::{DeadLetter, DeadLetterKind};
+use crate::repo::MessageFormat;
+use crate::source::kafka::Event;
+
+impl StreamLoop {
+    /// Decodes messages into one batch; bad ones become dead letters, late
+    /// ones too. Returns the batch and, per row, the index of its event.
+    pub(super) fn decode(
+        &mut self,
+        events: &[Event],
+        letters: &mut Vec<DeadLetter>,
+    ) -> (RecordBatch, Vec<usize>) {
+        let view = self.current.pipeline.view.name.clone();
+        let MessageFormat::Json { schema } = &self.kafka.format;
+        let required: Vec<String> = self
+            .current
+            .pipeline
+            .schema
+            .join_keys
+            .iter()
+            .map(|k| k.name.clone())
+            .chain(std::iter::once(
+                self.current.pipeline.source.timestamp_field.clone(),
+            ))
+            .collect();
+        let mut builder = JsonBatchBuilder::new(
+            schema,
+            &self.current.pipeline.source.field_mapping,
+            &required,
+        );
+        let mut origins = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            let result = match &event.payload {
+                Some(payload) => builder.append(payload),
+                None => Err(crate::format::RowError {
+                    field: None,
+                    reason: "message has no payload".into(),
+                }),
+            };
+            match result {
+                Ok(()) => origins.push(index),
+                Err(e) => {
+                    self.count(|m| &m.decode_errors, 1);
+                    letters.push(self.letters().letter(
+                        DeadLetterKind::Decode,
+                        event,
+                        &e.to_string(),
+                    ));
+                }
+            }
+        }
+        let batch = match builder.finish() {
+            Ok(batch) => batch,
+            Err(e) => {
+                // Every cell was type-checked on append, so this is a bug, not bad input.
+                tracing::error!(view, "cannot assemble the decoded batch: {e}");
+                RecordBatch::new_empty(builder.schema().clone())
+            }
+        };
+        self.apply_watermark(batch, origins, events, letters)
+    }
+
+    fn apply_watermark(
+        &mut self,
+        batch: RecordBatch,
+        origins: Vec<usize>,
+        events: &[Event],
+        letters: &mut Vec<DeadLetter>,
+    ) -> (RecordBatch, Vec<usize>) {
+        let Some(times) = batch
+            .column_by_name(&self.current.pipeline.source.timestamp_field)
+            .and_then(|c| {
+                c.as_any()
+                    .downcast_ref::<arrow_array::TimestampMicrosecondArray>()
+            })
+        else {
+            return (batch, origins);
+        };
+        let keep: Vec<bool> = (0..batch.num_rows())
+            .map(|row| times.is_null(row) || self.watermark.admit(times.value(row)))
+            .collect();
+        if keep.iter().all(|k| *k) {
+            return (batch, origins);
+        }
+        let reason = format!(
+            "event time is behind the watermark (delay {:?})",
+            self.kafka.watermark_delay.unwrap_or_default()
+        );
+        let mut kept_origins = Vec::with_capacity(origins.len());
+        for (row, &index) in origins.iter().enumerate() {
+            if keep[row] {
+                kept_origins.push(index);
+            } else {
+                self.count(|m| &m.late_events, 1);
+                letters.push(
+                    self.letters()
+                        .letter(DeadLetterKind::Late, &events[index], &reason),
+                );
+            }
+        }
+        match arrow_select::filter::filter_record_batch(&batch, &BooleanArray::from(keep)) {
+            Ok(filtered) => (filtered, kept_origins),
+            Err(e) => {
+                tracing::error!(view = %self.current.pipeline.view.name, "cannot filter late events: {e}");
+                (batch, origins)
+            }
+        }
+    }
+}
