@@ -393,3 +393,71 @@ fn apply_live_swaps_changed_views_starts_added_ones_and_stops_removed_ones_all_o
     assert_eq!(exit.report(VIEW)["keys_written"], 3);
     assert_eq!(exit.report("another_view")["keys_written"], 1);
 }
+
+#[test]
+fn run_watch_applies_a_changed_repo_and_ignores_a_broken_one() {
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic(TOPIC, 1).unwrap();
+    let repo = TestRepo::new(
+        "watched",
+        &Definitions::new()
+            .driver_stats(VIEW, TOPIC, "Float32")
+            .yaml(),
+    );
+    let definitions = repo.path().join("definitions.yaml");
+    let rt = runtime();
+    let host = HostProcess::start_with(repo.path(), &broker, &redis, &["--watch"]);
+    let mut connection = redis_connection(&redis);
+    let field = feature_field(VIEW, "conv_percentage");
+    let mut produce_and_read = |driver: i64| -> Vec<u8> {
+        rt.block_on(broker.produce(
+            TOPIC,
+            &[(
+                "k".to_string(),
+                driver_event(driver, BASE + driver, 0.5, 0.5),
+            )],
+        ))
+        .unwrap();
+        wait_for("the event written", Duration::from_secs(90), || {
+            let stored: Option<Vec<u8>> = connection
+                .hget(driver_key(driver, &repo.project), &field[..])
+                .unwrap();
+            stored.is_some()
+        });
+        connection
+            .hget(driver_key(driver, &repo.project), &field[..])
+            .unwrap()
+    };
+    assert_eq!(produce_and_read(1), float_value(50.0));
+
+    let original = std::fs::read_to_string(&definitions).unwrap();
+    std::fs::write(&definitions, original.replace("factor: 100", "factor: 10")).unwrap();
+    host.wait_for_log("repo changed on disk and applied", Duration::from_secs(60));
+    assert_eq!(
+        produce_and_read(2),
+        float_value(5.0),
+        "the new config is live"
+    );
+
+    std::fs::write(
+        &definitions,
+        original.replace("dtype: Float32", "dtype: Int64"),
+    )
+    .unwrap();
+    host.wait_for_log(
+        "repo changed on disk but was not applied",
+        Duration::from_secs(60),
+    );
+    assert!(
+        host.log().contains("declares Int64"),
+        "the reason is logged"
+    );
+    assert_eq!(
+        produce_and_read(3),
+        float_value(5.0),
+        "a broken repo changes nothing"
+    );
+    let exit = host.stop();
+    assert!(exit.success, "{}", exit.stderr);
+}

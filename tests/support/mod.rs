@@ -203,6 +203,18 @@ impl HostProcess {
         )
     }
 
+    /// Starts on `repo` with more `fvhost run` arguments (`--watch`, say).
+    pub fn start_with(
+        repo: &Path,
+        broker: &LocalBroker,
+        redis: &RedisServer,
+        arguments: &[&str],
+    ) -> Self {
+        let mut target: Vec<&std::ffi::OsStr> = vec!["-r".as_ref(), repo.as_os_str()];
+        target.extend(arguments.iter().map(|a| std::ffi::OsStr::new(*a)));
+        Self::spawn(&target, broker, redis, "info", &[])
+    }
+
     /// Starts a multi-tenant host from `host.yaml`, with `env` set (the
     /// tenants' tokens).
     pub fn start_config(

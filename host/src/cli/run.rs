@@ -40,6 +40,10 @@ pub struct RunArgs {
     /// Run without the admin API.
     #[arg(long)]
     pub no_admin: bool,
+    /// Apply each repo again when its files change (definitions or the
+    /// modules its views name), as `fvhost apply --live` does.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// The tenants to run and who may manage them.
@@ -108,6 +112,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let (stop, shutdown) = watch::channel(false);
     let host = Host::start_tenants(tenants, &options, shutdown.clone()).await?;
+    if args.watch {
+        for deployer in host.deployers().into_values() {
+            crate::pipeline::repo_watch::spawn(deployer, shutdown.clone());
+        }
+    }
     if !args.no_admin {
         let mut admin_shutdown = shutdown.clone();
         let stopped = async move {

@@ -67,6 +67,11 @@ impl Deployer {
         }
     }
 
+    /// The repo as last applied (its folder is where `apply` reads from).
+    pub fn repo(&self) -> FeatureRepo {
+        self.repo.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// The tenant whose views this deployer manages.
     pub fn tenant(&self) -> &str {
         &self.starter.tenant

@@ -13,6 +13,7 @@ pub mod materialize_state;
 pub mod metrics;
 pub mod push;
 pub mod registry;
+pub mod repo_watch;
 pub mod starter;
 pub mod stream;
 pub mod view;

@@ -1,0 +1,103 @@
+//! `fvhost run --watch`: applies a tenant's repo when its files change, the
+//! way `fvhost apply --live` does, so editing a definition or rebuilding a
+//! module is enough.
+//!
+//! The watcher polls (no platform file-notification API needed): every
+//! interval it fingerprints the repo's YAML files and the modules its views
+//! name (path, size, modification time), and applies once a change has held
+//! still for one interval, so a file caught half-written is not applied.
+//! A rejected apply is logged with its reason and changes nothing; the next
+//! change is tried again.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+
+use super::Deployer;
+use crate::repo::FeatureRepo;
+
+/// How often a watched repo is looked at.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the watcher compares: each file's size and modification time.
+type Fingerprint = BTreeMap<PathBuf, (u64, Option<SystemTime>)>;
+
+/// Watches `deployer`'s repo until `shutdown` turns true.
+pub fn spawn(deployer: Arc<Deployer>, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut applied = fingerprint(&deployer.repo());
+        let mut pending: Option<Fingerprint> = None;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(WATCH_INTERVAL) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            let now = fingerprint(&deployer.repo());
+            if now == applied {
+                pending = None;
+                continue;
+            }
+            if pending.as_ref() != Some(&now) {
+                // Changed since the last look: wait for it to hold still.
+                pending = Some(now);
+                continue;
+            }
+            pending = None;
+            apply(&deployer).await;
+            // Applied or refused, this state of the files has had its turn;
+            // what applying loaded may name other modules: watch those from here.
+            applied = fingerprint(&deployer.repo());
+        }
+    });
+}
+
+async fn apply(deployer: &Arc<Deployer>) {
+    let tenant = deployer.tenant().to_string();
+    let worker = Arc::clone(deployer);
+    match tokio::task::spawn_blocking(move || worker.apply("watch")).await {
+        Ok(Ok(applied)) => tracing::info!(
+            tenant,
+            changed = ?applied.changed,
+            added = ?applied.added,
+            removed = ?applied.removed,
+            "repo changed on disk and applied"
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(
+                tenant,
+                "repo changed on disk but was not applied: {e}; the running views are unchanged"
+            )
+        }
+        Err(e) => tracing::error!(tenant, "applying the changed repo panicked: {e}"),
+    }
+}
+
+/// The repo's YAML files and the modules its views name.
+fn fingerprint(repo: &FeatureRepo) -> Fingerprint {
+    let yaml = std::fs::read_dir(&repo.root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml" || e == "yml"));
+    let modules = repo
+        .views
+        .iter()
+        .filter_map(|view| view.transform.as_ref().map(|t| t.module.clone()));
+    yaml.chain(modules)
+        .map(|path| {
+            let stamp = stamp(&path);
+            (path, stamp)
+        })
+        .collect()
+}
+
+fn stamp(path: &Path) -> (u64, Option<SystemTime>) {
+    match std::fs::metadata(path) {
+        Ok(meta) => (meta.len(), meta.modified().ok()),
+        Err(_) => (0, None),
+    }
+}
