@@ -542,3 +542,86 @@ fn a_refused_commit_leaves_the_view_running_and_a_later_commit_covers_its_batch(
     assert!((15..=20).contains(&messages), "{report}");
     assert!(report["commit_failures"].as_u64().unwrap() >= 1, "{report}");
 }
+
+#[test]
+fn dead_letters_kept_in_redis_are_listed_and_replayed_once_their_cause_is_fixed() {
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("replayed", 1).unwrap();
+    let definitions = Definitions::new()
+        .kafka_source("replayed", DRIVER_EVENT_SCHEMA)
+        .stream_view(
+            "replayed_view",
+            "replayed",
+            &[("conv_rate", "Float64")],
+            &test_guest("trap_on_driver"),
+            "trap_on: 13",
+        )
+        .dead_letter("{type: redis_stream}")
+        .yaml();
+    let repo = TestRepo::new("e2e_replay", &definitions);
+    let rt = runtime();
+    let host = HostProcess::start(repo.path(), &broker, &redis);
+    let mut connection = redis_connection(&redis);
+    let events: Vec<Message> = (12..15)
+        .map(|d| (d.to_string(), driver_event(d, BASE, 0.5, 0.5)))
+        .collect();
+    rt.block_on(broker.produce("replayed", &events)).unwrap();
+    wait_for("the poison event set aside", TIMEOUT, || {
+        redis_dead_letters(&mut connection, &repo.project, "replayed_view").len() == 1
+    });
+    let fvhost = |arguments: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fvhost"))
+            .arg("dead-letters")
+            .args(["-r", repo.path().to_str().unwrap(), "replayed_view"])
+            .args([
+                "--redis",
+                &redis.url(),
+                "--kafka-bootstrap",
+                &broker.bootstrap_servers(),
+            ])
+            .args(arguments)
+            .output()
+            .unwrap()
+    };
+
+    let listed = fvhost(&[]);
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{stdout}");
+    let letter: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(letter["fields"]["kind"], "batch_failed");
+    assert_eq!(letter["fields"]["offset"], "1");
+    assert!(
+        letter["fields"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("driver 13 is poison"),
+        "{letter}"
+    );
+
+    // The cause is fixed (the transform's config), the running host applies it,
+    // and the event goes back to its topic.
+    let definitions_path = repo.path().join("definitions.yaml");
+    let fixed = std::fs::read_to_string(&definitions_path)
+        .unwrap()
+        .replace("trap_on: 13", "trap_on: 99");
+    std::fs::write(&definitions_path, fixed).unwrap();
+    let (code, body) = http(host.admin_port, "POST", "/apply", None);
+    assert_eq!(code, 200, "{body}");
+    let replayed = fvhost(&["--replay"]);
+    assert!(
+        replayed.status.success()
+            && String::from_utf8_lossy(&replayed.stderr).contains("replayed 1"),
+        "{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    wait_for("the replayed event written", TIMEOUT, || {
+        stored_ts(&mut connection, "replayed_view", 13, &repo.project).is_some()
+    });
+    assert!(
+        redis_dead_letters(&mut connection, &repo.project, "replayed_view").is_empty(),
+        "a replayed dead letter leaves the stream"
+    );
+    let exit = host.stop();
+    assert!(exit.success, "{}", exit.stderr);
+}

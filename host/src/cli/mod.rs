@@ -3,6 +3,7 @@
 
 mod admin;
 mod apply;
+mod dead_letters;
 mod get;
 mod materialize;
 mod push;
@@ -49,6 +50,8 @@ pub enum Command {
     Rollback(admin::RollbackArgs),
     /// Show each view's active version and counters on a running host.
     Status(admin::StatusArgs),
+    /// List a view's dead letters kept in Redis, or replay them to their topics.
+    DeadLetters(dead_letters::DeadLettersArgs),
     /// Run the whole pipeline on this machine with a local broker and redis-server.
     Quickstart(quickstart::QuickstartArgs),
 }
@@ -77,6 +80,7 @@ impl RepoArgs {
 pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Apply(args) => apply::apply(args).await,
+        Command::DeadLetters(args) => dead_letters::dead_letters(args).await,
         Command::Run(args) => run::run(args).await,
         Command::GetOnlineFeatures(args) => get::get(args).await,
         Command::Materialize(args) => materialize::materialize(args).await,

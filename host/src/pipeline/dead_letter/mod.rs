@@ -6,6 +6,7 @@
 //! tenant's key space, or the log alone. The batch's offsets are committed
 //! only after its dead letters are stored.
 
+pub mod replay;
 pub mod sink;
 
 pub use sink::{DeadLetterSink, DeadLetterSinkError};
