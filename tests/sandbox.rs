@@ -298,6 +298,12 @@ fn hostile_transforms_are_contained_while_other_tenants_keep_ingesting() {
         code, 413,
         "a 100 MB module is refused before it is read: {body}"
     );
+    assert!(
+        body.contains(
+            "module size limit of 67108864 bytes exceeded: the upload is 104857600 bytes"
+        ),
+        "{body}"
+    );
     assert_eq!(
         status_json(port, HOSTILE_TOKEN, "/tenants/hostile/views/attack_loop")["version"],
         before

@@ -103,7 +103,35 @@ pub fn router(admin: Admin) -> Router {
         .route("/views/{view}/rollback", post(rollback))
         .route("/apply", post(apply))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit - 1,
+            refuse_oversized_upload,
+        ))
         .with_state(admin)
+}
+
+/// Answers an upload whose declared length is over every tenant's module
+/// limit before its body is read, in fvhost's words. (An upload without a
+/// length is cut off at the same size by the body limit.)
+async fn refuse_oversized_upload(
+    State(limit): State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("module size limit of {limit} bytes exceeded: the upload is {length} bytes"),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
 }
 
 /// Binds `address` and serves the admin API until `shutdown` resolves.
