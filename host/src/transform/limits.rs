@@ -38,7 +38,7 @@ impl Default for Limits {
             module_bytes: 64 << 20,
             log_lines_per_batch: 50,
             log_rate: LogRate::per_second(100),
-            instances_in_flight: 2,
+            instances_in_flight: std::thread::available_parallelism().map_or(2, |n| n.get()),
             fuel_per_batch: None,
         }
     }
