@@ -625,3 +625,60 @@ fn dead_letters_kept_in_redis_are_listed_and_replayed_once_their_cause_is_fixed(
     let exit = host.stop();
     assert!(exit.success, "{}", exit.stderr);
 }
+
+#[test]
+fn a_redis_outage_holds_the_commit_and_the_batch_is_written_once_redis_is_back() {
+    let mut redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("outage", 1).unwrap();
+    let repo = TestRepo::new(
+        "e2e_outage",
+        &Definitions::new()
+            .driver_stats(VIEW, "outage", "Float32")
+            .yaml(),
+    );
+    let rt = runtime();
+    let group = format!("fvhost.{}.{VIEW}", repo.project);
+    let mut host = HostProcess::start(repo.path(), &broker, &redis);
+    let produce = |drivers: std::ops::Range<i64>| {
+        let events: Vec<Message> = drivers
+            .map(|d| (d.to_string(), driver_event(d, BASE, 0.5, 0.5)))
+            .collect();
+        rt.block_on(broker.produce("outage", &events)).unwrap();
+    };
+    let all_written = |redis: &RedisServer, drivers: std::ops::Range<i64>| {
+        let mut connection = redis_connection(redis);
+        drivers
+            .into_iter()
+            .all(|d| stored_ts(&mut connection, VIEW, d, &repo.project).is_some())
+    };
+
+    produce(0..5);
+    wait_for("the first batch", TIMEOUT, || all_written(&redis, 0..5));
+    wait_for("its commit", TIMEOUT, || {
+        committed_offset(&broker, &group, "outage") == Offset::Offset(5)
+    });
+
+    redis.kill();
+    produce(5..10);
+    host.wait_for_log("nothing committed, retrying", TIMEOUT);
+    assert_eq!(
+        committed_offset(&broker, &group, "outage"),
+        Offset::Offset(5),
+        "nothing is committed while the write fails"
+    );
+    assert!(host.is_running(), "an outage does not stop the host");
+
+    redis.restart().unwrap();
+    wait_for(
+        "the held batch written to the restarted redis",
+        TIMEOUT,
+        || all_written(&redis, 5..10),
+    );
+    wait_for("its commit", TIMEOUT, || {
+        committed_offset(&broker, &group, "outage") == Offset::Offset(10)
+    });
+    let exit = host.stop();
+    assert!(exit.success, "stderr:\n{}", exit.stderr);
+    assert_eq!(exit.report(VIEW)["messages"], 10);
+}

@@ -28,17 +28,23 @@ impl RedisServer {
 
     fn try_start() -> anyhow::Result<Self> {
         let port = super::free_port()?;
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(std::env::temp_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot run redis-server; install it (Debian: apt-get install redis-server), or pass --redis URL")?;
+        let child = spawn(port)?;
         let mut server = Self { child, port };
         server.wait_ready(Duration::from_secs(10))?;
         Ok(server)
+    }
+
+    /// Kills the server, as an outage would (nothing is persisted).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts an empty server again on the same port, after [`Self::kill`].
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.child = spawn(self.port)?;
+        self.wait_ready(Duration::from_secs(10))
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
@@ -69,6 +75,17 @@ impl RedisServer {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
+}
+
+fn spawn(port: u16) -> anyhow::Result<Child> {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot run redis-server; install it (Debian: apt-get install redis-server), or pass --redis URL")
 }
 
 fn ping(port: u16) -> bool {
