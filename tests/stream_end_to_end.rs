@@ -682,3 +682,58 @@ fn a_redis_outage_holds_the_commit_and_the_batch_is_written_once_redis_is_back()
     assert!(exit.success, "stderr:\n{}", exit.stderr);
     assert_eq!(exit.report(VIEW)["messages"], 10);
 }
+
+#[test]
+fn a_host_killed_mid_stream_loses_nothing_when_started_again() {
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("crash", 4).unwrap();
+    let repo = TestRepo::new(
+        "e2e_crash",
+        &Definitions::new()
+            .driver_stats(VIEW, "crash", "Float32")
+            .yaml(),
+    );
+    let group = format!("fvhost.{}.{VIEW}", repo.project);
+    let rt = runtime();
+    let (events, newest) = out_of_order_events(1..2001, 6, BASE);
+    let (first, second) = events.split_at(events.len() / 2);
+    rt.block_on(broker.produce("crash", first)).unwrap();
+
+    // Killed as soon as it has committed something: some batches are written
+    // and committed, some written and not committed, some not read yet.
+    let host = HostProcess::start(repo.path(), &broker, &redis);
+    let committed_any = || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap_servers())
+            .set("group.id", &group)
+            .create()
+            .unwrap();
+        let mut list = TopicPartitionList::new();
+        for partition in 0..4 {
+            list.add_partition("crash", partition);
+        }
+        consumer
+            .committed_offsets(list, Duration::from_secs(10))
+            .unwrap()
+            .elements()
+            .iter()
+            .any(|e| matches!(e.offset(), Offset::Offset(_)))
+    };
+    wait_for("a first commit", TIMEOUT, committed_any);
+    let crashed = host.crash();
+    assert!(!crashed.success, "the process was killed");
+    rt.block_on(broker.produce("crash", second)).unwrap();
+
+    let host = HostProcess::start(repo.path(), &broker, &redis);
+    wait_for_newest(&redis, &repo.project, &newest);
+    let exit = host.stop();
+    assert!(exit.success, "stderr:\n{}", exit.stderr);
+    assert_hashes_exact(&redis, &repo.project, &newest);
+    let reread = exit.report(VIEW)["messages"].as_u64().unwrap() as usize;
+    assert!(
+        (second.len()..events.len()).contains(&reread),
+        "the restart reads from the last commit: {reread} of {} messages",
+        events.len()
+    );
+}

@@ -305,6 +305,14 @@ impl HostProcess {
         self.wait()
     }
 
+    /// Kills the process with SIGKILL, as a crash would: no draining, no commit.
+    pub fn crash(self) -> HostExit {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status();
+        self.wait()
+    }
+
     /// Waits for the process to end on its own.
     pub fn wait(mut self) -> HostExit {
         let output = self.child.wait_with_output().expect("waiting for fvhost");
