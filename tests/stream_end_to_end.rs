@@ -737,3 +737,50 @@ fn a_host_killed_mid_stream_loses_nothing_when_started_again() {
         events.len()
     );
 }
+
+#[test]
+fn two_hosts_share_a_views_partitions_and_one_takes_over_when_the_other_stops() {
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("shared", 4).unwrap();
+    let repo = TestRepo::new(
+        "e2e_rebalance",
+        &Definitions::new()
+            .driver_stats(VIEW, "shared", "Float32")
+            .yaml(),
+    );
+    let rt = runtime();
+    let (first, mut newest) = out_of_order_events(1..401, 4, BASE);
+    let (second, newer) = out_of_order_events(201..601, 4, BASE + 600);
+    newest.extend(newer);
+
+    let one = HostProcess::start(repo.path(), &broker, &redis);
+    let two = HostProcess::start(repo.path(), &broker, &redis);
+    rt.block_on(broker.produce("shared", &first)).unwrap();
+    let first_newest: HashMap<i64, Newest> = newest
+        .iter()
+        .filter(|(driver, _)| **driver < 201)
+        .map(|(d, n)| (*d, *n))
+        .collect();
+    wait_for_newest(&redis, &repo.project, &first_newest);
+
+    // One host leaves; the group hands its partitions to the other.
+    let first_exit = one.stop();
+    assert!(first_exit.success, "stderr:\n{}", first_exit.stderr);
+    rt.block_on(broker.produce("shared", &second)).unwrap();
+    wait_for_newest(&redis, &repo.project, &newest);
+    let second_exit = two.stop();
+    assert!(second_exit.success, "stderr:\n{}", second_exit.stderr);
+
+    assert_hashes_exact(&redis, &repo.project, &newest);
+    let read = |exit: &HostExit| exit.report(VIEW)["messages"].as_u64().unwrap() as usize;
+    assert!(read(&first_exit) > 0, "the partitions were shared");
+    assert!(
+        read(&first_exit) + read(&second_exit) >= first.len() + second.len(),
+        "every event was read by one host or the other"
+    );
+    assert!(
+        read(&second_exit) >= second.len(),
+        "the remaining host read all of the second round"
+    );
+}
