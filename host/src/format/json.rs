@@ -411,4 +411,41 @@ mod tests {
         b.append(br#"{"id": 5, "ts": 0}"#).unwrap();
         assert_eq!(b.finish().unwrap().schema().field(0).name(), "driver_id");
     }
+
+    /// Mangled messages (bytes flipped, cut, replaced) are each accepted or
+    /// refused with a reason, never a panic, and a batch of the accepted ones
+    /// always assembles: one bad message cannot take its neighbours down.
+    #[test]
+    fn mangled_messages_are_accepted_or_refused_never_a_panic() {
+        let valid = br#"{"driver_id": 1001, "event_timestamp": "2022-07-07T09:00:00Z", "conv_rate": 0.5, "tags": ["a", "b"]}"#;
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut b = builder();
+        for case in 0..20_000 {
+            let mut bytes = valid.to_vec();
+            match next() % 3 {
+                0 => bytes.truncate((next() as usize) % valid.len()),
+                1 => {
+                    let at = (next() as usize) % bytes.len();
+                    bytes[at] ^= 1 << (next() % 8);
+                }
+                _ => {
+                    let at = (next() as usize) % bytes.len();
+                    bytes[at] = next() as u8;
+                }
+            }
+            if let Err(e) = b.append(&bytes) {
+                assert!(!e.reason.is_empty(), "case {case}: a refusal says why");
+            }
+            if case % 1000 == 999 {
+                b.finish()
+                    .unwrap_or_else(|e| panic!("case {case}: batch did not assemble: {e}"));
+            }
+        }
+    }
 }
