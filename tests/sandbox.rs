@@ -27,6 +27,10 @@ const ATTACKS: &[(&str, &str)] = &[
     ("recursion", "transform trapped"),
     ("memory", "memory limit of 32 MiB exceeded"),
     ("huge_output", "output size limit of 1048576 bytes exceeded"),
+    (
+        "many_rows",
+        "output row limit of 1000 exceeded: the batch has 100000 rows",
+    ),
     ("wrong_schema", "does not match the view's schema"),
     ("panic", "hostile guest panicked on purpose"),
     ("exit", "transform trapped"),
@@ -95,7 +99,7 @@ fn host_yaml(
          \x20 - name: alpha\n    repo: {}\n    token_env: SANDBOX_ALPHA_TOKEN\n\
          \x20 - name: beta\n    repo: {}\n    token_file: beta.token\n\
          \x20 - name: hostile\n    repo: {}\n    token_env: SANDBOX_HOSTILE_TOKEN\n\
-         \x20   limits: {{memory: 32MiB, time_per_batch: 300ms, output: 1MiB, instances_in_flight: 1}}\n",
+         \x20   limits: {{memory: 32MiB, time_per_batch: 300ms, output: 1MiB, output_rows: 1000, instances_in_flight: 1}}\n",
         alpha.path().display(),
         beta.path().display(),
         hostile.path().display()

@@ -103,6 +103,7 @@ struct RawLimits {
     memory: Option<serde_yaml::Value>,
     time_per_batch: Option<serde_yaml::Value>,
     output: Option<serde_yaml::Value>,
+    output_rows: Option<usize>,
     module: Option<serde_yaml::Value>,
     instances_in_flight: Option<usize>,
     log_lines_per_batch: Option<u32>,
@@ -275,6 +276,9 @@ fn limits(raw: &RawLimits, base: &Limits, at: &str, errors: &mut Vec<String>) ->
             ));
         }
         limits.instances_in_flight = n.max(1);
+    }
+    if let Some(n) = raw.output_rows {
+        limits.output_rows = n;
     }
     if let Some(n) = raw.log_lines_per_batch {
         limits.log_lines_per_batch = n;

@@ -15,6 +15,10 @@ pub struct Limits {
     pub time_per_batch: Duration,
     /// Size of the Arrow IPC output of one call.
     pub output_bytes: usize,
+    /// Rows in the output of one call. Bytes alone do not bound the work
+    /// after a call: a one-byte key column casts to eight bytes a row, and
+    /// every row becomes a Redis write.
+    pub output_rows: usize,
     /// Size of the module file.
     pub module_bytes: usize,
     /// Guest log lines kept per call; the rest are counted.
@@ -35,6 +39,7 @@ impl Default for Limits {
             memory_bytes: 256 << 20,
             time_per_batch: Duration::from_secs(10),
             output_bytes: 64 << 20,
+            output_rows: 1 << 20,
             module_bytes: 64 << 20,
             log_lines_per_batch: 50,
             log_rate: LogRate::per_second(100),

@@ -116,6 +116,13 @@ impl Transformer {
             )));
         }
         let batch = ipc::decode_one(&output.batch).map_err(TransformError::MalformedOutput)?;
+        if batch.num_rows() > self.limits.output_rows {
+            return Err(TransformError::Limit(format!(
+                "output row limit of {} exceeded: the batch has {} rows",
+                self.limits.output_rows,
+                batch.num_rows()
+            )));
+        }
         let rejected = output
             .rejected
             .into_iter()

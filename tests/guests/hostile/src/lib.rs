@@ -4,6 +4,7 @@
 //! - `recursion`: recurses until the stack is gone;
 //! - `memory`: allocates until memory runs out;
 //! - `huge_output`: returns a batch far larger than its input;
+//! - `many_rows`: returns 100,000 one-byte rows (small in bytes, many in rows);
 //! - `wrong_schema`: returns a batch without the view's features;
 //! - `panic`: panics;
 //! - `filesystem`, `environment`, `network`: tries to read files, the
@@ -17,7 +18,7 @@
 use std::hint::black_box;
 
 use fvhost_guest::{Config, RecordBatch, Rejections, Transform};
-use fvhost_guest::arrow_array::{ArrayRef, StringArray};
+use fvhost_guest::arrow_array::{ArrayRef, Int8Array, StringArray};
 use fvhost_guest::arrow_schema::{DataType, Field, Schema};
 use std::sync::Arc;
 
@@ -40,6 +41,10 @@ impl Transform for Hostile {
             "recursion" => Err(format!("depth {}", recurse(black_box(u64::MAX)))),
             "memory" => Err(format!("held {} bytes", hoard())),
             "huge_output" => huge(input.num_rows()),
+            "many_rows" => {
+                let tiny: ArrayRef = Arc::new(Int8Array::from(vec![1i8; 100_000]));
+                RecordBatch::try_from_iter([("driver_id", tiny)]).map_err(|e| e.to_string())
+            }
             "wrong_schema" => Ok(RecordBatch::new_empty(Arc::new(Schema::new(vec![Field::new(
                 "unexpected",
                 DataType::Utf8,
