@@ -65,6 +65,15 @@ fn hostile_definitions(network_port: u16) -> String {
             .dead_letter("{type: redis_stream}");
     }
     definitions
+        .kafka_source("reject_storm", DRIVER_EVENT_SCHEMA)
+        .stream_view(
+            "attack_reject_storm",
+            "reject_storm",
+            &[("conv_rate", "Float64")],
+            &test_guest("hostile"),
+            "attack: reject_storm",
+        )
+        .dead_letter("{type: redis_stream}")
         .kafka_source("malformed", DRIVER_EVENT_SCHEMA)
         .stream_view(
             "attack_malformed",
@@ -147,7 +156,7 @@ fn hostile_transforms_are_contained_while_other_tenants_keep_ingesting() {
     let hostile = TestRepo::new("sandbox_hostile", &hostile_definitions(network_port));
     let config_dir = tempfile::tempdir().unwrap();
     let config = host_yaml(config_dir.path(), &alpha, &beta, &hostile);
-    let topics = ["alpha", "beta", "malformed", "poison_row"]
+    let topics = ["alpha", "beta", "malformed", "poison_row", "reject_storm"]
         .into_iter()
         .chain(ATTACKS.iter().map(|(attack, _)| *attack));
     for topic in topics {
@@ -161,6 +170,8 @@ fn hostile_transforms_are_contained_while_other_tenants_keep_ingesting() {
     rt.block_on(broker.produce("malformed", &events(1..4, BASE)))
         .unwrap();
     rt.block_on(broker.produce("poison_row", &events(12..15, BASE)))
+        .unwrap();
+    rt.block_on(broker.produce("reject_storm", &events(1..4, BASE)))
         .unwrap();
     rt.block_on(broker.produce("alpha", &events(1..41, BASE)))
         .unwrap();
@@ -247,6 +258,23 @@ fn hostile_transforms_are_contained_while_other_tenants_keep_ingesting() {
     let poison = redis_dead_letters(&mut connection, "sandbox_hostile", "attack_poison_row");
     assert_eq!(poison.len(), 1, "only the poison row: {poison:?}");
     assert_eq!(poison[0]["key"], b"13");
+
+    // A row rejected 10,000 times is one dead letter; the rows beside it are written.
+    wait_for("attack_reject_storm's rows", TIMEOUT, || {
+        let written = |d: i64, connection: &mut redis::Connection| {
+            let ts: Option<Vec<u8>> = connection
+                .hget(
+                    driver_key(d, "sandbox_hostile"),
+                    &fvhost::online::murmur3::timestamp_field("attack_reject_storm")[..],
+                )
+                .unwrap();
+            ts.is_some()
+        };
+        written(2, &mut connection) && written(3, &mut connection)
+    });
+    let storm = redis_dead_letters(&mut connection, "sandbox_hostile", "attack_reject_storm");
+    assert_eq!(storm.len(), 1, "one dead letter per event: {}", storm.len());
+    assert_eq!(text(&storm[0], "kind"), "rejected_by_transform");
 
     // A view that fails batch after batch is paused, and status says why.
     for round in 0..2 {

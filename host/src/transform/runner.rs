@@ -123,14 +123,17 @@ impl Transformer {
                 batch.num_rows()
             )));
         }
-        let rejected = output
+        let mut rejected = output
             .rejected
             .into_iter()
             .map(|r| Rejected {
                 row: r.row as usize,
-                reason: r.reason,
+                reason: r.reason.chars().take(1000).collect(),
             })
             .collect::<Vec<_>>();
+        // One dead letter per event, however often the guest names its row.
+        rejected.sort_by_key(|r| r.row);
+        rejected.dedup_by_key(|r| r.row);
         if let Some(bad) = rejected.iter().find(|r| r.row >= input_rows) {
             return Err(TransformError::MalformedOutput(format!(
                 "rejected row {} does not exist (the input has {input_rows} rows)",

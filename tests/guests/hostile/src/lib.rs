@@ -13,7 +13,8 @@
 //!   returns what it got as its error, so the test
 //!   sees exactly what the sandbox let through;
 //! - `exit`: asks to exit the process;
-//! - `chatty`: logs 10,000 lines per call, then fails.
+//! - `chatty`: logs 10,000 lines per call, then fails;
+//! - `reject_storm`: rejects its first row 10,000 times and returns the others.
 
 use std::hint::black_box;
 
@@ -35,7 +36,7 @@ impl Transform for Hostile {
         })
     }
 
-    fn transform(&mut self, input: RecordBatch, _rejected: &mut Rejections) -> Result<RecordBatch, String> {
+    fn transform(&mut self, input: RecordBatch, rejected: &mut Rejections) -> Result<RecordBatch, String> {
         match self.attack.as_str() {
             "loop" => spin(),
             "recursion" => Err(format!("depth {}", recurse(black_box(u64::MAX)))),
@@ -55,6 +56,13 @@ impl Transform for Hostile {
             "environment" => Err(environment()),
             "network" => Err(connect(self.port)),
             "exit" => std::process::exit(3),
+            "reject_storm" => {
+                for _ in 0..10_000 {
+                    rejected.reject(0, "rejected again and again");
+                }
+                let keep: Vec<bool> = (0..input.num_rows()).map(|row| row != 0).collect();
+                fvhost_guest::keep_rows(&input, &keep)
+            }
             "chatty" => {
                 for line in 0..10_000 {
                     fvhost_guest::log::info(&format!("chatty line {line}"));
