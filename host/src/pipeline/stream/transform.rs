@@ -35,6 +35,10 @@ impl StreamLoop {
         events: &[Event],
         letters: &mut Vec<DeadLetter>,
     ) -> Vec<Piece> {
+        if input.num_rows() == 0 {
+            // Every message was set aside already: nothing to transform.
+            return Vec::new();
+        }
         let attempts = self.settings.transform_attempts.max(1);
         let mut error = None;
         for attempt in 1..=attempts {
