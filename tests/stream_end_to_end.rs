@@ -543,11 +543,22 @@ fn a_refused_commit_leaves_the_view_running_and_a_later_commit_covers_its_batch(
     assert!(report["commit_failures"].as_u64().unwrap() >= 1, "{report}");
 }
 
-#[test]
-fn dead_letters_kept_in_redis_are_listed_and_replayed_once_their_cause_is_fixed() {
+/// A view trapping on driver 13 sends it to `destination`; `count` tells
+/// how many dead letters the destination holds. The cause is fixed, the
+/// letters replayed with `fvhost dead-letters --replay`, and the event is
+/// written. Returns the replay's stderr and a second replay's.
+fn replay_scenario(
+    project: &str,
+    destination: &str,
+    extra_topic: Option<&str>,
+    count: &dyn Fn(&RedisServer, &LocalBroker, &str) -> usize,
+) -> (String, String) {
     let redis = RedisServer::start().unwrap();
     let broker = LocalBroker::start(1).unwrap();
     broker.create_topic("replayed", 1).unwrap();
+    if let Some(topic) = extra_topic {
+        broker.create_topic(topic, 1).unwrap();
+    }
     let definitions = Definitions::new()
         .kafka_source("replayed", DRIVER_EVENT_SCHEMA)
         .stream_view(
@@ -557,9 +568,9 @@ fn dead_letters_kept_in_redis_are_listed_and_replayed_once_their_cause_is_fixed(
             &test_guest("trap_on_driver"),
             "trap_on: 13",
         )
-        .dead_letter("{type: redis_stream}")
+        .dead_letter(destination)
         .yaml();
-    let repo = TestRepo::new("e2e_replay", &definitions);
+    let repo = TestRepo::new(project, &definitions);
     let rt = runtime();
     let host = HostProcess::start(repo.path(), &broker, &redis);
     let mut connection = redis_connection(&redis);
@@ -568,7 +579,7 @@ fn dead_letters_kept_in_redis_are_listed_and_replayed_once_their_cause_is_fixed(
         .collect();
     rt.block_on(broker.produce("replayed", &events)).unwrap();
     wait_for("the poison event set aside", TIMEOUT, || {
-        redis_dead_letters(&mut connection, &repo.project, "replayed_view").len() == 1
+        count(&redis, &broker, &repo.project) == 1
     });
     let fvhost = |arguments: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_fvhost"))
@@ -591,6 +602,7 @@ fn dead_letters_kept_in_redis_are_listed_and_replayed_once_their_cause_is_fixed(
     let letter: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     assert_eq!(letter["fields"]["kind"], "batch_failed");
     assert_eq!(letter["fields"]["offset"], "1");
+    assert_eq!(letter["fields"]["key"], "13");
     assert!(
         letter["fields"]["reason"]
             .as_str()
@@ -609,21 +621,55 @@ fn dead_letters_kept_in_redis_are_listed_and_replayed_once_their_cause_is_fixed(
     let (code, body) = http(host.admin_port, "POST", "/apply", None);
     assert_eq!(code, 200, "{body}");
     let replayed = fvhost(&["--replay"]);
-    assert!(
-        replayed.status.success()
-            && String::from_utf8_lossy(&replayed.stderr).contains("replayed 1"),
-        "{}",
-        String::from_utf8_lossy(&replayed.stderr)
-    );
+    let replay_log = String::from_utf8_lossy(&replayed.stderr).into_owned();
+    assert!(replayed.status.success(), "{replay_log}");
     wait_for("the replayed event written", TIMEOUT, || {
         stored_ts(&mut connection, "replayed_view", 13, &repo.project).is_some()
     });
-    assert!(
-        redis_dead_letters(&mut connection, &repo.project, "replayed_view").is_empty(),
-        "a replayed dead letter leaves the stream"
-    );
+    let again = fvhost(&["--replay"]);
+    let again_log = String::from_utf8_lossy(&again.stderr).into_owned();
     let exit = host.stop();
     assert!(exit.success, "{}", exit.stderr);
+    assert_eq!(
+        exit.report("replayed_view")["messages"],
+        4,
+        "three events and one replay"
+    );
+    (replay_log, again_log)
+}
+
+#[test]
+fn dead_letters_in_a_redis_stream_are_listed_and_replayed_once_their_cause_is_fixed() {
+    let count = |redis: &RedisServer, _: &LocalBroker, project: &str| {
+        redis_dead_letters(&mut redis_connection(redis), project, "replayed_view").len()
+    };
+    let (replay, again) = replay_scenario("e2e_replay_redis", "{type: redis_stream}", None, &count);
+    assert!(replay.contains("replayed 1 dead letter"), "{replay}");
+    assert!(
+        again.contains("replayed 0 dead letter"),
+        "a replayed entry leaves the stream: {again}"
+    );
+}
+
+#[test]
+fn dead_letters_in_a_kafka_topic_are_listed_and_replayed_once_their_cause_is_fixed() {
+    let count = |_: &RedisServer, broker: &LocalBroker, _: &str| {
+        broker
+            .read_partition("replayed.dead", 0, 10, Duration::from_millis(500))
+            .unwrap()
+            .len()
+    };
+    let (replay, again) = replay_scenario(
+        "e2e_replay_kafka",
+        "{type: kafka, topic: replayed.dead}",
+        Some("replayed.dead"),
+        &count,
+    );
+    assert!(replay.contains("replayed 1 dead letter"), "{replay}");
+    assert!(
+        again.contains("replayed 0 dead letter"),
+        "the replay group remembers: {again}"
+    );
 }
 
 #[test]

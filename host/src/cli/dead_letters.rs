@@ -1,7 +1,9 @@
-//! `fvhost dead-letters`: list a view's dead letters kept in its Redis
-//! stream, and replay them to their topics once their cause is fixed.
+//! `fvhost dead-letters`: list a view's dead letters (its Redis stream or its
+//! Kafka dead-letter topic), and replay them to their topics once their
+//! cause is fixed.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
@@ -9,7 +11,10 @@ use super::RepoArgs;
 use crate::online::connect;
 use crate::pipeline::dead_letter::replay;
 use crate::pipeline::dead_letter::sink::redis_stream_key;
-use crate::repo::{DeadLetterTarget, SourceKind};
+use crate::repo::{DeadLetterTarget, FeatureRepo, FeatureView, SourceKind};
+
+/// How long a Kafka dead-letter topic may stay silent before reading stops.
+const KAFKA_IDLE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, clap::Args)]
 pub struct DeadLettersArgs {
@@ -17,7 +22,8 @@ pub struct DeadLettersArgs {
     pub repo: RepoArgs,
     /// The stream feature view whose dead letters to read.
     pub view: String,
-    /// Send each one's original key and bytes back to its topic, then delete it.
+    /// Send each one's original key and bytes back to its topic, then delete
+    /// it (Redis) or record it as replayed (Kafka).
     #[arg(long)]
     pub replay: bool,
     /// At most this many, oldest first.
@@ -26,7 +32,7 @@ pub struct DeadLettersArgs {
     /// Redis URL of the online store, instead of the repo's connection_string.
     #[arg(long, env = "FVHOST_REDIS_URL")]
     pub redis: Option<String>,
-    /// Kafka bootstrap servers to replay to, instead of the view's source's.
+    /// Kafka bootstrap servers, instead of the view's source's.
     #[arg(long, env = "FVHOST_KAFKA_BOOTSTRAP")]
     pub kafka_bootstrap: Option<String>,
 }
@@ -37,16 +43,52 @@ pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
         .view(&args.view)
         .with_context(|| format!("no view `{}` in the repo", args.view))?;
     match &view.dead_letter {
-        DeadLetterTarget::RedisStream => {}
-        DeadLetterTarget::KafkaTopic(topic) => bail!(
-            "view `{}` sends its dead letters to kafka topic `{topic}`: read or replay them with any Kafka client (the original key and bytes, the reason in fvhost.* headers)",
-            view.name
-        ),
+        DeadLetterTarget::RedisStream => redis_dead_letters(&args, &repo, view).await,
+        DeadLetterTarget::KafkaTopic(topic) => kafka_dead_letters(&args, &repo, view, topic).await,
         DeadLetterTarget::Log => bail!(
-            "view `{}` keeps its dead letters in the log only; give it `dead_letter: {{type: redis_stream}}` to keep them replayable",
+            "view `{}` keeps its dead letters in the log only; give it `dead_letter: {{type: redis_stream}}` or a kafka topic to keep them replayable",
             view.name
         ),
     }
+}
+
+/// The bootstrap servers to read from and replay to.
+fn bootstrap(
+    args: &DeadLettersArgs,
+    repo: &FeatureRepo,
+    view: &FeatureView,
+) -> anyhow::Result<String> {
+    match (
+        &args.kafka_bootstrap,
+        repo.source(&view.source).map(|s| &s.kind),
+    ) {
+        (Some(bootstrap), _) => Ok(bootstrap.clone()),
+        (None, Some(SourceKind::Kafka(kafka))) => Ok(kafka.bootstrap_servers.clone()),
+        (None, _) => bail!("view `{}` has no kafka source", view.name),
+    }
+}
+
+fn producer(bootstrap: &str) -> anyhow::Result<rdkafka::producer::FutureProducer> {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", "fvhost-replay")
+        .set("enable.idempotence", "true")
+        .create()
+        .context("creating the replay producer")
+}
+
+fn print<T: serde::Serialize>(letters: &[T]) -> anyhow::Result<()> {
+    for letter in letters {
+        println!("{}", serde_json::to_string(letter)?);
+    }
+    Ok(())
+}
+
+async fn redis_dead_letters(
+    args: &DeadLettersArgs,
+    repo: &FeatureRepo,
+    view: &FeatureView,
+) -> anyhow::Result<ExitCode> {
     let key = redis_stream_key(repo.project(), &view.name);
     let mut connection = connect(&repo.config.online_store, args.redis.as_deref())
         .await
@@ -55,27 +97,50 @@ pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("reading {key}"))?;
     if !args.replay {
-        for letter in &letters {
-            println!("{}", serde_json::to_string(letter)?);
-        }
+        print(&letters)?;
         eprintln!("{} dead letter(s) in {key}", letters.len());
         return Ok(ExitCode::SUCCESS);
     }
-    let bootstrap = match (
-        &args.kafka_bootstrap,
-        repo.source(&view.source).map(|s| &s.kind),
-    ) {
-        (Some(bootstrap), _) => bootstrap.clone(),
-        (None, Some(SourceKind::Kafka(kafka))) => kafka.bootstrap_servers.clone(),
-        (None, _) => bail!("view `{}` has no kafka source to replay to", view.name),
-    };
-    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("client.id", "fvhost-replay")
-        .set("enable.idempotence", "true")
-        .create()
-        .context("creating the replay producer")?;
+    let producer = producer(&bootstrap(args, repo, view)?)?;
     let replayed = replay::replay(&mut connection, &key, &letters, &producer).await?;
     eprintln!("replayed {replayed} dead letter(s) from {key}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lists (committing nothing) or replays a Kafka dead-letter topic. Replays
+/// go through the group `fvhost.<project>.<view>.dead_letter_replay`, so a
+/// second replay starts after the first.
+async fn kafka_dead_letters(
+    args: &DeadLettersArgs,
+    repo: &FeatureRepo,
+    view: &FeatureView,
+    topic: &str,
+) -> anyhow::Result<ExitCode> {
+    let bootstrap = bootstrap(args, repo, view)?;
+    let limit = args.limit.max(1);
+    let base = format!("fvhost.{}.{}", repo.project(), view.name);
+    if !args.replay {
+        let browse = format!("{base}.dead_letter_browse.{}", std::process::id());
+        let letters =
+            replay::read_kafka(&bootstrap, topic, &browse, limit, KAFKA_IDLE, None).await?;
+        print(&letters)?;
+        eprintln!("{} dead letter(s) in kafka topic {topic}", letters.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let group = format!("{base}.dead_letter_replay");
+    let producer = producer(&bootstrap)?;
+    let letters = replay::read_kafka(
+        &bootstrap,
+        topic,
+        &group,
+        limit,
+        KAFKA_IDLE,
+        Some(&producer),
+    )
+    .await?;
+    eprintln!(
+        "replayed {} dead letter(s) from kafka topic {topic} (group {group})",
+        letters.len()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -112,3 +112,103 @@ pub async fn replay(
     }
     Ok(letters.len())
 }
+
+/// A dead letter read from a Kafka dead-letter topic: the original key and
+/// bytes, and the `fvhost.*` headers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KafkaLetter {
+    /// Where it sits in the dead-letter topic.
+    pub partition: i32,
+    pub offset: i64,
+    #[serde(serialize_with = "as_text")]
+    pub fields: BTreeMap<String, Vec<u8>>,
+}
+
+/// Reads the dead-letter topic through consumer group `group`, from its
+/// committed position (the start for a new group), until `limit` letters or
+/// `idle` without one. With `producer`, each letter is sent back to the topic
+/// its `fvhost.topic` header names and its offset committed once delivered,
+/// so a replay that stops half-way resumes where it stopped; without, nothing
+/// is committed. Returns the letters read.
+pub async fn read_kafka(
+    bootstrap_servers: &str,
+    topic: &str,
+    group: &str,
+    limit: usize,
+    idle: Duration,
+    producer: Option<&FutureProducer>,
+) -> anyhow::Result<Vec<KafkaLetter>> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+    use rdkafka::message::Headers;
+
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap_servers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("creating the dead-letter reader")?;
+    consumer
+        .subscribe(&[topic])
+        .with_context(|| format!("subscribing to `{topic}`"))?;
+    let mut letters = Vec::new();
+    while letters.len() < limit {
+        let message = match tokio::time::timeout(idle, consumer.recv()).await {
+            Err(_) => break,
+            Ok(message) => message.with_context(|| format!("reading `{topic}`"))?,
+        };
+        let mut fields = BTreeMap::new();
+        if let Some(headers) = message.headers() {
+            for header in headers.iter() {
+                if let (Some(name), Some(value)) =
+                    (header.key.strip_prefix("fvhost."), header.value)
+                {
+                    fields.insert(name.to_string(), value.to_vec());
+                }
+            }
+        }
+        if let Some(key) = message.key() {
+            fields.insert("key".into(), key.to_vec());
+        }
+        if let Some(payload) = message.payload() {
+            fields.insert("payload".into(), payload.to_vec());
+        }
+        let letter = KafkaLetter {
+            partition: message.partition(),
+            offset: message.offset(),
+            fields,
+        };
+        if let Some(producer) = producer {
+            let original = letter
+                .fields
+                .get("topic")
+                .map(|t| String::from_utf8_lossy(t).into_owned())
+                .with_context(|| {
+                    format!("dead letter at offset {} names no topic", letter.offset)
+                })?;
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&original);
+            if let Some(k) = message.key() {
+                record = record.key(k);
+            }
+            if let Some(payload) = message.payload() {
+                record = record.payload(payload);
+            }
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)
+                .with_context(|| {
+                    format!(
+                        "replaying the dead letter at offset {} to `{original}`",
+                        letter.offset
+                    )
+                })?;
+            consumer
+                .commit_message(&message, CommitMode::Sync)
+                .context("recording the replay in the dead-letter topic's group")?;
+        }
+        letters.push(letter);
+    }
+    Ok(letters)
+}
