@@ -42,6 +42,34 @@ fn batches(log: &str) -> Vec<(i64, i64, String)> {
         .collect()
 }
 
+/// Produces one event for `driver` to the test topic, waits until its
+/// `conv_percentage` is written, and returns the stored value.
+fn produce_and_read(
+    rt: &tokio::runtime::Runtime,
+    broker: &LocalBroker,
+    connection: &mut redis::Connection,
+    project: &str,
+    driver: i64,
+) -> Vec<u8> {
+    let field = feature_field(VIEW, "conv_percentage");
+    rt.block_on(broker.produce(
+        TOPIC,
+        &[(
+            "k".to_string(),
+            driver_event(driver, BASE + driver, 0.5, 0.5),
+        )],
+    ))
+    .unwrap();
+    let mut stored = None;
+    wait_for("the event written", Duration::from_secs(90), || {
+        stored = connection
+            .hget(driver_key(driver, project), &field[..])
+            .unwrap();
+        stored.is_some()
+    });
+    stored.unwrap_or_default()
+}
+
 #[test]
 fn deploys_and_rollbacks_under_load_apply_each_version_to_whole_batches_and_lose_nothing() {
     let redis = RedisServer::start().unwrap();
@@ -240,27 +268,10 @@ fn apply_live_swaps_changed_views_starts_added_ones_and_stops_removed_ones_all_o
     let host = HostProcess::start(repo.path(), &broker, &redis);
     let admin = host.admin_port;
     let mut connection = redis_connection(&redis);
-    let field = feature_field(VIEW, "conv_percentage");
-    let produce_and_read = |driver: i64, connection: &mut redis::Connection| -> Vec<u8> {
-        rt.block_on(broker.produce(
-            TOPIC,
-            &[(
-                "k".to_string(),
-                driver_event(driver, BASE + driver, 0.5, 0.5),
-            )],
-        ))
-        .unwrap();
-        wait_for("the event written", Duration::from_secs(90), || {
-            let stored: Option<Vec<u8>> = connection
-                .hget(driver_key(driver, &repo.project), &field[..])
-                .unwrap();
-            stored.is_some()
-        });
-        connection
-            .hget(driver_key(driver, &repo.project), &field[..])
-            .unwrap()
-    };
-    assert_eq!(produce_and_read(1, &mut connection), float_value(50.0));
+    assert_eq!(
+        produce_and_read(&rt, &broker, &mut connection, &repo.project, 1),
+        float_value(50.0)
+    );
 
     // A change that fails validation on the host: nothing swaps.
     let original = std::fs::read_to_string(&definitions).unwrap();
@@ -276,7 +287,7 @@ fn apply_live_swaps_changed_views_starts_added_ones_and_stops_removed_ones_all_o
         "{body}"
     );
     assert_eq!(
-        produce_and_read(2, &mut connection),
+        produce_and_read(&rt, &broker, &mut connection, &repo.project, 2),
         float_value(50.0),
         "the rejected apply changed nothing"
     );
@@ -332,7 +343,7 @@ fn apply_live_swaps_changed_views_starts_added_ones_and_stops_removed_ones_all_o
         "{stdout}"
     );
     assert_eq!(
-        produce_and_read(3, &mut connection),
+        produce_and_read(&rt, &broker, &mut connection, &repo.project, 3),
         float_value(5.0),
         "events after the apply use factor 10"
     );
@@ -349,6 +360,7 @@ fn apply_live_swaps_changed_views_starts_added_ones_and_stops_removed_ones_all_o
         after_config_change["previous_versions"][0],
         before_config_change["version"]
     );
+    let field = feature_field(VIEW, "conv_percentage");
     let stored: Vec<u8> = connection
         .hget(driver_key(1, &repo.project), &field[..])
         .unwrap();
@@ -409,33 +421,16 @@ fn run_watch_applies_a_changed_repo_and_ignores_a_broken_one() {
     let rt = runtime();
     let host = HostProcess::start_with(repo.path(), &broker, &redis, &["--watch"]);
     let mut connection = redis_connection(&redis);
-    let field = feature_field(VIEW, "conv_percentage");
-    let mut produce_and_read = |driver: i64| -> Vec<u8> {
-        rt.block_on(broker.produce(
-            TOPIC,
-            &[(
-                "k".to_string(),
-                driver_event(driver, BASE + driver, 0.5, 0.5),
-            )],
-        ))
-        .unwrap();
-        wait_for("the event written", Duration::from_secs(90), || {
-            let stored: Option<Vec<u8>> = connection
-                .hget(driver_key(driver, &repo.project), &field[..])
-                .unwrap();
-            stored.is_some()
-        });
-        connection
-            .hget(driver_key(driver, &repo.project), &field[..])
-            .unwrap()
-    };
-    assert_eq!(produce_and_read(1), float_value(50.0));
+    assert_eq!(
+        produce_and_read(&rt, &broker, &mut connection, &repo.project, 1),
+        float_value(50.0)
+    );
 
     let original = std::fs::read_to_string(&definitions).unwrap();
     std::fs::write(&definitions, original.replace("factor: 100", "factor: 10")).unwrap();
     host.wait_for_log("repo changed on disk and applied", Duration::from_secs(60));
     assert_eq!(
-        produce_and_read(2),
+        produce_and_read(&rt, &broker, &mut connection, &repo.project, 2),
         float_value(5.0),
         "the new config is live"
     );
@@ -454,7 +449,7 @@ fn run_watch_applies_a_changed_repo_and_ignores_a_broken_one() {
         "the reason is logged"
     );
     assert_eq!(
-        produce_and_read(3),
+        produce_and_read(&rt, &broker, &mut connection, &repo.project, 3),
         float_value(5.0),
         "a broken repo changes nothing"
     );

@@ -35,8 +35,7 @@ impl TransformSlots {
 
     /// One slot per core: transforms are CPU-bound, more at once only queue in the kernel.
     pub fn host_slots() -> Arc<Semaphore> {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Arc::new(Semaphore::new(cores))
+        Arc::new(Semaphore::new(crate::transform::limits::cores()))
     }
 
     /// Waits for a tenant slot, then a host slot.

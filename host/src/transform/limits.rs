@@ -43,10 +43,16 @@ impl Default for Limits {
             module_bytes: 64 << 20,
             log_lines_per_batch: 50,
             log_rate: LogRate::per_second(100),
-            instances_in_flight: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            instances_in_flight: cores(),
             fuel_per_batch: None,
         }
     }
+}
+
+/// The machine's cores (2 if unknown): the default of `instances_in_flight`
+/// and the host's number of transform slots.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// A token bucket of guest log lines: `per_second` lines a second, bursts

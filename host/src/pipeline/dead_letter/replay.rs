@@ -33,14 +33,6 @@ fn as_text<S: serde::Serializer>(
     map.end()
 }
 
-impl StoredLetter {
-    fn text(&self, field: &str) -> Option<String> {
-        self.fields
-            .get(field)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    }
-}
-
 /// The first `limit` entries of the stream at `key`, oldest first.
 pub async fn read(
     connection: &mut ConnectionManager,
@@ -83,26 +75,12 @@ pub async fn replay(
     producer: &FutureProducer,
 ) -> anyhow::Result<usize> {
     for (done, letter) in letters.iter().enumerate() {
-        let topic = letter
-            .text("topic")
-            .with_context(|| format!("dead letter {} names no topic", letter.id))?;
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic);
-        if let Some(k) = letter.fields.get("key") {
-            record = record.key(k.as_slice());
-        }
-        if let Some(payload) = letter.fields.get("payload") {
-            record = record.payload(payload.as_slice());
-        }
-        producer
-            .send(record, Duration::from_secs(10))
-            .await
-            .map_err(|(e, _)| e)
-            .with_context(|| {
-                format!(
-                    "replaying dead letter {} to `{topic}` ({done} replayed before it)",
-                    letter.id
-                )
-            })?;
+        send_back(producer, &letter.fields).await.with_context(|| {
+            format!(
+                "replaying dead letter {} ({done} replayed before it)",
+                letter.id
+            )
+        })?;
         let _: i64 = redis::cmd("XDEL")
             .arg(key)
             .arg(&letter.id)
@@ -180,30 +158,9 @@ pub async fn read_kafka(
             fields,
         };
         if let Some(producer) = producer {
-            let original = letter
-                .fields
-                .get("topic")
-                .map(|t| String::from_utf8_lossy(t).into_owned())
-                .with_context(|| {
-                    format!("dead letter at offset {} names no topic", letter.offset)
-                })?;
-            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&original);
-            if let Some(k) = message.key() {
-                record = record.key(k);
-            }
-            if let Some(payload) = message.payload() {
-                record = record.payload(payload);
-            }
-            producer
-                .send(record, Duration::from_secs(10))
-                .await
-                .map_err(|(e, _)| e)
-                .with_context(|| {
-                    format!(
-                        "replaying the dead letter at offset {} to `{original}`",
-                        letter.offset
-                    )
-                })?;
+            send_back(producer, &letter.fields).await.with_context(|| {
+                format!("replaying the dead letter at offset {}", letter.offset)
+            })?;
             consumer
                 .commit_message(&message, CommitMode::Sync)
                 .context("recording the replay in the dead-letter topic's group")?;
@@ -211,4 +168,29 @@ pub async fn read_kafka(
         letters.push(letter);
     }
     Ok(letters)
+}
+
+/// Sends a dead letter's original key and bytes (its `key` and `payload`
+/// fields) to the topic its `topic` field names, and waits for delivery.
+async fn send_back(
+    producer: &FutureProducer,
+    fields: &BTreeMap<String, Vec<u8>>,
+) -> anyhow::Result<()> {
+    let topic = fields
+        .get("topic")
+        .map(|t| String::from_utf8_lossy(t).into_owned())
+        .context("the dead letter names no topic")?;
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic);
+    if let Some(key) = fields.get("key") {
+        record = record.key(key.as_slice());
+    }
+    if let Some(payload) = fields.get("payload") {
+        record = record.payload(payload.as_slice());
+    }
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .with_context(|| format!("sending it back to `{topic}`"))?;
+    Ok(())
 }

@@ -70,15 +70,6 @@ impl DeadLetterSink {
         })
     }
 
-    /// Names the destination, for status and logs.
-    pub fn describe(&self) -> String {
-        match self {
-            DeadLetterSink::Log => "log".into(),
-            DeadLetterSink::RedisStream { key, .. } => format!("redis stream {key}"),
-            DeadLetterSink::KafkaTopic { topic, .. } => format!("kafka topic {topic}"),
-        }
-    }
-
     /// Stores `letters`; returns once the destination has them all.
     pub async fn send(&self, letters: &[DeadLetter]) -> Result<(), DeadLetterSinkError> {
         if letters.is_empty() {
