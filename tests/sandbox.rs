@@ -244,16 +244,9 @@ fn hostile_transforms_are_contained_while_other_tenants_keep_ingesting() {
         "{malformed:?}"
     );
     wait_for("attack_poison_row's good rows", TIMEOUT, || {
-        let mut written = |d| {
-            let ts: Option<Vec<u8>> = connection
-                .hget(
-                    driver_key(d, "sandbox_hostile"),
-                    &fvhost::online::murmur3::timestamp_field("attack_poison_row")[..],
-                )
-                .unwrap();
-            ts.is_some()
-        };
-        written(12) && written(14)
+        [12, 14].iter().all(|d| {
+            stored_ts(&mut connection, "attack_poison_row", *d, "sandbox_hostile").is_some()
+        })
     });
     let poison = redis_dead_letters(&mut connection, "sandbox_hostile", "attack_poison_row");
     assert_eq!(poison.len(), 1, "only the poison row: {poison:?}");
@@ -261,16 +254,15 @@ fn hostile_transforms_are_contained_while_other_tenants_keep_ingesting() {
 
     // A row rejected 10,000 times is one dead letter; the rows beside it are written.
     wait_for("attack_reject_storm's rows", TIMEOUT, || {
-        let written = |d: i64, connection: &mut redis::Connection| {
-            let ts: Option<Vec<u8>> = connection
-                .hget(
-                    driver_key(d, "sandbox_hostile"),
-                    &fvhost::online::murmur3::timestamp_field("attack_reject_storm")[..],
-                )
-                .unwrap();
-            ts.is_some()
-        };
-        written(2, &mut connection) && written(3, &mut connection)
+        [2, 3].iter().all(|d| {
+            stored_ts(
+                &mut connection,
+                "attack_reject_storm",
+                *d,
+                "sandbox_hostile",
+            )
+            .is_some()
+        })
     });
     let storm = redis_dead_letters(&mut connection, "sandbox_hostile", "attack_reject_storm");
     assert_eq!(storm.len(), 1, "one dead letter per event: {}", storm.len());

@@ -90,17 +90,6 @@ fn expected_hash(view: &str, newest: &Newest) -> HashMap<Vec<u8>, Vec<u8>> {
     ])
 }
 
-fn stored_ts(
-    connection: &mut redis::Connection,
-    view: &str,
-    driver: i64,
-    project: &str,
-) -> Option<Vec<u8>> {
-    connection
-        .hget(driver_key(driver, project), format!("_ts:{view}"))
-        .unwrap()
-}
-
 fn wait_for_newest(redis: &RedisServer, project: &str, newest: &HashMap<i64, Newest>) {
     let mut connection = redis_connection(redis);
     wait_for("every driver's newest event in Redis", TIMEOUT, || {

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use fvhost::local::{LocalBroker, RedisServer};
+use redis::Commands;
 
 /// The checkout's root folder.
 pub fn root() -> PathBuf {
@@ -375,6 +376,18 @@ pub fn redis_dead_letters(
 
 pub fn text(letter: &HashMap<String, Vec<u8>>, field: &str) -> String {
     String::from_utf8_lossy(letter.get(field).map(Vec::as_slice).unwrap_or_default()).into_owned()
+}
+
+/// The stored `_ts:<view>` of `driver` in `project`, if the view wrote it.
+pub fn stored_ts(
+    connection: &mut redis::Connection,
+    view: &str,
+    driver: i64,
+    project: &str,
+) -> Option<Vec<u8>> {
+    connection
+        .hget(driver_key(driver, project), format!("_ts:{view}"))
+        .unwrap()
 }
 
 /// A blocking connection to the test's redis-server.
