@@ -21,7 +21,7 @@ use support::*;
 const VIEW: &str = "driver_hourly_stats";
 const HOUR: i64 = 3_600_000_000;
 /// 2027-01-15T00:00:00Z in microseconds.
-const DAY0: i64 = 1_800_000_000_000_000 - 1_800_000_000_000_000 % (24 * HOUR);
+const DAY0: i64 = 1_767_225_600_000_000 - 1_767_225_600_000_000 % (24 * HOUR);
 
 /// One row of the driver-stats history.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -527,7 +527,7 @@ fn the_stream_offline_log_materializes_back_to_the_values_served_online() {
     let redis = RedisServer::start().unwrap();
     let broker = LocalBroker::start(1).unwrap();
     broker.create_topic("drivers", 2).unwrap();
-    let base = 1_800_000_000;
+    let base = 1_767_225_600;
     let messages: Vec<(String, Vec<u8>)> = (0..3i64)
         .flat_map(|round| {
             (1..201i64).map(move |d| {
@@ -644,8 +644,8 @@ fn the_http_server_pushes_and_reads_in_feasts_shapes() {
         "push_source_name": "driver_stats_push",
         "df": {
             "driver_id": [1001, 1002, 1001],
-            "event_timestamp": ["2027-01-15T10:00:00Z", "2027-01-15T10:00:00Z", "2027-01-15T09:00:00Z"],
-            "created": ["2027-01-15T10:00:00Z", "2027-01-15T10:00:00Z", "2027-01-15T10:00:00Z"],
+            "event_timestamp": ["2026-01-01T02:00:00Z", "2026-01-01T02:00:00Z", "2026-01-01T01:00:00Z"],
+            "created": ["2026-01-01T02:00:00Z", "2026-01-01T02:00:00Z", "2026-01-01T02:00:00Z"],
             "conv_rate": [0.5, 0.25, 0.75],
             "acc_rate": [0.5, 0.5, 0.5],
             "avg_daily_trips": [10, 20, 30]
@@ -683,7 +683,7 @@ fn the_http_server_pushes_and_reads_in_feasts_shapes() {
     );
     assert_eq!(
         response["results"][1]["event_timestamps"][0],
-        "2027-01-15T10:00:00Z"
+        "2026-01-01T02:00:00Z"
     );
 
     let (status, body) = http(

@@ -13,7 +13,7 @@ use support::*;
 
 const VIEW: &str = "driver_stats_view";
 const TOPIC: &str = "swaps";
-const BASE: i64 = 1_800_000_000;
+const BASE: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z: event times are in the past
 
 fn conv_rate(offset: i64) -> f64 {
     (offset % 89) as f64 / 89.0
@@ -166,7 +166,7 @@ fn deploys_and_rollbacks_under_load_apply_each_version_to_whole_batches_and_lose
     );
     assert_eq!(code, 422, "{body}");
     assert!(
-        body.contains("does not implement the fvhost:transform@0.1.0 contract"),
+        body.contains("does not match the fvhost:transform@0.1.0 contract"),
         "{body}"
     );
     let (code, _) = http_bytes(admin, "POST", "/views/no_such_view/deploy", &v1);

@@ -13,7 +13,7 @@ use redis::Commands;
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-const BASE: i64 = 1_800_000_000;
+const BASE: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z: event times are in the past
 const VIEW: &str = "driver_stats_view";
 
 const ALPHA_TOKEN: &str = "alpha-token-8c1f";
@@ -38,6 +38,21 @@ const ATTACKS: &[(&str, &str)] = &[
     ("environment", "environment: 0 variables, 0 arguments"),
     ("network", "network: denied"),
     ("chatty", "said too much"),
+    // A sleep is a WASI poll on a clock subscription, which never blocks a
+    // guest: it returns at once (the clock says no time passed), and a
+    // guest sleeping in a loop spins into its time limit.
+    ("sleep", "woke up after 0 ns"),
+    ("sleep_forever", "time limit of 300 ms per batch exceeded"),
+    (
+        "init_sleep",
+        "transform init failed: init woke up after 0 ns",
+    ),
+    ("huge_error", "more bytes cut)"),
+    ("init_huge_error", "transform init failed: EEEE"),
+    (
+        "log_injection",
+        "failed\\n2026-11-30T00:00:00.000000Z  INFO fvhost: operator token accepted\\r\\u{0}\\u{1b}[2J\\u{202e}",
+    ),
 ];
 
 /// The well-behaved example view over `topic`, its factor set to `factor`.
@@ -219,6 +234,38 @@ fn hostile_transforms_are_contained_while_other_tenants_keep_ingesting() {
             );
         }
     }
+    // Guest strings are cut to 4 KiB and escaped before they are stored or logged.
+    for view in ["attack_huge_error", "attack_init_huge_error"] {
+        for letter in redis_dead_letters(&mut connection, "sandbox_hostile", view) {
+            let reason = text(&letter, "reason");
+            assert!(
+                reason.len() < 4300,
+                "{view}: a {} byte reason",
+                reason.len()
+            );
+        }
+    }
+    let log = host.log();
+    assert!(
+        log.lines()
+            .all(|line| !line.starts_with("2026-11-30T00:00:00.000000Z")),
+        "no forged line in the host's log"
+    );
+    assert!(
+        !log.contains('\u{1b}') && !log.contains('\u{202e}') && !log.contains('\u{0}'),
+        "no terminal escape, bidi override or NUL in the host's log"
+    );
+    assert!(
+        log.contains(
+            "innocent\\n2026-11-30T00:00:00.000000Z  INFO fvhost: operator token accepted\\r"
+        ),
+        "the guest's log line is kept, escaped"
+    );
+    assert!(
+        log.len() < 8 << 20,
+        "16 MiB errors do not flood the log: {} bytes",
+        log.len()
+    );
     let filesystem = redis_dead_letters(&mut connection, "sandbox_hostile", "attack_filesystem");
     let report = text(&filesystem[0], "reason");
     assert!(

@@ -14,8 +14,9 @@ use support::*;
 
 const VIEW: &str = "driver_stats_view";
 const TIMEOUT: Duration = Duration::from_secs(90);
-/// 2027-01-15T08:00:00Z: event times of the tests.
-const BASE: i64 = 1_800_000_000;
+/// 2026-01-01T00:00:00Z: event times of the tests, in the past (events
+/// further ahead of the host's clock than 5 minutes are refused).
+const BASE: i64 = 1_767_225_600;
 
 /// A message to produce: (key, payload).
 type Message = (String, Vec<u8>);
@@ -212,10 +213,10 @@ fn bad_and_late_events_are_counted_with_their_offsets_and_good_ones_still_writte
     let bad: Vec<&[u8]> = vec![
         b"{\"driver_id\": 7, \"event_ti",
         b"[1, 2, 3]",
-        br#"{"event_timestamp": "2027-01-15T08:00:00Z", "conv_rate": 0.5, "acc_rate": 0.5}"#,
-        br#"{"driver_id": "seven", "event_timestamp": "2027-01-15T08:00:00Z", "conv_rate": 0.5, "acc_rate": 0.5}"#,
+        br#"{"event_timestamp": "2026-01-01T00:00:00Z", "conv_rate": 0.5, "acc_rate": 0.5}"#,
+        br#"{"driver_id": "seven", "event_timestamp": "2026-01-01T00:00:00Z", "conv_rate": 0.5, "acc_rate": 0.5}"#,
         br#"{"driver_id": 7, "event_timestamp": "last tuesday", "conv_rate": 0.5, "acc_rate": 0.5}"#,
-        br#"{"driver_id": 99999999999, "event_timestamp": "2027-01-15T08:00:00Z", "conv_rate": 0.5, "acc_rate": 0.5}"#,
+        br#"{"driver_id": 99999999999, "event_timestamp": "2026-01-01T00:00:00Z", "conv_rate": 0.5, "acc_rate": 0.5}"#,
         b"",
     ];
     for (i, payload) in bad.iter().enumerate() {
@@ -771,6 +772,47 @@ fn a_host_killed_mid_stream_loses_nothing_when_started_again() {
         "the restart reads from the last commit: {reread} of {} messages",
         events.len()
     );
+}
+
+/// A kill schedule's next delay, from a small linear congruential generator.
+fn next_delay_ms(seed: &mut u64, range: std::ops::Range<u64>) -> u64 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    range.start + (*seed >> 33) % (range.end - range.start)
+}
+
+#[test]
+fn ten_kills_at_random_moments_across_three_partitions_lose_nothing() {
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("kills", 3).unwrap();
+    let repo = TestRepo::new(
+        "e2e_kills",
+        &Definitions::new()
+            .driver_stats(VIEW, "kills", "Float32")
+            .yaml(),
+    );
+    let rt = runtime();
+    let (events, newest) = out_of_order_events(1..3001, 10, BASE);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill schedule seed: {seed}");
+    // Each round produces more events and kills the host at a random moment:
+    // before its group join, mid-batch, between a write and its commit.
+    for chunk in events.chunks(events.len().div_ceil(10)) {
+        rt.block_on(broker.produce("kills", chunk)).unwrap();
+        let host = HostProcess::start(repo.path(), &broker, &redis);
+        std::thread::sleep(Duration::from_millis(next_delay_ms(&mut seed, 300..5000)));
+        assert!(!host.crash().success, "the process was killed");
+    }
+    let host = HostProcess::start(repo.path(), &broker, &redis);
+    wait_for_newest(&redis, &repo.project, &newest);
+    let exit = host.stop();
+    assert!(exit.success, "stderr:\n{}", exit.stderr);
+    assert_hashes_exact(&redis, &repo.project, &newest);
 }
 
 #[test]

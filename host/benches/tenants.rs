@@ -58,7 +58,7 @@ fn produce(
 }
 
 fn events(count: usize, drivers: usize) -> Vec<(String, Vec<u8>)> {
-    let time = chrono::DateTime::from_timestamp(1_800_000_000, 0)
+    let time = chrono::DateTime::from_timestamp(1_767_225_600, 0)
         .unwrap()
         .to_rfc3339();
     (0..count)

@@ -15,9 +15,13 @@
 //! - [`tenancy`]: host.yaml, tenants, their limits and admin credentials;
 //! - [`local`]: a redis-server and a Kafka-protocol broker on loopback, for the
 //!   quickstart and the tests;
-//! - [`cli`]: the `fvhost` commands.
+//! - [`cli`]: the `fvhost` commands;
+//! - [`bounded_file`]: reading files whose paths others chose, bounded;
+//! - [`event_time`]: event times too far ahead of the host's clock.
 
+pub mod bounded_file;
 pub mod cli;
+pub mod event_time;
 pub mod format;
 pub mod local;
 pub mod offline;

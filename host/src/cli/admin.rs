@@ -35,8 +35,11 @@ impl AdminArgs {
     /// The token to send, if any: never printed.
     fn token(&self) -> anyhow::Result<Option<String>> {
         if let Some(path) = &self.token_file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the token file {}", path.display()))?;
+            let text = crate::bounded_file::read_text(
+                path,
+                crate::bounded_file::MAX_TOKEN_BYTES,
+                "a token file",
+            )?;
             return Ok(Some(text.trim_end().to_string()));
         }
         Ok(std::env::var("FVHOST_ADMIN_TOKEN")
@@ -72,9 +75,11 @@ pub struct StatusArgs {
     pub admin: AdminArgs,
 }
 
+/// Largest module the CLI reads to upload (the host applies its own, smaller, limits).
+const MAX_UPLOAD_BYTES: u64 = 1 << 30;
+
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
-    let module = std::fs::read(&args.module)
-        .with_context(|| format!("reading {}", args.module.display()))?;
+    let module = crate::bounded_file::read(&args.module, MAX_UPLOAD_BYTES, "a module")?;
     let by = args
         .by
         .or_else(|| std::env::var("USER").ok())

@@ -78,6 +78,9 @@ fn tenancy(args: &RunArgs) -> anyhow::Result<Tenancy> {
         });
     };
     let config = HostConfig::load(path)?;
+    for warning in &config.warnings {
+        tracing::warn!("{}: {warning}", path.display());
+    }
     let auth = AdminAuth::from_config(&config);
     Ok(Tenancy {
         admin: args.admin.unwrap_or(config.admin.listen),

@@ -16,11 +16,15 @@ pub struct ServeArgs {
     /// Redis URL of the online store, instead of the repo's connection_string.
     #[arg(long, env = "FVHOST_REDIS_URL")]
     pub redis: Option<String>,
+    /// Largest `/push` body accepted, in bytes (larger ones are answered 413).
+    #[arg(long, default_value_t = crate::server::DEFAULT_MAX_PUSH_BYTES)]
+    pub max_push_bytes: usize,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let repo = args.repo.load()?;
-    let state = ServerState::new(repo, args.redis.as_deref()).await?;
+    let mut state = ServerState::new(repo, args.redis.as_deref()).await?;
+    state.max_push_bytes = args.max_push_bytes;
     serve_http(state, args.listen, async {
         let _ = super::run::stop_signal().await;
     })

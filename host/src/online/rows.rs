@@ -1,6 +1,7 @@
 //! Checked output batches turned into online rows: Redis key, event time and
 //! encoded feature values, with the newest row kept per entity.
 
+use crate::event_time::FutureLimit;
 use std::collections::HashMap;
 
 use arrow_array::cast::AsArray;
@@ -44,10 +45,11 @@ pub fn build_rows(
     let mut rows = Vec::with_capacity(checked.rows);
     let mut failures = Vec::new();
     let mut key = Vec::new();
+    let future = FutureLimit::now(view.max_future_skew);
     for row in 0..checked.rows {
         key.clear();
-        let built =
-            row_key(checked, view, keys, row, &mut key).and_then(|(event_time, created)| {
+        let built = row_key(checked, view, keys, &future, row, &mut key).and_then(
+            |(event_time, created)| {
                 let mut values = Vec::with_capacity(view.features.len());
                 encode_values(checked, view, row, &mut values)?;
                 Ok(OnlineRow {
@@ -57,7 +59,8 @@ pub fn build_rows(
                     values,
                     batch_row: row,
                 })
-            });
+            },
+        );
         match built {
             Ok(online) => rows.push(online),
             Err(reason) => failures.push(RowFailure {
@@ -82,9 +85,10 @@ pub fn fold_newest(
 ) -> Vec<RowFailure> {
     let mut failures = Vec::new();
     let mut key = Vec::new();
+    let future = FutureLimit::now(view.max_future_skew);
     for row in 0..checked.rows {
         key.clear();
-        let (event_time, created) = match row_key(checked, view, keys, row, &mut key) {
+        let (event_time, created) = match row_key(checked, view, keys, &future, row, &mut key) {
             Ok(times) => times,
             Err(reason) => {
                 failures.push(RowFailure {
@@ -137,11 +141,13 @@ pub fn fold_newest(
     failures
 }
 
-/// Writes the row's Redis key into `key` and returns its event and created times.
+/// Writes the row's Redis key into `key` and returns its event and created
+/// times; a row whose event time is too far ahead (`future`) is refused.
 fn row_key(
     checked: &CheckedBatch,
     view: &ViewSchema,
     keys: &KeyBuilder,
+    future: &FutureLimit,
     row: usize,
     key: &mut Vec<u8>,
 ) -> Result<(EventTime, Option<EventTime>), String> {
@@ -159,6 +165,14 @@ fn row_key(
     }
     if checked.event_time.is_null(row) {
         return Err(format!("timestamp `{}` is null", view.timestamp_field));
+    }
+    let micros = checked.event_time.value(row);
+    if !future.admits(micros) {
+        return Err(format!(
+            "timestamp `{}`: {}",
+            view.timestamp_field,
+            future.reason(micros)
+        ));
     }
     keys.redis_key_into(&key_values, key);
     let event_time = EventTime::from_micros(checked.event_time.value(row));

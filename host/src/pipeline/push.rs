@@ -11,11 +11,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use serde::Serialize;
 
 use super::view::ViewPipeline;
+use crate::event_time::FutureLimit;
 use crate::offline::files::write_dir;
 use crate::offline::log::write_file;
 use crate::online::{OnlineRow, OnlineWriter};
@@ -98,6 +99,7 @@ impl PushTarget {
         writer: Option<&mut OnlineWriter>,
     ) -> anyhow::Result<PushSummary> {
         let batch = self.conform(batch)?;
+        self.refuse_future_rows(&batch)?;
         let mut summary = PushSummary {
             source: self.source.name.clone(),
             rows: batch.num_rows() as u64,
@@ -144,10 +146,33 @@ impl PushTarget {
         Ok(write_file(&dir, &stem, batch)?)
     }
 
-    /// Casts pushed columns to what the views declare, so a CSV's inferred
-    /// Float64 becomes a declared Float32 and a timestamp text becomes a
-    /// timestamp. Columns no view declares are left as they are.
-    fn conform(&self, batch: RecordBatch) -> anyhow::Result<RecordBatch> {
+    /// A push with an event time too far ahead of the host's clock is
+    /// refused whole, naming the row: nothing of it is written.
+    fn refuse_future_rows(&self, batch: &RecordBatch) -> anyhow::Result<()> {
+        let future = FutureLimit::now(self.source.max_future_skew);
+        for view in &self.views {
+            let column = &view.schema.timestamp_field;
+            let Some(times) = batch
+                .column_by_name(column)
+                .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+            else {
+                continue;
+            };
+            let refused = (0..times.len())
+                .find(|&row| times.is_valid(row) && !future.admits(times.value(row)));
+            if let Some(row) = refused {
+                anyhow::bail!(
+                    "row {row}: column `{column}`: {}; nothing was pushed",
+                    future.reason(times.value(row))
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The type each view declares for a pushed column: timestamps, join
+    /// keys, and the features of views without a transform.
+    pub fn declared_types(&self) -> HashMap<&str, DataType> {
         let mut wanted: HashMap<&str, DataType> = HashMap::new();
         for view in &self.views {
             let schema = &view.schema;
@@ -169,6 +194,15 @@ impl PushTarget {
                 }
             }
         }
+        wanted
+    }
+
+    /// Casts pushed columns to what the views declare, so a CSV's inferred
+    /// Float64 becomes a declared Float32 and a timestamp text becomes a
+    /// timestamp. Columns no view declares are left as they are. A value
+    /// that does not fit its declared type fails the push (never a null).
+    fn conform(&self, batch: RecordBatch) -> anyhow::Result<RecordBatch> {
+        let wanted = self.declared_types();
         let schema = batch.schema();
         let mut fields = Vec::with_capacity(schema.fields().len());
         let mut columns = Vec::with_capacity(schema.fields().len());
@@ -185,7 +219,12 @@ impl PushTarget {
                     let cast = if matches!(to, DataType::Timestamp(..)) {
                         to_utc_micros(column).ok_or_else(|| failed("not a timestamp".into()))?
                     } else {
-                        arrow_cast::cast(column, to).map_err(|e| failed(e.to_string()))?
+                        let strict = arrow_cast::CastOptions {
+                            safe: false,
+                            ..Default::default()
+                        };
+                        arrow_cast::cast_with_options(column, to, &strict)
+                            .map_err(|e| failed(e.to_string()))?
                     };
                     fields.push(Field::new(field.name(), to.clone(), true));
                     columns.push(cast);

@@ -75,6 +75,7 @@ impl ViewPipeline {
                 timestamp_field: source.timestamp_field.clone(),
                 created_timestamp_column: source.created_timestamp_column.clone(),
                 features: view.features.clone(),
+                max_future_skew: source.max_future_skew,
             },
             keys: KeyBuilder::new(key_version, &join_keys, repo.project()),
             fields: ViewFields::of(view),

@@ -52,6 +52,9 @@ pub struct RawFileSource {
     pub created_timestamp_column: Option<String>,
     #[serde(default)]
     pub field_mapping: BTreeMap<String, String>,
+    /// fvhost: how far ahead of the host's clock an event time may be.
+    #[serde(default)]
+    pub max_future_skew: Option<serde_yaml::Value>,
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
@@ -75,6 +78,9 @@ pub struct RawKafkaSource {
     pub message_format: RawMessageFormat,
     #[serde(default)]
     pub watermark_delay_threshold: Option<serde_yaml::Value>,
+    /// fvhost: how far ahead of the host's clock an event time may be.
+    #[serde(default)]
+    pub max_future_skew: Option<serde_yaml::Value>,
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
@@ -88,6 +94,9 @@ pub struct RawKafkaSource {
 pub struct RawPushSource {
     pub name: String,
     pub batch_source: String,
+    /// fvhost: how far ahead of the host's clock an event time may be.
+    #[serde(default)]
+    pub max_future_skew: Option<serde_yaml::Value>,
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]

@@ -2,6 +2,28 @@
 
 use std::time::Duration;
 
+/// A duration in the spelling [`parse_duration`] reads: `5m`, `1h30m`, `250ms`, `0s`.
+pub fn show_duration(duration: Duration) -> String {
+    let mut millis = duration.as_millis();
+    if millis == 0 {
+        return "0s".into();
+    }
+    let mut text = String::new();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if millis >= size {
+            text.push_str(&format!("{}{unit}", millis / size));
+            millis %= size;
+        }
+    }
+    text
+}
+
 /// Parses a duration written as a number of seconds or as `<n><unit>` parts
 /// with units `d`, `h`, `m`, `s`, `ms`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -51,6 +73,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_durations_read_back() {
+        for text in ["5m", "1h30m", "250ms", "1d2h3m4s5ms", "0s"] {
+            assert_eq!(show_duration(parse_duration(text).unwrap()), text);
+        }
+    }
 
     #[test]
     fn units_add_up() {

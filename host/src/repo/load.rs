@@ -29,7 +29,7 @@ pub struct RepoError(pub Vec<String>);
 pub fn load_repo(root: &Path) -> Result<FeatureRepo, RepoError> {
     let mut loader = Loader::new(root);
     let config = loader.store_config();
-    for file in definition_files(root).map_err(|e| RepoError(vec![e]))? {
+    for file in definition_files(root).map_err(RepoError)? {
         loader.definitions_file(&file);
     }
     let (entities, sources, views) = loader.objects;
@@ -56,19 +56,56 @@ pub fn load_repo(root: &Path) -> Result<FeatureRepo, RepoError> {
     }
 }
 
-/// `*.yaml` / `*.yml` files in the repo folder other than `feature_store.yaml`, sorted.
-fn definition_files(root: &Path) -> Result<Vec<PathBuf>, String> {
-    let entries = std::fs::read_dir(root)
-        .map_err(|e| format!("{}: cannot read the repo folder: {e}", root.display()))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            (name.ends_with(".yaml") || name.ends_with(".yml")) && name != STORE_CONFIG_FILE
-        })
-        .collect();
+/// `*.yaml` / `*.yml` files in the repo folder other than `feature_store.yaml`,
+/// sorted. A folder entry that cannot be read, or a YAML file whose name is
+/// not UTF-8, is an error naming it rather than a file silently left out.
+fn definition_files(root: &Path) -> Result<Vec<PathBuf>, Vec<String>> {
+    let entries = std::fs::read_dir(root).map_err(|e| {
+        vec![format!(
+            "{}: cannot read the repo folder: {e}",
+            root.display()
+        )]
+    })?;
+    let (mut files, mut errors) = (Vec::new(), Vec::new());
+    for entry in entries {
+        let path = match entry {
+            Ok(entry) => entry.path(),
+            Err(e) => {
+                errors.push(format!(
+                    "{}: cannot read a folder entry: {e}",
+                    root.display()
+                ));
+                continue;
+            }
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.as_encoded_bytes())
+            .unwrap_or_default();
+        let is_yaml = name.ends_with(b".yaml") || name.ends_with(b".yml");
+        if !is_yaml || name == STORE_CONFIG_FILE.as_bytes() {
+            continue;
+        }
+        if path.file_name().and_then(|n| n.to_str()).is_none() {
+            errors.push(format!(
+                "{}: the file name is not UTF-8; rename it so it can be named in messages",
+                path.display()
+            ));
+            continue;
+        }
+        files.push(path);
+    }
     files.sort();
-    Ok(files)
+    if errors.is_empty() {
+        Ok(files)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads one of the repo's YAML files, bounded (see [`crate::bounded_file`]).
+fn read_config(path: &Path) -> Result<String, crate::bounded_file::FileReadError> {
+    crate::bounded_file::read_text(path, crate::bounded_file::MAX_CONFIG_BYTES, "a YAML file")
 }
 
 type Objects = (Vec<Entity>, Vec<Source>, Vec<FeatureView>);
@@ -110,10 +147,10 @@ impl<'a> Loader<'a> {
 
     fn store_config(&mut self) -> Option<StoreConfig> {
         let path = self.root.join(STORE_CONFIG_FILE);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match read_config(&path) {
             Ok(text) => text,
             Err(e) => {
-                self.errors.push(format!("{}: {e}", path.display()));
+                self.errors.push(e.to_string());
                 return None;
             }
         };
@@ -171,7 +208,7 @@ impl<'a> Loader<'a> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
-        let text = match std::fs::read_to_string(path) {
+        let text = match read_config(path) {
             Ok(text) => text,
             Err(e) => return self.errors.push(format!("{file}: {e}")),
         };
@@ -255,37 +292,56 @@ impl<'a> Loader<'a> {
             }
         };
         let source = match source_type.as_str() {
-            "file" => self
-                .typed::<RawFileSource>(&place, value)
-                .map(|raw| Source {
+            "file" => self.typed::<RawFileSource>(&place, value).and_then(|raw| {
+                let max_future_skew = self.max_future_skew(&place, &raw.max_future_skew)?;
+                Some(Source {
                     name: raw.name,
                     timestamp_field: raw.timestamp_field,
                     created_timestamp_column: raw.created_timestamp_column,
                     field_mapping: raw.field_mapping.into_iter().collect(),
+                    max_future_skew,
                     kind: SourceKind::File { path: raw.path },
-                }),
+                })
+            }),
             "kafka" => self
                 .typed::<RawKafkaSource>(&place, value)
                 .and_then(|raw| self.kafka_source(&place, raw)),
-            _ => self
-                .typed::<RawPushSource>(&place, value)
-                .map(|raw| Source {
+            _ => self.typed::<RawPushSource>(&place, value).and_then(|raw| {
+                let max_future_skew = self.max_future_skew(&place, &raw.max_future_skew)?;
+                Some(Source {
                     name: raw.name,
                     timestamp_field: String::new(),
                     created_timestamp_column: None,
                     field_mapping: Vec::new(),
+                    max_future_skew,
                     kind: SourceKind::Push {
                         batch_source: raw.batch_source,
                     },
-                }),
+                })
+            }),
         };
         if let Some(source) = source {
             self.objects.1.push(source);
         }
     }
 
+    /// `max_future_skew:` of a source, or the default.
+    fn max_future_skew(
+        &mut self,
+        place: &Place<'_>,
+        raw: &Option<serde_yaml::Value>,
+    ) -> Option<std::time::Duration> {
+        let Some(value) = raw else {
+            return Some(crate::event_time::DEFAULT_MAX_FUTURE_SKEW);
+        };
+        parse_duration(&duration_text(value))
+            .map_err(|e| self.errors.push(place.error("max_future_skew", e)))
+            .ok()
+    }
+
     fn kafka_source(&mut self, place: &Place<'_>, raw: RawKafkaSource) -> Option<Source> {
         let before = self.errors.len();
+        let max_future_skew = self.max_future_skew(place, &raw.max_future_skew);
         let format = match raw.message_format.format_type.as_str() {
             "json" => match raw.message_format.schema_json.as_deref().map(parse_ddl) {
                 Some(Ok(schema)) => Some(MessageFormat::Json {
@@ -355,6 +411,7 @@ impl<'a> Loader<'a> {
             timestamp_field: raw.timestamp_field,
             created_timestamp_column: raw.created_timestamp_column,
             field_mapping,
+            max_future_skew: max_future_skew?,
             kind: SourceKind::Kafka(KafkaSource {
                 bootstrap_servers: raw.kafka_bootstrap_servers,
                 topic: raw.topic,

@@ -36,6 +36,9 @@ pub struct Source {
     pub created_timestamp_column: Option<String>,
     /// Source column name -> name the views see.
     pub field_mapping: Vec<(String, String)>,
+    /// Events whose time is further ahead of the host's clock are set aside
+    /// (`max_future_skew`; see [`crate::event_time`]).
+    pub max_future_skew: std::time::Duration,
     pub kind: SourceKind,
 }
 

@@ -13,6 +13,12 @@
 //!
 //! `/views/{view}/deploy`, `/views/{view}/rollback` and `/apply` without the
 //! tenant act on the caller's own tenant (or the host's only one).
+//!
+//! Bounds, whoever calls: the caller is identified before a body is read;
+//! at most [`DEPLOYS_PER_TENANT`] deploys or applies per tenant and
+//! [`DEPLOYS_PER_HOST`] in all run at once (429 beyond); a module upload is
+//! bounded by the tenant's module limit and [`super::body::BODY_READ_TIMEOUT`];
+//! connections and header reads are bounded by [`super::listen`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,39 +27,97 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ApiError;
 use super::auth::{AdminAuth, Caller};
+use super::body::{BodyLimit, declared_length};
 use crate::pipeline::Deployer;
 use crate::pipeline::deploy::{Applied, DeployError, Deployed};
 use crate::pipeline::registry::ViewStatus;
+
+/// Deploys and applies (uploads, compiles, probes) running at once, per
+/// tenant: each holds a module, its compiled code and a probe instance.
+pub const DEPLOYS_PER_TENANT: usize = 2;
+
+/// Deploys and applies running at once on the whole host.
+pub const DEPLOYS_PER_HOST: usize = 4;
 
 /// The tenants' deployers and the credentials that open them.
 #[derive(Clone)]
 pub struct Admin {
     tenants: Arc<BTreeMap<String, Arc<Deployer>>>,
     auth: Arc<AdminAuth>,
+    deploys: Arc<DeploySlots>,
+}
+
+/// Who may deploy now: a request over either bound is answered 429 at once
+/// (before its body is read) rather than queued with its upload in memory.
+struct DeploySlots {
+    host: Arc<Semaphore>,
+    tenants: BTreeMap<String, Arc<Semaphore>>,
+}
+
+/// A deploy's place among those running; freed when dropped.
+struct DeploySlot {
+    _tenant: OwnedSemaphorePermit,
+    _host: OwnedSemaphorePermit,
+}
+
+impl DeploySlots {
+    fn take(&self, tenant: &str) -> Result<DeploySlot, ApiError> {
+        let busy = |message: String| ApiError(StatusCode::TOO_MANY_REQUESTS, message);
+        let tenant_slots = self.tenants.get(tenant).ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no tenant `{tenant}` on this host"),
+            )
+        })?;
+        let tenant_permit = Arc::clone(tenant_slots).try_acquire_owned().map_err(|_| {
+            busy(format!(
+                "tenant `{tenant}` already has {DEPLOYS_PER_TENANT} deploys or applies running; retry when one finishes"
+            ))
+        })?;
+        let host_permit = Arc::clone(&self.host).try_acquire_owned().map_err(|_| {
+            busy(format!(
+                "this host already runs {DEPLOYS_PER_HOST} deploys or applies; retry when one finishes"
+            ))
+        })?;
+        Ok(DeploySlot {
+            _tenant: tenant_permit,
+            _host: host_permit,
+        })
+    }
 }
 
 impl Admin {
     pub fn new(tenants: BTreeMap<String, Arc<Deployer>>, auth: AdminAuth) -> Self {
+        let deploys = DeploySlots {
+            host: Arc::new(Semaphore::new(DEPLOYS_PER_HOST)),
+            tenants: tenants
+                .keys()
+                .map(|name| (name.clone(), Arc::new(Semaphore::new(DEPLOYS_PER_TENANT))))
+                .collect(),
+        };
         Self {
             tenants: Arc::new(tenants),
             auth: Arc::new(auth),
+            deploys: Arc::new(deploys),
         }
     }
 
-    /// The caller, allowed on `tenant` (or, unnamed, on its own or the only tenant).
+    /// The caller, allowed on `tenant` (or, unnamed, on its own or the only
+    /// tenant): that tenant's name and deployer.
     fn deployer(
         &self,
         headers: &HeaderMap,
         tenant: Option<&str>,
-    ) -> Result<Arc<Deployer>, ApiError> {
+    ) -> Result<(String, Arc<Deployer>), ApiError> {
         let caller = self.auth.caller(headers)?;
         let tenant = match (tenant, caller.tenant()) {
             (Some(tenant), _) => tenant.to_string(),
@@ -69,26 +133,19 @@ impl Admin {
             }
         };
         caller.may_manage(&tenant)?;
-        self.tenants.get(&tenant).cloned().ok_or_else(|| {
+        let deployer = self.tenants.get(&tenant).cloned().ok_or_else(|| {
             ApiError(
                 StatusCode::NOT_FOUND,
                 format!("no tenant `{tenant}` on this host"),
             )
-        })
-    }
-
-    fn max_module_bytes(&self) -> usize {
-        self.tenants
-            .values()
-            .map(|d| d.max_module_bytes())
-            .max()
-            .unwrap_or(0)
+        })?;
+        Ok((tenant, deployer))
     }
 }
 
-/// The admin routes.
+/// The admin routes. Every handler identifies the caller from the headers
+/// before it reads a body: an unauthenticated upload is refused unread.
 pub fn router(admin: Admin) -> Router {
-    let body_limit = admin.max_module_bytes().saturating_add(1);
     Router::new()
         .route("/status", get(status))
         .route("/tenants/{tenant}/status", get(tenant_status))
@@ -102,36 +159,7 @@ pub fn router(admin: Admin) -> Router {
         .route("/views/{view}/deploy", post(deploy))
         .route("/views/{view}/rollback", post(rollback))
         .route("/apply", post(apply))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            body_limit - 1,
-            refuse_oversized_upload,
-        ))
         .with_state(admin)
-}
-
-/// Answers an upload whose declared length is over every tenant's module
-/// limit before its body is read, in fvhost's words. (An upload without a
-/// length is cut off at the same size by the body limit.)
-async fn refuse_oversized_upload(
-    State(limit): State<usize>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let declared = request
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(length) if length > limit as u64 => ApiError(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("module size limit of {limit} bytes exceeded: the upload is {length} bytes"),
-        )
-        .into_response(),
-        _ => next.run(request).await,
-    }
 }
 
 /// Binds `address` and serves the admin API until `shutdown` resolves.
@@ -144,9 +172,13 @@ pub async fn serve(
         .await
         .with_context(|| format!("binding the admin API on {address}"))?;
     tracing::info!(address = %listener.local_addr()?, "admin API listening");
-    axum::serve(listener, router(admin))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    super::listen::serve(
+        listener,
+        router(admin),
+        super::listen::Bounds::default(),
+        shutdown,
+    )
+    .await;
     Ok(())
 }
 
@@ -171,7 +203,7 @@ async fn tenant_status(
     Path(tenant): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<ViewStatus>>, ApiError> {
-    Ok(Json(admin.deployer(&headers, Some(&tenant))?.status()))
+    Ok(Json(admin.deployer(&headers, Some(&tenant))?.1.status()))
 }
 
 async fn view_status(
@@ -179,7 +211,7 @@ async fn view_status(
     Path((tenant, view)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<ViewStatus>, ApiError> {
-    let deployer = admin.deployer(&headers, Some(&tenant))?;
+    let (_, deployer) = admin.deployer(&headers, Some(&tenant))?;
     deployer
         .status()
         .into_iter()
@@ -208,10 +240,10 @@ async fn tenant_deploy(
     Path((tenant, view)): Path<(String, String)>,
     Query(query): Query<DeployQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<Deployed>, ApiError> {
-    let deployer = admin.deployer(&headers, Some(&tenant))?;
-    run_deploy(deployer, view, query.by, body).await
+    let tenant = admin.deployer(&headers, Some(&tenant))?;
+    run_deploy(&admin, tenant, view, query.by, &headers, body).await
 }
 
 async fn deploy(
@@ -219,21 +251,45 @@ async fn deploy(
     Path(view): Path<String>,
     Query(query): Query<DeployQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<Deployed>, ApiError> {
-    let deployer = admin.deployer(&headers, None)?;
-    run_deploy(deployer, view, query.by, body).await
+    let tenant = admin.deployer(&headers, None)?;
+    run_deploy(&admin, tenant, view, query.by, &headers, body).await
 }
 
+/// Reads the module (the caller is authorized and a deploy slot is held)
+/// and deploys it off the async runtime.
 async fn run_deploy(
-    deployer: Arc<Deployer>,
+    admin: &Admin,
+    (tenant, deployer): (String, Arc<Deployer>),
     view: String,
     by: String,
-    body: Bytes,
+    headers: &HeaderMap,
+    body: Body,
 ) -> Result<Json<Deployed>, ApiError> {
-    let outcome = tokio::task::spawn_blocking(move || deployer.deploy(&view, &body, &by))
-        .await
-        .map_err(ApiError::internal)?;
+    let max_bytes = deployer.max_module_bytes();
+    let declared = declared_length(headers);
+    if let Some(length) = declared.filter(|&length| length > max_bytes as u64) {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "module size limit of {max_bytes} bytes exceeded: the upload is {length} bytes"
+            ),
+        ));
+    }
+    let slot = admin.deploys.take(&tenant)?;
+    let limit = BodyLimit {
+        what: "the module",
+        max_bytes,
+        discard_excess: false,
+    };
+    let module = super::body::read(body, declared, limit).await?;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        deployer.deploy(&view, &module, &by)
+    })
+    .await
+    .map_err(ApiError::internal)?;
     outcome.map(Json).map_err(deploy_error)
 }
 
@@ -243,7 +299,8 @@ async fn tenant_apply(
     Query(query): Query<DeployQuery>,
     headers: HeaderMap,
 ) -> Result<Json<Applied>, ApiError> {
-    run_apply(admin.deployer(&headers, Some(&tenant))?, query.by).await
+    let tenant = admin.deployer(&headers, Some(&tenant))?;
+    run_apply(&admin, tenant, query.by).await
 }
 
 async fn apply(
@@ -251,13 +308,22 @@ async fn apply(
     Query(query): Query<DeployQuery>,
     headers: HeaderMap,
 ) -> Result<Json<Applied>, ApiError> {
-    run_apply(admin.deployer(&headers, None)?, query.by).await
+    let tenant = admin.deployer(&headers, None)?;
+    run_apply(&admin, tenant, query.by).await
 }
 
-async fn run_apply(deployer: Arc<Deployer>, by: String) -> Result<Json<Applied>, ApiError> {
-    let outcome = tokio::task::spawn_blocking(move || deployer.apply(&by))
-        .await
-        .map_err(ApiError::internal)?;
+async fn run_apply(
+    admin: &Admin,
+    (tenant, deployer): (String, Arc<Deployer>),
+    by: String,
+) -> Result<Json<Applied>, ApiError> {
+    let slot = admin.deploys.take(&tenant)?;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        deployer.apply(&by)
+    })
+    .await
+    .map_err(ApiError::internal)?;
     outcome.map(Json).map_err(deploy_error)
 }
 
@@ -266,7 +332,7 @@ async fn tenant_rollback(
     Path((tenant, view)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<Deployed>, ApiError> {
-    let deployer = admin.deployer(&headers, Some(&tenant))?;
+    let (_, deployer) = admin.deployer(&headers, Some(&tenant))?;
     deployer.rollback(&view).map(Json).map_err(deploy_error)
 }
 
@@ -275,7 +341,7 @@ async fn rollback(
     Path(view): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Deployed>, ApiError> {
-    let deployer = admin.deployer(&headers, None)?;
+    let (_, deployer) = admin.deployer(&headers, None)?;
     deployer.rollback(&view).map(Json).map_err(deploy_error)
 }
 

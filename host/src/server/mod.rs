@@ -3,7 +3,9 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 mod features;
+pub mod listen;
 mod push;
 
 use std::collections::HashMap;
@@ -30,7 +32,12 @@ pub struct ServerState {
     pub push_targets: HashMap<String, PushTarget>,
     pub writer: OnlineWriter,
     pub reader: ConnectionManager,
+    /// Largest `/push` body read.
+    pub max_push_bytes: usize,
 }
+
+/// Largest `/push` body read unless `serve --max-push-bytes` says otherwise: 32 MiB.
+pub const DEFAULT_MAX_PUSH_BYTES: usize = 32 << 20;
 
 impl ServerState {
     /// Loads the push sources' views and connects to the online store.
@@ -55,6 +62,7 @@ impl ServerState {
             push_targets,
             writer,
             reader: connection,
+            max_push_bytes: DEFAULT_MAX_PUSH_BYTES,
         })
     }
 }
@@ -78,9 +86,13 @@ pub async fn serve(
         .await
         .with_context(|| format!("binding {address}"))?;
     tracing::info!(address = %listener.local_addr()?, "serving /push, /get-online-features and /health");
-    axum::serve(listener, router(Arc::new(state)))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    listen::serve(
+        listener,
+        router(Arc::new(state)),
+        listen::Bounds::default(),
+        shutdown,
+    )
+    .await;
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
+use super::body::{BodyLimit, declared_length};
 use super::{ApiError, ServerState};
 use crate::pipeline::push::{PushSummary, PushTo};
 
@@ -24,8 +25,21 @@ fn online() -> PushTo {
 
 pub async fn push(
     State(state): State<Arc<ServerState>>,
-    Json(request): Json<PushRequest>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> Result<Json<PushSummary>, ApiError> {
+    let limit = BodyLimit {
+        what: "the /push body",
+        max_bytes: state.max_push_bytes,
+        discard_excess: true,
+    };
+    let bytes = super::body::read(body, declared_length(&headers), limit).await?;
+    let request: PushRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the /push body is not a push request: {e}"),
+        )
+    })?;
     let target = state
         .push_targets
         .get(&request.push_source_name)
@@ -35,6 +49,8 @@ pub async fn push(
                 request.push_source_name
             ))
         })?;
+    refuse_inexact_integers(&request.df, &target.declared_types())
+        .map_err(ApiError::bad_request)?;
     let batch = columns_to_batch(&request.df).map_err(ApiError::bad_request)?;
     let mut writer = state.writer.clone();
     let summary = target
@@ -42,6 +58,37 @@ pub async fn push(
         .await
         .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
     Ok(Json(summary))
+}
+
+/// JSON numbers beyond ±2^53 that are not exact integers lost their digits
+/// when parsed (`-9223372036854775809` reads as -2^63): for a column
+/// declared as an integer they are refused, naming the row, never clamped.
+fn refuse_inexact_integers(
+    df: &serde_json::Map<String, serde_json::Value>,
+    declared: &std::collections::HashMap<&str, arrow_schema::DataType>,
+) -> Result<(), String> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    for (column, values) in df {
+        let Some(declared) = declared.get(column.as_str()).filter(|t| t.is_integer()) else {
+            continue;
+        };
+        for (row, value) in values.as_array().into_iter().flatten().enumerate() {
+            let Some(number) = value.as_number() else {
+                continue;
+            };
+            let exact = number.is_i64()
+                || number.is_u64()
+                || number
+                    .as_f64()
+                    .is_some_and(|f| f.fract() == 0.0 && f.abs() < EXACT);
+            if !exact {
+                return Err(format!(
+                    "df column `{column}` row {row}: {number} is not an integer that fits {declared}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A column-oriented JSON table as one Arrow batch, types inferred from the values.

@@ -36,6 +36,9 @@ pub const DEFAULT_ADMIN: &str = "127.0.0.1:6570";
 pub struct HostConfig {
     pub admin: AdminConfig,
     pub tenants: Vec<Tenant>,
+    /// What is allowed but unwise (a short token, a token file others can
+    /// read), for the host to log at start-up.
+    pub warnings: Vec<String>,
 }
 
 /// The admin API: where it listens and the operator's credential.
@@ -120,11 +123,17 @@ impl HostConfig {
             path: shown.clone(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let text = crate::bounded_file::read_text(
+            path,
+            crate::bounded_file::MAX_CONFIG_BYTES,
+            "host.yaml",
+        )
+        .map_err(|e| fail(e.to_string()))?;
         let raw: RawHostConfig = serde_yaml::from_str(&text).map_err(|e| fail(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut errors = Vec::new();
-        let admin = admin_config(&raw.admin, base, &mut errors);
+        let mut warnings = Vec::new();
+        let admin = admin_config(&raw.admin, base, &mut errors, &mut warnings);
         let defaults = limits(&raw.defaults, &Limits::default(), "defaults", &mut errors);
         let mut tenants = Vec::new();
         let (mut names, mut projects) = (BTreeSet::new(), BTreeSet::new());
@@ -141,7 +150,9 @@ impl HostConfig {
             if !names.insert(tenant.name.clone()) {
                 errors.push(format!("{at}: field `name`: another tenant has this name"));
             }
-            let Some(loaded) = load_tenant(tenant, base, &defaults, &at, &mut errors) else {
+            let Some(loaded) =
+                load_tenant(tenant, base, &defaults, &at, &mut errors, &mut warnings)
+            else {
                 continue;
             };
             if !projects.insert(loaded.repo.project().to_string()) {
@@ -152,10 +163,38 @@ impl HostConfig {
             }
             tenants.push(loaded);
         }
+        refuse_shared_tokens(&admin, &tenants, &mut errors);
         if !errors.is_empty() {
             return Err(fail(errors.join("\n  ")));
         }
-        Ok(Self { admin, tenants })
+        Ok(Self {
+            admin,
+            tenants,
+            warnings,
+        })
+    }
+}
+
+/// A token opens the first principal it matches: two principals with one
+/// token would leave the second's routes closed to it and the first's open
+/// to its holder. Every principal, the operator included, needs its own.
+fn refuse_shared_tokens(admin: &AdminConfig, tenants: &[Tenant], errors: &mut Vec<String>) {
+    let operator = admin
+        .operator
+        .as_ref()
+        .map(|token| ("the operator".to_string(), token));
+    let tenants = tenants.iter().filter_map(|t| {
+        t.token
+            .as_ref()
+            .map(|token| (format!("tenant `{}`", t.name), token))
+    });
+    let principals: Vec<(String, &TokenDigest)> = operator.into_iter().chain(tenants).collect();
+    for (i, (name, token)) in principals.iter().enumerate() {
+        if let Some((first, _)) = principals[..i].iter().find(|(_, t)| t.matches(token)) {
+            errors.push(format!(
+                "{name} has the same admin token as {first}: every tenant and the operator need their own token"
+            ));
+        }
     }
 }
 
@@ -166,7 +205,12 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-fn admin_config(raw: &RawAdmin, base: &Path, errors: &mut Vec<String>) -> AdminConfig {
+fn admin_config(
+    raw: &RawAdmin,
+    base: &Path,
+    errors: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> AdminConfig {
     let listen = raw.listen.as_deref().unwrap_or(DEFAULT_ADMIN);
     let listen = listen.parse().unwrap_or_else(|_| {
         errors.push(format!(
@@ -187,6 +231,7 @@ fn admin_config(raw: &RawAdmin, base: &Path, errors: &mut Vec<String>) -> AdminC
         "admin: operator_token_file/operator_token_env",
         base,
         errors,
+        warnings,
     );
     AdminConfig { listen, operator }
 }
@@ -198,6 +243,7 @@ fn read_token(
     fields: &str,
     base: &Path,
     errors: &mut Vec<String>,
+    warnings: &mut Vec<String>,
 ) -> Option<TokenDigest> {
     let source = match (file, env) {
         (Some(_), Some(_)) => {
@@ -208,10 +254,16 @@ fn read_token(
         (None, Some(env)) => TokenSource::Env(env.clone()),
         (None, None) => return None,
     };
-    source
-        .read(base)
-        .map_err(|e| errors.push(format!("{fields}: {e}")))
-        .ok()
+    match source.read(base) {
+        Ok((token, weaknesses)) => {
+            warnings.extend(weaknesses.into_iter().map(|w| format!("{fields}: {w}")));
+            Some(token)
+        }
+        Err(e) => {
+            errors.push(format!("{fields}: {e}"));
+            None
+        }
+    }
 }
 
 fn load_tenant(
@@ -220,6 +272,7 @@ fn load_tenant(
     defaults: &Limits,
     at: &str,
     errors: &mut Vec<String>,
+    warnings: &mut Vec<String>,
 ) -> Option<Tenant> {
     if raw.token.is_some() {
         errors.push(format!(
@@ -232,6 +285,7 @@ fn load_tenant(
         &format!("{at}: token_file/token_env"),
         base,
         errors,
+        warnings,
     );
     let limits = limits(&raw.limits, defaults, &format!("{at}: limits"), errors);
     let repo = match crate::repo::load(&base.join(&raw.repo)) {
@@ -413,5 +467,41 @@ mod tests {
                 .contains("`MB` is not a size unit")
         );
         assert!(size("lots").is_err());
+    }
+
+    #[test]
+    fn a_token_shared_by_two_principals_is_refused_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        repo(&dir.path().join("good"), "project_good");
+        repo(&dir.path().join("dup"), "project_dup");
+        for (file, token) in [
+            ("good.token", "token-of-good-0123456789"),
+            ("dup.token", "token-of-good-0123456789\n"),
+            ("op.token", "operator-token-0123456789"),
+        ] {
+            std::fs::write(dir.path().join(file), token).unwrap();
+        }
+        let host_yaml = |dup_token: &str| {
+            std::fs::write(
+                dir.path().join("host.yaml"),
+                format!("admin: {{operator_token_file: op.token}}\ntenants:\n  - {{name: good, repo: good, token_file: good.token}}\n  - {{name: dup, repo: dup, token_file: {dup_token}}}\n"),
+            )
+            .unwrap();
+            HostConfig::load(&dir.path().join("host.yaml"))
+        };
+        let error = host_yaml("dup.token").unwrap_err().to_string();
+        assert!(
+            error.contains("tenant `dup` has the same admin token as tenant `good`"),
+            "{error}"
+        );
+        assert!(
+            !error.contains("token-of-good"),
+            "the token is never echoed"
+        );
+        let error = host_yaml("op.token").unwrap_err().to_string();
+        assert!(
+            error.contains("tenant `dup` has the same admin token as the operator"),
+            "{error}"
+        );
     }
 }

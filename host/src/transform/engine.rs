@@ -19,6 +19,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, OptLevel, Strategy};
 
 use super::bindings::FeatureTransform;
+use super::clocks::link_instant_monotonic_clock;
 use super::guest::GuestState;
 
 /// How often the epoch advances; the granularity of time limits.
@@ -129,7 +130,8 @@ impl TierEngine {
         }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        link_instant_monotonic_clock(&mut linker)?;
         FeatureTransform::add_to_linker::<GuestState, wasmtime::component::HasSelf<GuestState>>(
             &mut linker,
             |state| state,

@@ -1,11 +1,13 @@
 //! The state a transform instance runs with: an empty WASI context (no files,
-//! network, environment or arguments; clocks frozen at the call's start, to
-//! the second), the resource limiter, and logging.
+//! network, environment or arguments; frozen clocks), the resource limiter,
+//! and logging (lines cut and escaped, see [`super::guest_text`]).
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{Level, fvhost};
+use super::clocks::{FrozenMonotonicClock, FrozenWallClock};
+use super::guest_text;
 use super::limits::{GuestLimiter, LogRate};
 
 /// Store data of one transform call.
@@ -50,51 +52,24 @@ impl GuestState {
     pub(crate) fn last_error_line(&self) -> Option<&str> {
         self.log.last_error.as_deref()
     }
+
+    /// The resources the guest holds handles to (WASI's, and the clock's).
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
 }
 
 /// WASI with nothing in it: no preopened directory, environment or
-/// arguments, every network use refused, and clocks that do not move (the
-/// contract gives each event its time; a ticking clock would only serve to
-/// time the host).
+/// arguments, every network use refused, and frozen clocks (see
+/// [`super::clocks`], which also makes every clock subscription ready at once).
 fn sandbox_wasi() -> WasiCtx {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
     WasiCtx::builder()
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
-        .wall_clock(FrozenWallClock(std::time::Duration::from_secs(
-            now.as_secs(),
-        )))
+        .wall_clock(FrozenWallClock::starting_now())
         .monotonic_clock(FrozenMonotonicClock)
         .build()
-}
-
-/// The wall clock a guest sees: the call's start, whole seconds.
-struct FrozenWallClock(std::time::Duration);
-
-impl wasmtime_wasi::HostWallClock for FrozenWallClock {
-    fn resolution(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(1)
-    }
-
-    fn now(&self) -> std::time::Duration {
-        self.0
-    }
-}
-
-/// The monotonic clock a guest sees: it never advances.
-struct FrozenMonotonicClock;
-
-impl wasmtime_wasi::HostMonotonicClock for FrozenMonotonicClock {
-    fn resolution(&self) -> u64 {
-        1_000_000_000
-    }
-
-    fn now(&self) -> u64 {
-        0
-    }
 }
 
 impl WasiView for GuestState {
@@ -108,7 +83,7 @@ impl WasiView for GuestState {
 
 impl fvhost::transform::host::Host for GuestState {
     fn log(&mut self, level: Level, message: String) {
-        let message: String = message.chars().take(1000).collect();
+        let message = guest_text::sanitize(&message, guest_text::MAX_LOG_LINE_BYTES);
         if matches!(level, Level::Error) {
             self.log.last_error = Some(message.clone());
         }

@@ -6,15 +6,22 @@
 //! - [`limits`]: what one batch may use, and how an overrun is reported;
 //! - [`module`]: loading a component, checking it against the contract;
 //! - [`cache`]: compiled components kept on disk by content hash;
+//! - [`contract`]: the exports a module must have, checked at link time;
 //! - [`guest`]: the per-call store state (empty WASI, logging);
-//! - [`runner`]: one batch through one fresh instance;
+//! - `clocks`: frozen clocks whose subscriptions never block;
+//! - [`guest_text`]: guest strings cut and escaped before they are stored or logged;
+//! - [`runner`]: one batch through one fresh instance, bounded by a deadline;
 //! - [`ipc`]: Arrow IPC stream bytes across the boundary;
 //! - [`schema_check`]: a transform's output against the view's declared schema.
 
 mod bindings;
 pub mod cache;
+mod clocks;
+pub mod contract;
+mod deadline;
 pub mod engine;
 mod guest;
+pub mod guest_text;
 pub mod ipc;
 pub mod limits;
 pub mod module;
@@ -33,7 +40,7 @@ pub use schema_check::{CheckedBatch, OutputSchemaError, ViewSchema};
 pub enum TransformError {
     #[error("cannot load module {path}: {reason}")]
     Load { path: String, reason: String },
-    #[error("module does not implement the fvhost:transform@0.1.0 contract: {0}")]
+    #[error("module does not match the fvhost:transform@0.1.0 contract: {0}")]
     Contract(String),
     #[error("transform init failed: {0}")]
     Init(String),

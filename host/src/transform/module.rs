@@ -59,16 +59,16 @@ impl TransformModule {
             path: display.clone(),
             reason,
         };
-        let size = std::fs::metadata(path)
-            .map_err(|e| load_error(e.to_string()))?
-            .len();
-        if size > limits.module_bytes as u64 {
-            return Err(TransformError::Limit(format!(
-                "module size limit of {} bytes exceeded: {display} is {size} bytes",
-                limits.module_bytes
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(|e| load_error(e.to_string()))?;
+        let bytes = match crate::bounded_file::read(path, limits.module_bytes as u64, "a module") {
+            Ok(bytes) => bytes,
+            Err(crate::bounded_file::FileReadError::TooLarge { .. }) => {
+                return Err(TransformError::Limit(format!(
+                    "module size limit of {} bytes exceeded: {display} is larger",
+                    limits.module_bytes
+                )));
+            }
+            Err(e) => return Err(load_error(e.to_string())),
+        };
         Self::from_bytes(engine, cache, &bytes, &display)
     }
 
@@ -195,6 +195,7 @@ fn link(
     component: &wasmtime::component::Component,
 ) -> Result<Code, TransformError> {
     let tier_engine = engine.tier(tier);
+    super::contract::check(&tier_engine.engine, component).map_err(TransformError::Contract)?;
     let instance_pre = tier_engine
         .linker
         .instantiate_pre(component)

@@ -10,7 +10,7 @@ use wasmtime::Store;
 
 use super::guest::GuestState;
 use super::module::Code;
-use super::{Limits, TransformEngine, TransformError, TransformModule, ipc};
+use super::{Limits, TransformEngine, TransformError, TransformModule, deadline, guest_text, ipc};
 
 /// An input row a transform refused, with its reason.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +56,11 @@ impl Transformer {
 
     /// Transforms `input`. Blocks the calling thread for up to the time limit:
     /// call it from a blocking-capable thread, not an async task.
+    ///
+    /// The time limit holds whatever the guest does: epoch interruption ends
+    /// guest code that runs too long, and the call as a whole (instantiation,
+    /// `init`, `transform`) is abandoned at the same deadline if it is
+    /// waiting in a host function instead of running.
     pub fn run(&self, input: &RecordBatch) -> Result<TransformOutput, TransformError> {
         let bytes = ipc::encode(input).map_err(|e| TransformError::Input(e.to_string()))?;
         let code = self.module.code();
@@ -79,7 +84,9 @@ impl Transformer {
             }
         }
 
-        let result = self.call(&mut store, &code, &bytes, input.num_rows());
+        let call = self.call(&mut store, &code, &bytes, input.num_rows());
+        let result = deadline::block_on(self.limits.time_per_batch, call)
+            .unwrap_or_else(|| Err(self.time_limit_exceeded()));
         let dropped = store.data().dropped_log_lines();
         if dropped > 0 {
             tracing::warn!(view = %self.view, dropped, "guest log lines over the per-batch or per-tenant limit were dropped");
@@ -87,7 +94,7 @@ impl Transformer {
         result
     }
 
-    fn call(
+    async fn call(
         &self,
         store: &mut Store<GuestState>,
         code: &Code,
@@ -96,18 +103,21 @@ impl Transformer {
     ) -> Result<TransformOutput, TransformError> {
         let instance = code
             .pre
-            .instantiate(&mut *store)
+            .instantiate_async(&mut *store)
+            .await
             .map_err(|e| self.trap(store, e))?;
         instance
             .fvhost_transform_transformer()
             .call_init(&mut *store, &self.config)
+            .await
             .map_err(|e| self.trap(store, e))?
-            .map_err(TransformError::Init)?;
+            .map_err(|e| TransformError::Init(guest_text::error(&e)))?;
         let output = instance
             .fvhost_transform_transformer()
             .call_transform(&mut *store, input)
+            .await
             .map_err(|e| self.trap(store, e))?
-            .map_err(TransformError::Returned)?;
+            .map_err(|e| TransformError::Returned(guest_text::error(&e)))?;
         if output.batch.len() > self.limits.output_bytes {
             return Err(TransformError::Limit(format!(
                 "output size limit of {} bytes exceeded: the batch is {} bytes",
@@ -123,24 +133,31 @@ impl Transformer {
                 batch.num_rows()
             )));
         }
-        let mut rejected = output
-            .rejected
-            .into_iter()
-            .map(|r| Rejected {
-                row: r.row as usize,
-                reason: r.reason.chars().take(1000).collect(),
-            })
-            .collect::<Vec<_>>();
+        let mut rejected = output.rejected;
         // One dead letter per event, however often the guest names its row.
         rejected.sort_by_key(|r| r.row);
         rejected.dedup_by_key(|r| r.row);
-        if let Some(bad) = rejected.iter().find(|r| r.row >= input_rows) {
+        if let Some(bad) = rejected.iter().find(|r| r.row as usize >= input_rows) {
             return Err(TransformError::MalformedOutput(format!(
                 "rejected row {} does not exist (the input has {input_rows} rows)",
                 bad.row
             )));
         }
+        let rejected = rejected
+            .into_iter()
+            .map(|r| Rejected {
+                row: r.row as usize,
+                reason: guest_text::sanitize(&r.reason, guest_text::MAX_REASON_BYTES),
+            })
+            .collect();
         Ok(TransformOutput { batch, rejected })
+    }
+
+    fn time_limit_exceeded(&self) -> TransformError {
+        TransformError::ComputeLimit(format!(
+            "time limit of {} ms per batch exceeded",
+            self.limits.time_per_batch.as_millis()
+        ))
     }
 
     /// Names the limit behind a trap when one was hit, else describes the trap.
@@ -153,12 +170,7 @@ impl Transformer {
             ));
         }
         match error.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => {
-                return TransformError::ComputeLimit(format!(
-                    "time limit of {} ms per batch exceeded",
-                    self.limits.time_per_batch.as_millis()
-                ));
-            }
+            Some(wasmtime::Trap::Interrupt) => return self.time_limit_exceeded(),
             Some(wasmtime::Trap::OutOfFuel) => {
                 return TransformError::ComputeLimit(format!(
                     "fuel limit of {} per batch exceeded",
@@ -167,7 +179,7 @@ impl Transformer {
             }
             _ => {}
         }
-        let cause = error.root_cause().to_string();
+        let cause = guest_text::error(&error.root_cause().to_string());
         match store.data().last_error_line() {
             Some(line) => TransformError::Trap(format!("{cause} (guest's last error: {line})")),
             None => TransformError::Trap(cause),

@@ -20,6 +20,9 @@ pub struct ViewSchema {
     pub timestamp_field: String,
     pub created_timestamp_column: Option<String>,
     pub features: Vec<Feature>,
+    /// Output rows whose event time is further ahead of the host's clock
+    /// are not written (see [`crate::event_time`]).
+    pub max_future_skew: std::time::Duration,
 }
 
 /// Why an output batch does not fit the view.

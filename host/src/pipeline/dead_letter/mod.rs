@@ -21,6 +21,8 @@ pub enum DeadLetterKind {
     Decode,
     /// Older than the view's watermark.
     Late,
+    /// Further ahead of the host's clock than the source allows.
+    Future,
     /// The transform rejected the row.
     Rejected,
     /// The transform failed on the batch (trap, limit, bad output) after its
@@ -36,6 +38,7 @@ impl DeadLetterKind {
         match self {
             DeadLetterKind::Decode => "decode_error",
             DeadLetterKind::Late => "late_event",
+            DeadLetterKind::Future => "future_event",
             DeadLetterKind::Rejected => "rejected_by_transform",
             DeadLetterKind::BatchFailed => "batch_failed",
             DeadLetterKind::Unwritable => "unwritable_row",

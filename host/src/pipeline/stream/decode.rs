@@ -1,9 +1,10 @@
-//! Messages into one Arrow batch: decoding by the source's schema and the
-//! watermark, each refused event becoming a dead letter.
+//! Messages into one Arrow batch: decoding by the source's schema, events
+//! too far in the future, the watermark; each refused event becoming a dead letter.
 
 use arrow_array::{Array, BooleanArray, RecordBatch};
 
 use super::StreamLoop;
+use crate::event_time::FutureLimit;
 use crate::format::JsonBatchBuilder;
 use crate::pipeline::dead_letter::{DeadLetter, DeadLetterKind};
 use crate::repo::MessageFormat;
@@ -67,6 +68,8 @@ impl StreamLoop {
         self.apply_watermark(batch, origins, events, letters)
     }
 
+    /// Sets aside events too far ahead of the host's clock, then events
+    /// behind the watermark; only the events kept move the watermark.
     fn apply_watermark(
         &mut self,
         batch: RecordBatch,
@@ -83,32 +86,42 @@ impl StreamLoop {
         else {
             return (batch, origins);
         };
-        let keep: Vec<bool> = (0..batch.num_rows())
-            .map(|row| times.is_null(row) || self.watermark.admit(times.value(row)))
-            .collect();
-        if keep.iter().all(|k| *k) {
-            return (batch, origins);
-        }
-        let reason = format!(
+        let future = FutureLimit::now(self.current.pipeline.source.max_future_skew);
+        let late_reason = format!(
             "event time is behind the watermark (delay {:?})",
             self.kafka.watermark_delay.unwrap_or_default()
         );
+        let mut keep = Vec::with_capacity(origins.len());
         let mut kept_origins = Vec::with_capacity(origins.len());
         for (row, &index) in origins.iter().enumerate() {
-            if keep[row] {
-                kept_origins.push(index);
-            } else {
+            let event = &events[index];
+            let refused = if times.is_null(row) {
+                None
+            } else if !future.admits(times.value(row)) {
+                self.count(|m| &m.future_events, 1);
+                Some((DeadLetterKind::Future, future.reason(times.value(row))))
+            } else if !self
+                .watermark
+                .admit(event.origin.partition, times.value(row))
+            {
                 self.count(|m| &m.late_events, 1);
-                letters.push(
-                    self.letters()
-                        .letter(DeadLetterKind::Late, &events[index], &reason),
-                );
+                Some((DeadLetterKind::Late, late_reason.clone()))
+            } else {
+                None
+            };
+            keep.push(refused.is_none());
+            match refused {
+                Some((kind, reason)) => letters.push(self.letters().letter(kind, event, &reason)),
+                None => kept_origins.push(index),
             }
+        }
+        if kept_origins.len() == origins.len() {
+            return (batch, origins);
         }
         match arrow_select::filter::filter_record_batch(&batch, &BooleanArray::from(keep)) {
             Ok(filtered) => (filtered, kept_origins),
             Err(e) => {
-                tracing::error!(view = %self.current.pipeline.view.name, "cannot filter late events: {e}");
+                tracing::error!(view = %self.current.pipeline.view.name, "cannot filter refused events: {e}");
                 (batch, origins)
             }
         }

@@ -269,8 +269,8 @@ impl StreamLoop {
         }
     }
 
-    /// Handles one batch end to end. `Ok(false)`: shutdown came while a
-    /// write was being retried, so nothing may be committed.
+    /// Handles one batch end to end. `Ok(false)`: shutdown came while the
+    /// transform or a write was being retried, so nothing may be committed.
     async fn process(
         &mut self,
         events: &[Event],
@@ -280,7 +280,13 @@ impl StreamLoop {
         self.count(|m| &m.batches, 1);
         let mut letters = Vec::new();
         let (input, origins) = self.decode(events, &mut letters);
-        let pieces = self.transform(input, &origins, events, &mut letters).await;
+        let Some(pieces) = self
+            .transform(input, &origins, events, &mut letters, shutdown)
+            .await
+        else {
+            tracing::info!(view = %self.current.pipeline.view.name, first = %events[0].origin, "shutdown during the batch's transform: left uncommitted, to be read again");
+            return Ok(false);
+        };
         let mut rows = Vec::new();
         for piece in &pieces {
             for rejected in &piece.transformed.rejected {

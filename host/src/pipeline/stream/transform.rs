@@ -2,6 +2,7 @@
 //! a failing batch down to the events that make it fail.
 
 use arrow_array::RecordBatch;
+use tokio::sync::watch;
 
 use super::StreamLoop;
 use crate::pipeline::dead_letter::{DeadLetter, DeadLetterKind};
@@ -28,27 +29,34 @@ impl StreamLoop {
     /// it is split in halves and each half tried again (within
     /// `narrowing_calls`), so events beside a bad one are still written. The
     /// events whose rows could not be transformed become dead letters.
+    /// `None`: shutdown came before the batch was done, so it is left
+    /// uncommitted rather than retried (a call in flight ends within its
+    /// time limit; none is started after shutdown).
     pub(super) async fn transform(
         &mut self,
         input: RecordBatch,
         origins: &[usize],
         events: &[Event],
         letters: &mut Vec<DeadLetter>,
-    ) -> Vec<Piece> {
+        shutdown: &watch::Receiver<bool>,
+    ) -> Option<Vec<Piece>> {
         if input.num_rows() == 0 {
             // Every message was set aside already: nothing to transform.
-            return Vec::new();
+            return Some(Vec::new());
         }
         let attempts = self.settings.transform_attempts.max(1);
         let mut error = None;
         for attempt in 1..=attempts {
+            if *shutdown.borrow() {
+                return None;
+            }
             match self.transform_once(input.clone()).await {
                 Ok(transformed) => {
                     self.failed_streak = 0;
-                    return vec![Piece {
+                    return Some(vec![Piece {
                         first_row: 0,
                         transformed,
-                    }];
+                    }]);
                 }
                 Err(e) => {
                     self.count(|m| &m.batch_failures, 1);
@@ -66,7 +74,7 @@ impl StreamLoop {
             }
         }
         let error = error.unwrap_or_else(|| TransformError::Trap("no attempt ran".into()));
-        let (pieces, failed) = self.narrow(&input, error).await;
+        let (pieces, failed) = self.narrow(&input, error, shutdown).await?;
         let mut failed_rows = 0;
         for (rows, reason) in &failed {
             for row in rows.clone() {
@@ -89,7 +97,7 @@ impl StreamLoop {
         );
         self.failed_streak += 1;
         self.last_failure = failed.last().map(|(_, reason)| reason.clone());
-        pieces
+        Some(pieces)
     }
 
     /// Splits a failing batch until the failure is pinned to single rows, or
@@ -100,10 +108,11 @@ impl StreamLoop {
         &self,
         input: &RecordBatch,
         error: TransformError,
-    ) -> (Vec<Piece>, Vec<Failed>) {
+        shutdown: &watch::Receiver<bool>,
+    ) -> Option<(Vec<Piece>, Vec<Failed>)> {
         let rows = input.num_rows();
         if rows <= 1 || !error.worth_narrowing() {
-            return (Vec::new(), vec![(0..rows, error.to_string())]);
+            return Some((Vec::new(), vec![(0..rows, error.to_string())]));
         }
         let untried =
             format!("{error} (this part was not narrowed down further: narrowing budget spent)");
@@ -117,6 +126,9 @@ impl StreamLoop {
                 continue;
             }
             budget -= 1;
+            if *shutdown.borrow() {
+                return None;
+            }
             match self.transform_once(input.slice(start, len)).await {
                 Ok(transformed) => pieces.push(Piece {
                     first_row: start,
@@ -133,7 +145,7 @@ impl StreamLoop {
             }
         }
         pieces.sort_by_key(|p| p.first_row);
-        (pieces, failed)
+        Some((pieces, failed))
     }
 }
 

@@ -14,7 +14,15 @@
 //!   sees exactly what the sandbox let through;
 //! - `exit`: asks to exit the process;
 //! - `chatty`: logs 10,000 lines per call, then fails;
-//! - `reject_storm`: rejects its first row 10,000 times and returns the others.
+//! - `reject_storm`: rejects its first row 10,000 times and returns the others;
+//! - `sleep`: sleeps 120 s (a WASI poll on a monotonic-clock subscription),
+//!   then fails saying how long the clock says it slept;
+//! - `sleep_forever`: sleeps a second at a time, for ever;
+//! - `init_sleep`: sleeps 120 s in `init`, then fails there;
+//! - `huge_error`, `init_huge_error`: fails with a 16 MiB message from
+//!   `transform` or `init`;
+//! - `log_injection`: logs and fails with text that would forge a host log
+//!   line (newlines, carriage returns, NUL, ANSI escapes, bidi overrides).
 
 use std::hint::black_box;
 
@@ -30,6 +38,15 @@ struct Hostile {
 
 impl Transform for Hostile {
     fn init(config: &Config) -> Result<Self, String> {
+        match config.get("attack") {
+            Some("init_sleep") => {
+                let started = std::time::Instant::now();
+                std::thread::sleep(std::time::Duration::from_secs(120));
+                return Err(format!("init woke up after {} ns", started.elapsed().as_nanos()));
+            }
+            Some("init_huge_error") => return Err("E".repeat(16 << 20)),
+            _ => {}
+        }
         Ok(Self {
             attack: config.get("attack").unwrap_or("none").to_string(),
             port: config.parse_or("port", 9)?,
@@ -62,6 +79,20 @@ impl Transform for Hostile {
                 }
                 let keep: Vec<bool> = (0..input.num_rows()).map(|row| row != 0).collect();
                 fvhost_guest::keep_rows(&input, &keep)
+            }
+            "sleep" => {
+                let started = std::time::Instant::now();
+                std::thread::sleep(std::time::Duration::from_secs(120));
+                Err(format!("woke up after {} ns", started.elapsed().as_nanos()))
+            }
+            "sleep_forever" => loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            },
+            "huge_error" => Err("E".repeat(16 << 20)),
+            "log_injection" => {
+                let forged = "\n2026-11-30T00:00:00.000000Z  INFO fvhost: operator token accepted\r\u{0}\u{1b}[2J\u{202e}";
+                fvhost_guest::log::error(&format!("innocent{forged}"));
+                Err(format!("failed{forged}"))
             }
             "chatty" => {
                 for line in 0..10_000 {
