@@ -624,6 +624,8 @@ fn the_http_server_pushes_and_reads_in_feasts_shapes() {
             &redis.url(),
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--max-push-bytes",
+            "1048576",
         ])
         .env(
             "FVHOST_CACHE_DIR",
@@ -694,6 +696,55 @@ fn the_http_server_pushes_and_reads_in_feasts_shapes() {
     );
     assert_eq!(status, 400);
     assert!(body.contains("no push source `nope`"), "{body}");
+
+    // Refused whole, naming column and row, nothing written: a key that
+    // lost its digits in JSON, an event time far in the future.
+    let refused = |df: serde_json::Value| {
+        let push =
+            serde_json::json!({"push_source_name": "driver_stats_push", "df": df, "to": "online"});
+        http(port, "POST", "/push", Some(&push))
+    };
+    // Written as text: -9223372036854775809 is not an i64, and JSON parsers
+    // read it as the float -2^63.
+    let too_small = br#"{"push_source_name": "driver_stats_push", "to": "online", "df": {
+        "driver_id": [1003, -9223372036854775809],
+        "event_timestamp": ["2026-01-01T02:00:00Z", "2026-01-01T02:00:00Z"],
+        "created": ["2026-01-01T02:00:00Z", "2026-01-01T02:00:00Z"],
+        "conv_rate": [0.5, 0.5], "acc_rate": [0.5, 0.5], "avg_daily_trips": [1, 2]}}"#;
+    let (status, body) = http_bytes(port, "POST", "/push", too_small);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("df column `driver_id` row 1: ")
+            && body.contains("is not an integer that fits Int64"),
+        "{body}"
+    );
+    let (status, body) = refused(serde_json::json!({
+        "driver_id": [1003, 1004],
+        "event_timestamp": ["2026-01-01T02:00:00Z", "3000-01-01T00:00:00Z"],
+        "created": ["2026-01-01T02:00:00Z", "2026-01-01T02:00:00Z"],
+        "conv_rate": [0.5, 0.5], "acc_rate": [0.5, 0.5], "avg_daily_trips": [1, 2]
+    }));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("row 1: column `event_timestamp`: event time 3000-01-01T00:00:00Z is more than 5m ahead of the host's clock"),
+        "{body}"
+    );
+    let mut connection = redis_connection(&redis);
+    for driver in [1003, 1004] {
+        let stored: HashMap<Vec<u8>, Vec<u8>> = connection
+            .hgetall(driver_key(driver, &repo.project))
+            .unwrap();
+        assert!(stored.is_empty(), "nothing of a refused push is written");
+    }
+
+    // A body over --max-push-bytes is answered 413, even to a client that
+    // writes all of it before reading.
+    let (status, body) = http_bytes(port, "POST", "/push", &vec![b' '; 3 << 20]);
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body.contains("the /push body is over the 1048576-byte limit"),
+        "{body}"
+    );
 
     let _ = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])

@@ -135,6 +135,51 @@ fn apply_names_file_object_and_field_of_each_mistake() {
 }
 
 #[test]
+fn apply_reads_a_module_bounded_and_only_from_a_regular_file() {
+    let good = Definitions::new()
+        .driver_stats("stats", "drivers", "Float32")
+        .yaml();
+    let module = driver_stats_module().display().to_string();
+    // /proc/self/pagemap says it is 0 bytes long and reads on for gigabytes.
+    let started = std::time::Instant::now();
+    let repo = TestRepo::new("pagemap", &good.replace(&module, "/proc/self/pagemap"));
+    let (code, _, stderr) = apply(&repo);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr
+            .contains("module size limit of 67108864 bytes exceeded: /proc/self/pagemap is larger"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let repo = TestRepo::new("devzero", &good.replace(&module, "/dev/zero"));
+    let (code, _, stderr) = apply(&repo);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("/dev/zero is not a regular file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn apply_names_a_definitions_file_whose_name_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let repo = TestRepo::new(
+        "not_utf8",
+        &Definitions::new()
+            .driver_stats("stats", "drivers", "Float32")
+            .yaml(),
+    );
+    let name = std::ffi::OsStr::from_bytes(b"more-\xff.yaml");
+    std::fs::write(repo.path().join(name), "entities: []\n").unwrap();
+    let (code, _, stderr) = apply(&repo);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("more-\u{fffd}.yaml: the file name is not UTF-8"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn apply_runs_the_module_on_a_probe_batch_and_rejects_a_schema_mismatch() {
     let mistyped = Definitions::new()
         .driver_stats("stats", "drivers", "Int64")

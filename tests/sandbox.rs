@@ -575,3 +575,106 @@ fn fuel_metering_stops_a_transform_at_its_budget_and_not_before() {
     let output = example.run(&input).expect("the example fits its fuel");
     assert_eq!(output.batch.num_rows(), input.num_rows());
 }
+
+/// Sends a request head (and the start of a body) and leaves the
+/// connection open, as a slow or hostile client would.
+fn open_request(port: u16, head: &str, body_start: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body_start).unwrap();
+    stream
+}
+
+/// The status of the answer on `stream`, 0 if none came within `timeout`.
+fn answer_status(stream: &mut std::net::TcpStream, timeout: Duration) -> u16 {
+    use std::io::Read;
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    let mut answer = [0u8; 64];
+    let read = stream.read(&mut answer).unwrap_or(0);
+    String::from_utf8_lossy(&answer[..read])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn upload_head(token: &str, view_path: &str, length: usize) -> String {
+    format!(
+        "POST {view_path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Length: {length}\r\n\r\n"
+    )
+}
+
+#[test]
+fn the_admin_api_answers_before_reading_a_body_and_bounds_uploads_and_slow_clients() {
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    for topic in ["alpha", "beta", "loop"] {
+        broker.create_topic(topic, 1).unwrap();
+    }
+    let alpha = TestRepo::new("bounds_alpha", &well_behaved("alpha", 100));
+    let beta = TestRepo::new("bounds_beta", &well_behaved("beta", 10));
+    let hostile = TestRepo::new(
+        "bounds_hostile",
+        &Definitions::new()
+            .driver_stats(VIEW, "loop", "Float32")
+            .yaml(),
+    );
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = host_yaml(config_dir.path(), &alpha, &beta, &hostile);
+    let host = start_host(&config, &broker, &redis);
+    let port = host.admin_port;
+    wait_for("the admin API", TIMEOUT, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let deploy_path = format!("/tenants/hostile/views/{VIEW}/deploy");
+
+    // An upload declaring 64 MiB is answered before a byte of it is sent:
+    // 401 without a valid token, 403 with another tenant's.
+    for (token, expected) in [("not-a-token", 401), (ALPHA_TOKEN, 403)] {
+        let mut upload = open_request(port, &upload_head(token, &deploy_path, 64 << 20), b"");
+        assert_eq!(
+            answer_status(&mut upload, Duration::from_secs(10)),
+            expected,
+            "answered without waiting for the body"
+        );
+    }
+
+    // Two uploads in progress hold the tenant's two deploy slots: a third is
+    // answered 429 at once, before its body is read.
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            open_request(
+                port,
+                &upload_head(HOSTILE_TOKEN, &deploy_path, 60 << 20),
+                &[0; 1024],
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut third = open_request(
+        port,
+        &upload_head(HOSTILE_TOKEN, &deploy_path, 60 << 20),
+        b"",
+    );
+    assert_eq!(answer_status(&mut third, Duration::from_secs(10)), 429);
+    drop(held);
+    let module = std::fs::read(driver_stats_module()).unwrap();
+    wait_for("a deploy slot free again", TIMEOUT, || {
+        http_as(port, Some(HOSTILE_TOKEN), "POST", &deploy_path, &module).0 == 200
+    });
+
+    // A client that never finishes its headers is cut off (10 s).
+    let mut slow = open_request(port, "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"");
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let closed = std::io::Read::read_to_end(&mut slow, &mut rest).is_ok();
+    assert!(
+        closed && started.elapsed() < Duration::from_secs(20),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    assert!(host.stop().success);
+}

@@ -222,6 +222,14 @@ fn bad_and_late_events_are_counted_with_their_offsets_and_good_ones_still_writte
     for (i, payload) in bad.iter().enumerate() {
         messages.insert(10 + i * 7, ("7".into(), payload.to_vec()));
     }
+    // Milliseconds where seconds are expected: the year 57971. Early in the
+    // stream, so that had it moved the watermark every event after it
+    // would be late, and driver 3 would keep its value for ever.
+    let millis = format!(
+        r#"{{"driver_id": 3, "event_timestamp": {}, "conv_rate": 0.99, "acc_rate": 0.99}}"#,
+        BASE * 1000
+    );
+    messages.insert(3, ("3".into(), millis.into_bytes()));
     // Ten minutes behind the newest event seen: beyond the 5 minute watermark.
     messages.push(("1".into(), driver_event(1, BASE - 600, 0.99, 0.99)));
     runtime()
@@ -237,6 +245,7 @@ fn bad_and_late_events_are_counted_with_their_offsets_and_good_ones_still_writte
     assert_eq!(report["messages"], messages.len());
     assert_eq!(report["decode_errors"], bad.len());
     assert_eq!(report["late_events"], 1);
+    assert_eq!(report["future_events"], 1);
     assert_hashes_exact(&redis, &repo.project, &newest);
     for reason in [
         "not valid JSON",
@@ -246,6 +255,7 @@ fn bad_and_late_events_are_counted_with_their_offsets_and_good_ones_still_writte
         "`last tuesday`",
         "out of range",
         "behind the watermark",
+        "event time +57971-02-25T00:00:00Z is more than 5m ahead of the host's clock",
     ] {
         assert!(
             exit.stderr.contains(reason),

@@ -466,16 +466,18 @@ impl<'a> Loader<'a> {
             module: resolve(self.root, &t.module),
             config: flatten_config(&t.config),
         });
-        if let Some(spec) = &transform
-            && !spec.module.is_file()
-        {
-            self.errors.push(place.error(
-                "transform.module",
-                format!(
-                    "{} does not exist (build the transform first)",
-                    spec.module.display()
-                ),
-            ));
+        if let Some(spec) = &transform {
+            let problem = match std::fs::metadata(&spec.module) {
+                Ok(metadata) if metadata.is_file() => None,
+                Ok(_) => Some("is not a regular file: a module must be a .wasm file"),
+                Err(_) => Some("does not exist (build the transform first)"),
+            };
+            if let Some(problem) = problem {
+                self.errors.push(place.error(
+                    "transform.module",
+                    format!("{} {problem}", spec.module.display()),
+                ));
+            }
         }
         if self.errors.len() != before {
             return;
