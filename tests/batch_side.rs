@@ -767,3 +767,181 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// Driver events as the stream's JSON schema declares them (Int32 ids,
+/// Float64 rates), written to `path`.
+fn write_driver_events(path: &Path, rows: &[(i32, i64, f64)]) {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("driver_id", DataType::Int32, false),
+        Field::new("event_timestamp", ts, false),
+        Field::new("conv_rate", DataType::Float64, true),
+        Field::new("acc_rate", DataType::Float64, true),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(arrow_array::Int32Array::from_iter_values(
+            rows.iter().map(|r| r.0),
+        )),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1))
+                .with_timezone("UTC"),
+        ),
+        Arc::new(arrow_array::Float64Array::from_iter_values(
+            rows.iter().map(|r| r.2),
+        )),
+        Arc::new(arrow_array::Float64Array::from_iter_values(
+            rows.iter().map(|_| 0.5),
+        )),
+    ];
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema.clone(), None).unwrap();
+    writer
+        .write(&RecordBatch::try_new(schema, columns).unwrap())
+        .unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn materialize_and_push_dead_letter_the_rows_a_transform_rejects_or_fails_on() {
+    let view = "guarded";
+    let pushed_view = "pushed";
+    // A push source and a view over it whose transform rejects the first row of every push.
+    let push_view = format!(
+        "feature_views:\n  - name: {pushed_view}\n    entities: [driver]\n    source: driver_pushes\n    schema:\n      - {{name: conv_rate, dtype: Float64}}\n    transform:\n      module: {}\n      config: {{attack: reject_storm}}\n    dead_letter: {{type: redis_stream}}\n",
+        test_guest("hostile").display()
+    );
+    let definitions = Definitions::new()
+        .kafka_source("drivers", DRIVER_EVENT_SCHEMA)
+        .stream_view(
+            view,
+            "drivers",
+            &[("conv_rate", "Float64")],
+            &test_guest("trap_on_driver"),
+            "trap_on: 13",
+        )
+        .dead_letter("{type: redis_stream}")
+        .yaml()
+        .replace(
+            "stream_feature_views:\n",
+            "  - {name: driver_pushes, type: push, batch_source: driver_stats_source}\nstream_feature_views:\n",
+        )
+        + &push_view;
+    let repo = TestRepo::new("batch_dead_letters", &definitions);
+    let redis = RedisServer::start().unwrap();
+    // Driver 13 traps the transform; driver 7's negative rate is rejected.
+    let rows: Vec<(i32, i64, f64)> = (1..=20)
+        .map(|d| {
+            (
+                d,
+                DAY0 + i64::from(d) * HOUR,
+                if d == 7 { -0.5 } else { 0.25 },
+            )
+        })
+        .collect();
+    write_driver_events(&repo.path().join("data/driver_stats.parquet"), &rows);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_fvhost"))
+        .args([
+            "materialize",
+            "-r",
+            repo.path().to_str().unwrap(),
+            "--json",
+            "--views",
+            view,
+        ])
+        .args([&rfc3339(DAY0), &rfc3339(DAY0 + 24 * HOUR)])
+        .args(["--redis", &redis.url()])
+        .env(
+            "FVHOST_CACHE_DIR",
+            root().join("target/fvhost-test-module-cache"),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "dead-lettered rows exit 1:\n{stderr}"
+    );
+    let summary = summaries(&out)
+        .pop()
+        .unwrap_or_else(|| panic!("no summary:\n{stderr}"));
+    assert_eq!(summary["rejected_rows"], 1, "{summary}");
+    assert_eq!(summary["failed_rows"], 1, "{summary}");
+    assert_eq!(
+        summary["keys_written"], 18,
+        "every other driver is written: {summary}"
+    );
+
+    let mut connection = redis_connection(&redis);
+    let letters = redis_dead_letters(&mut connection, &repo.project, view);
+    let described: Vec<(String, String)> = letters
+        .iter()
+        .map(|l| (text(l, "kind"), text(l, "payload")))
+        .collect();
+    assert_eq!(described.len(), 2, "{described:?}");
+    assert_eq!(described[0].0, "rejected_by_transform");
+    assert!(described[0].1.contains(r#""driver_id":7"#), "{described:?}");
+    assert_eq!(described[1].0, "batch_failed");
+    assert!(
+        described[1].1.contains(r#""driver_id":13"#),
+        "{described:?}"
+    );
+    assert!(text(&letters[1], "reason").contains("driver 13 is poison"));
+    assert!(
+        text(&letters[1], "source").starts_with("materialize "),
+        "{:?}",
+        letters[1]
+    );
+    for driver in [7, 13] {
+        let stored: HashMap<Vec<u8>, Vec<u8>> = connection
+            .hgetall(driver_key(driver, &repo.project))
+            .unwrap();
+        assert!(stored.is_empty(), "driver {driver} is not written");
+    }
+    assert!(stored_ts(&mut connection, view, 12, &repo.project).is_some());
+
+    let pushed = repo.path().join("pushed.jsonl");
+    std::fs::write(
+        &pushed,
+        (101..104)
+            .map(|d| format!(r#"{{"driver_id": {d}, "event_timestamp": "2026-01-01T00:00:00Z", "conv_rate": 0.5}}"#))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fvhost"))
+        .args([
+            "push",
+            "-r",
+            repo.path().to_str().unwrap(),
+            "--source",
+            "driver_pushes",
+        ])
+        .arg(&pushed)
+        .args(["--redis", &redis.url()])
+        .env(
+            "FVHOST_CACHE_DIR",
+            root().join("target/fvhost-test-module-cache"),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "dead-lettered rows exit 1:\n{stderr}"
+    );
+    let summary = &summaries(&out)[0];
+    assert_eq!(summary["rejected_rows"], 1, "{summary}");
+    assert_eq!(summary["keys_written"], 2, "{summary}");
+    let letters = redis_dead_letters(&mut connection, &repo.project, pushed_view);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(text(&letters[0], "kind"), "rejected_by_transform");
+    assert_eq!(text(&letters[0], "source"), "push driver_pushes");
+    assert_eq!(text(&letters[0], "row"), "0");
+    assert!(text(&letters[0], "payload").contains(r#""driver_id":101"#));
+    assert!(stored_ts(&mut connection, pushed_view, 102, &repo.project).is_some());
+    assert!(stored_ts(&mut connection, pushed_view, 101, &repo.project).is_none());
+}

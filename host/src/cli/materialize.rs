@@ -1,6 +1,7 @@
 //! `fvhost materialize` and `fvhost materialize-incremental`: the batch
 //! history into the online store, through each view's transform.
 
+use crate::pipeline::dead_letter::DeadLetterSink;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -122,6 +123,7 @@ async fn run(
         .context("connecting to the Redis online store")?;
     let writer = OnlineWriter::new(connection, &repo.config.online_store);
     let bar = ProgressBar::new(!common.json && std::io::stderr().is_terminal());
+    let mut dead_lettered = 0;
     for (view, range) in plans {
         let started = Instant::now();
         let pipeline = ViewPipeline::new(repo, view, &engine, &cache, &Limits::default())
@@ -133,8 +135,20 @@ async fn run(
             end: crate::online::EventTime::from_micros(range.end_micros).to_rfc3339(),
             ..ViewSummary::default()
         };
+        let dead_letters = DeadLetterSink::for_view(
+            repo.project(),
+            view,
+            &writer.connection(),
+            kafka_bootstrap(repo, view).as_deref(),
+        )
+        .with_context(|| format!("view `{}`: dead-letter destination", view.name))?;
         let rows = tokio::task::block_in_place(|| {
-            plan.newest_rows(range, &mut summary, &|p| bar.show(&view.name, p, started))
+            plan.newest_rows(
+                range,
+                &mut summary,
+                &|p| bar.show(&view.name, p, started),
+                &dead_letters,
+            )
         });
         summary.read_seconds = started.elapsed().as_secs_f64();
         let rows = rows.with_context(|| format!("materializing view `{}`", view.name))?;
@@ -149,11 +163,12 @@ async fn run(
         if record_state {
             MaterializeState::record(&repo.root, &view.name, range.end_micros)?;
         }
+        dead_lettered += summary.rejected_rows + summary.failed_rows;
         if common.json {
             println!("{}", serde_json::to_string(&summary)?);
         } else {
             println!(
-                "{}: {} rows read ({} in range, {}/{} row groups), {} entities, {} keys written, {} older skipped, {:.2} s",
+                "{}: {} rows read ({} in range, {}/{} row groups), {} entities, {} keys written, {} older skipped, {} rejected, {} failed, {} unwritable, {:.2} s",
                 summary.view,
                 summary.scan.rows_read,
                 summary.scan.rows_in_range,
@@ -162,11 +177,29 @@ async fn run(
                 summary.entities,
                 summary.keys_written,
                 summary.keys_skipped_older,
+                summary.rejected_rows,
+                summary.failed_rows,
+                summary.unwritable_rows,
                 summary.seconds
             );
         }
     }
+    if dead_lettered > 0 {
+        eprintln!(
+            "{dead_lettered} rows were rejected by or failed in their view's transform and were dead-lettered (see `fvhost dead-letters`); the rest is written"
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The brokers of `view`'s source, when it is a Kafka source (for a Kafka
+/// dead-letter destination).
+fn kafka_bootstrap(repo: &FeatureRepo, view: &FeatureView) -> Option<String> {
+    match &repo.source(&view.source)?.kind {
+        crate::repo::SourceKind::Kafka(kafka) => Some(kafka.bootstrap_servers.clone()),
+        _ => None,
+    }
 }
 
 /// Parses RFC 3339, `YYYY-MM-DDTHH:MM:SS[.f]` or `YYYY-MM-DD` (UTC) into microseconds.

@@ -45,5 +45,12 @@ pub async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
     };
     let summary = target.push(&repo, batch, args.to, writer.as_mut()).await?;
     println!("{}", serde_json::to_string(&summary)?);
+    let dead_lettered = summary.rejected_rows + summary.failed_rows;
+    if dead_lettered > 0 {
+        eprintln!(
+            "{dead_lettered} rows were rejected by or failed in a view's transform and were dead-lettered (see `fvhost dead-letters`); the rest is written"
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,10 @@ use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use serde::Serialize;
 
+use super::dead_letter::{
+    DeadLetter, DeadLetterContext, DeadLetterSink, DeadLetterSinkError, row_payload,
+};
+use super::processor::{BlockingCall, Processed, Processor, ProcessorSettings};
 use super::view::ViewPipeline;
 use crate::offline::OfflineError;
 use crate::offline::files::parquet_files;
@@ -45,6 +49,8 @@ pub enum MaterializeError {
     Transform { file: String, error: TransformError },
     #[error(transparent)]
     Write(#[from] WriteError),
+    #[error(transparent)]
+    DeadLetters(#[from] DeadLetterSinkError),
 }
 
 /// What materializing one view did.
@@ -56,6 +62,11 @@ pub struct ViewSummary {
     #[serde(flatten)]
     pub scan: ScanStats,
     pub rows_out: u64,
+    /// Rows the transform rejected, dead-lettered.
+    pub rejected_rows: u64,
+    /// Rows the transform failed on (after retries and narrowing), dead-lettered.
+    pub failed_rows: u64,
+    /// Output rows that cannot be written (counted and logged).
     pub unwritable_rows: u64,
     pub entities: u64,
     pub keys_written: u64,
@@ -147,45 +158,67 @@ impl ViewPlan {
         }
     }
 
-    /// Reads the range and keeps the newest row per entity. Blocking.
+    /// Reads the range and keeps the newest row per entity. Rows the
+    /// transform rejects or fails on (after the processor's retries and
+    /// narrowing) go to `dead_letters` and are counted. Blocking: call it
+    /// where the runtime may be blocked on (a blocking thread, `block_in_place`).
     pub fn newest_rows(
         &self,
         range: TimeRange,
         summary: &mut ViewSummary,
         progress: &dyn Fn(Progress),
+        dead_letters: &DeadLetterSink,
     ) -> Result<Vec<OnlineRow>, MaterializeError> {
+        let runtime = tokio::runtime::Handle::current();
         let estimate = crate::offline::scan::estimate_rows(&self.scan_request(range))?;
         let mut scanner = Scanner::new(self.scan_request(range));
         let mut newest: HashMap<Vec<u8>, OnlineRow> = HashMap::new();
+        let mut rows_read_per_file: HashMap<PathBuf, u64> = HashMap::new();
         let mut last_report = Instant::now();
         while let Some(scanned) = scanner.next() {
             let scanned = scanned?;
             let batch = rename(&scanned.batch, &self.source.field_mapping);
+            let first_row = rows_read_per_file
+                .entry(scanned.file.as_ref().clone())
+                .or_insert(0);
+            let file_first_row = *first_row;
+            *first_row += batch.num_rows() as u64;
             let already_transformed =
                 scanned.transformed_for_view.as_deref() == Some(self.pipeline.view.name.as_str());
-            let checked = if already_transformed {
-                self.pipeline
-                    .schema
-                    .check(&batch)
-                    .map_err(TransformError::from)
+            let checked_batches = if already_transformed {
+                let checked = self.pipeline.schema.check(&batch).map_err(|error| {
+                    MaterializeError::Transform {
+                        file: scanned.file.display().to_string(),
+                        error: TransformError::from(error),
+                    }
+                })?;
+                vec![checked]
             } else {
-                self.pipeline.transform(&batch).map(|t| t.checked)
+                let source = format!("materialize {}", scanned.file.display());
+                let processed = runtime.block_on(self.process(&batch, &source));
+                let letters = self.dead_letters(&processed, &batch, &source, file_first_row);
+                summary.rejected_rows += processed.rejected_rows() as u64;
+                summary.failed_rows += processed.failed_rows() as u64;
+                runtime.block_on(dead_letters.send(&letters))?;
+                processed
+                    .pieces
+                    .into_iter()
+                    .map(|piece| piece.transformed.checked)
+                    .collect()
+            };
+            for checked in &checked_batches {
+                summary.rows_out += checked.rows as u64;
+                let failures = fold_newest(
+                    checked,
+                    &self.pipeline.schema,
+                    &self.pipeline.keys,
+                    &mut newest,
+                );
+                for failure in failures.iter().take(3) {
+                    tracing::warn!(view = %self.pipeline.view.name, file = %scanned.file.display(), "row not written: {}", failure.reason);
+                }
+                summary.unwritable_rows += failures.len() as u64;
             }
-            .map_err(|error| MaterializeError::Transform {
-                file: scanned.file.display().to_string(),
-                error,
-            })?;
-            summary.rows_out += checked.rows as u64;
-            let failures = fold_newest(
-                &checked,
-                &self.pipeline.schema,
-                &self.pipeline.keys,
-                &mut newest,
-            );
-            for failure in failures.iter().take(3) {
-                tracing::warn!(view = %self.pipeline.view.name, file = %scanned.file.display(), "row not written: {}", failure.reason);
-            }
-            summary.unwritable_rows += failures.len() as u64;
             if last_report.elapsed().as_millis() >= 200 {
                 progress(Progress {
                     rows_read: scanner.stats.rows_read,
@@ -205,6 +238,52 @@ impl ViewPlan {
             entities: newest.len() as u64,
         });
         Ok(newest.into_values().collect())
+    }
+}
+
+impl ViewPlan {
+    /// The batch through the view's transform stage (retries, narrowing).
+    async fn process(&self, batch: &RecordBatch, source: &str) -> Processed {
+        let call = BlockingCall(&self.pipeline);
+        let processor = Processor {
+            view: &self.pipeline.view.name,
+            version: self.pipeline.version(),
+            call: &call,
+            settings: ProcessorSettings::default(),
+        };
+        processor
+            .process(batch.clone(), source, &|| false)
+            .await
+            .unwrap_or_default()
+    }
+
+    /// The dead letters of the rows the transform refused.
+    fn dead_letters(
+        &self,
+        processed: &Processed,
+        batch: &RecordBatch,
+        source: &str,
+        first_row: u64,
+    ) -> Vec<DeadLetter> {
+        let context = DeadLetterContext {
+            project: &self.pipeline.project,
+            view: &self.pipeline.view.name,
+            version: self.pipeline.version(),
+            module: self.pipeline.module().map(|m| m.hash.as_str()),
+        };
+        processed
+            .refused
+            .iter()
+            .map(|refused| {
+                context.row_letter(
+                    refused.kind,
+                    source,
+                    first_row + refused.row as u64,
+                    row_payload(batch, refused.row),
+                    &refused.reason,
+                )
+            })
+            .collect()
     }
 }
 

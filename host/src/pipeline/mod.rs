@@ -2,6 +2,8 @@
 //! own consumer group, so a view that fails stops alone.
 //!
 //! - [`stream`]: the per-view loop (consume, decode, watermark, transform, write, commit);
+//! - [`processor`]: a view version's transform stage (retries, narrowing,
+//!   rejections, schema check), shared by the stream, materialize and push;
 //! - [`view`]: a view's processing independent of its source;
 //! - [`watermark`], [`dead_letter`], [`metrics`]: what the loop keeps track of.
 
@@ -11,6 +13,7 @@ pub mod fairness;
 pub mod materialize;
 pub mod materialize_state;
 pub mod metrics;
+pub mod processor;
 pub mod push;
 pub mod registry;
 pub mod repo_watch;

@@ -15,11 +15,13 @@ use arrow_array::{Array, RecordBatch, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use serde::Serialize;
 
+use super::dead_letter::{DeadLetter, DeadLetterContext, DeadLetterSink, row_payload};
+use super::processor::{BlockingCall, Processed, Processor, ProcessorSettings};
 use super::view::ViewPipeline;
 use crate::event_time::FutureLimit;
 use crate::offline::files::write_dir;
 use crate::offline::log::write_file;
-use crate::online::{OnlineRow, OnlineWriter};
+use crate::online::OnlineWriter;
 use crate::repo::{FeatureRepo, Source, SourceKind};
 use crate::transform::cache::ModuleCache;
 use crate::transform::schema_check::to_utc_micros;
@@ -52,6 +54,10 @@ pub struct PushSummary {
     pub views: Vec<String>,
     pub keys_written: u64,
     pub keys_skipped_older: u64,
+    /// Rows a view's transform rejected, dead-lettered (summed over views).
+    pub rejected_rows: u64,
+    /// Rows a view's transform failed on, dead-lettered (summed over views).
+    pub failed_rows: u64,
     pub unwritable_rows: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offline_file: Option<String>,
@@ -113,14 +119,59 @@ impl PushTarget {
             let writer =
                 writer.ok_or_else(|| anyhow::anyhow!("pushing online needs a Redis connection"))?;
             for view in &self.views {
-                let rows = tokio::task::block_in_place(|| newest_rows(view, &batch))?;
-                summary.unwritable_rows += rows.1;
-                let stats = writer.write(&view.fields, &rows.0).await?;
-                summary.keys_written += stats.written;
-                summary.keys_skipped_older += stats.skipped_older;
+                let dead_letters = DeadLetterSink::for_view(
+                    repo.project(),
+                    &view.view,
+                    &writer.connection(),
+                    None,
+                )?;
+                let processed = process(view, &batch).await;
+                let letters = self.dead_letters(view, &processed, &batch);
+                summary.rejected_rows += processed.rejected_rows() as u64;
+                summary.failed_rows += processed.failed_rows() as u64;
+                dead_letters.send(&letters).await?;
+                for piece in &processed.pieces {
+                    let (rows, failures) = view.online_rows(&piece.transformed.checked);
+                    for failure in failures.iter().take(3) {
+                        tracing::warn!(view = %view.view.name, "pushed row not written: {}", failure.reason);
+                    }
+                    summary.unwritable_rows += failures.len() as u64;
+                    let stats = writer.write(&view.fields, &rows).await?;
+                    summary.keys_written += stats.written;
+                    summary.keys_skipped_older += stats.skipped_older;
+                }
             }
         }
         Ok(summary)
+    }
+
+    /// The dead letters of the pushed rows `view`'s transform refused.
+    fn dead_letters(
+        &self,
+        view: &ViewPipeline,
+        processed: &Processed,
+        batch: &RecordBatch,
+    ) -> Vec<DeadLetter> {
+        let context = DeadLetterContext {
+            project: &view.project,
+            view: &view.view.name,
+            version: view.version(),
+            module: view.module().map(|m| m.hash.as_str()),
+        };
+        let source = format!("push {}", self.source.name);
+        processed
+            .refused
+            .iter()
+            .map(|refused| {
+                context.row_letter(
+                    refused.kind,
+                    &source,
+                    refused.row as u64,
+                    row_payload(batch, refused.row),
+                    &refused.reason,
+                )
+            })
+            .collect()
     }
 
     fn write_offline(
@@ -242,15 +293,20 @@ impl PushTarget {
     }
 }
 
-fn newest_rows(view: &ViewPipeline, batch: &RecordBatch) -> anyhow::Result<(Vec<OnlineRow>, u64)> {
-    let transformed = view
-        .transform(batch)
-        .map_err(|e| anyhow::anyhow!("view `{}`: {e}", view.view.name))?;
-    let (rows, failures) = view.online_rows(&transformed.checked);
-    for failure in failures.iter().take(3) {
-        tracing::warn!(view = %view.view.name, "pushed row not written: {}", failure.reason);
-    }
-    Ok((rows, failures.len() as u64))
+/// The pushed rows through `view`'s transform stage (retries, narrowing).
+async fn process(view: &ViewPipeline, batch: &RecordBatch) -> Processed {
+    let call = BlockingCall(view);
+    let processor = Processor {
+        view: &view.view.name,
+        version: view.version(),
+        call: &call,
+        settings: ProcessorSettings::default(),
+    };
+    let from = format!("push of {} rows", batch.num_rows());
+    processor
+        .process(batch.clone(), &from, &|| false)
+        .await
+        .unwrap_or_default()
 }
 
 /// Reads a Parquet, CSV (with a header) or JSON-lines file into one batch,

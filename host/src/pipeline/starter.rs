@@ -7,7 +7,6 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use super::dead_letter::DeadLetterSink;
-use super::dead_letter::sink::redis_stream_key;
 use super::fairness::TransformSlots;
 use super::metrics::ViewMetrics;
 use super::registry::{Registry, ViewSlot, ViewVersion};
@@ -15,7 +14,7 @@ use super::stream::{StreamLoop, ViewEnds, ViewStopped};
 use super::view::ViewPipeline;
 use super::{HostOptions, group_id, offline_log};
 use crate::online::OnlineWriter;
-use crate::repo::{DeadLetterTarget, FeatureRepo, FeatureView, KafkaSource};
+use crate::repo::{FeatureRepo, FeatureView, KafkaSource};
 use crate::source::kafka::{TopicConsumer, TopicConsumerConfig};
 use crate::transform::TransformEngine;
 use crate::transform::cache::ModuleCache;
@@ -82,9 +81,13 @@ impl ViewStarter {
             .kafka_bootstrap
             .clone()
             .unwrap_or_else(|| kafka.bootstrap_servers.clone());
-        let dead_letters = self
-            .dead_letter_sink(repo, &view, &bootstrap_servers)
-            .with_context(|| format!("view `{}`: dead-letter destination", view.name))?;
+        let dead_letters = DeadLetterSink::for_view(
+            repo.project(),
+            &view,
+            &self.writer.connection(),
+            Some(&bootstrap_servers),
+        )
+        .with_context(|| format!("view `{}`: dead-letter destination", view.name))?;
         let consumer = TopicConsumer::subscribe(&TopicConsumerConfig {
             bootstrap_servers,
             topic: kafka.topic.clone(),
@@ -127,22 +130,6 @@ impl ViewStarter {
                 "the host is shutting down; view `{}` not watched",
                 view.name
             )
-        })
-    }
-
-    fn dead_letter_sink(
-        &self,
-        repo: &FeatureRepo,
-        view: &FeatureView,
-        bootstrap_servers: &str,
-    ) -> anyhow::Result<DeadLetterSink> {
-        Ok(match &view.dead_letter {
-            DeadLetterTarget::Log => DeadLetterSink::Log,
-            DeadLetterTarget::RedisStream => DeadLetterSink::RedisStream {
-                connection: self.writer.connection(),
-                key: redis_stream_key(repo.project(), &view.name),
-            },
-            DeadLetterTarget::KafkaTopic(topic) => DeadLetterSink::kafka(bootstrap_servers, topic)?,
         })
     }
 

@@ -548,22 +548,24 @@ fn check_references(repo: &FeatureRepo) -> Vec<String> {
     errors
 }
 
-/// A dead-letter destination must belong to a stream view, and a topic must
-/// not be the one the view reads (its dead letters would come back to it).
+/// Any view may keep its dead letters in a Redis stream (the stream, and
+/// materialize and push through its transform, write there). A Kafka topic
+/// needs the view's source to be a Kafka source (its brokers take the dead
+/// letters), and must not be the topic the view reads (its dead letters
+/// would come back to it).
 fn dead_letter_error(repo: &FeatureRepo, view: &FeatureView) -> Option<String> {
-    if view.dead_letter == DeadLetterTarget::Log {
+    let DeadLetterTarget::KafkaTopic(topic) = &view.dead_letter else {
         return None;
-    }
-    let source = repo.source(&view.source).map(|s| &s.kind);
-    let Some(SourceKind::Kafka(kafka)) = source.filter(|_| view.stream) else {
-        return Some("only stream feature views on a kafka source have dead letters".into());
     };
-    match &view.dead_letter {
-        DeadLetterTarget::KafkaTopic(topic) if *topic == kafka.topic => Some(format!(
-            "topic `{topic}` is the view's own source topic; dead letters would be read again"
-        )),
-        _ => None,
-    }
+    let source = repo.source(&view.source).map(|s| &s.kind);
+    let Some(SourceKind::Kafka(kafka)) = source else {
+        return Some(
+            "a kafka topic needs a view on a kafka source (whose brokers take the dead letters); use {type: redis_stream}".into(),
+        );
+    };
+    (*topic == kafka.topic).then(|| {
+        format!("topic `{topic}` is the view's own source topic; dead letters would be read again")
+    })
 }
 
 /// A push source takes its timestamp columns and field mapping from its

@@ -66,7 +66,9 @@ pub async fn read(
 
 /// Sends each letter's original key and bytes back to its original topic
 /// and deletes it from the stream once delivered. Stops at the first
-/// failure, leaving that letter and the rest in the stream. Returns how many
+/// failure, leaving that letter and the rest in the stream. Letters of batch
+/// rows (materialize, push: no topic) are left in the stream: they are
+/// applied again by running materialize or push again. Returns how many
 /// were replayed.
 pub async fn replay(
     connection: &mut ConnectionManager,
@@ -74,7 +76,16 @@ pub async fn replay(
     letters: &[StoredLetter],
     producer: &FutureProducer,
 ) -> anyhow::Result<usize> {
-    for (done, letter) in letters.iter().enumerate() {
+    let (events, rows): (Vec<&StoredLetter>, Vec<&StoredLetter>) = letters
+        .iter()
+        .partition(|letter| letter.fields.contains_key("topic"));
+    if !rows.is_empty() {
+        tracing::warn!(
+            rows = rows.len(),
+            "dead letters of batch rows (materialize, push) are not replayed to a topic: fix the cause and run materialize or push again"
+        );
+    }
+    for (done, letter) in events.iter().enumerate() {
         send_back(producer, &letter.fields).await.with_context(|| {
             format!(
                 "replaying dead letter {} ({done} replayed before it)",
@@ -88,7 +99,7 @@ pub async fn replay(
             .await
             .with_context(|| format!("deleting replayed dead letter {}", letter.id))?;
     }
-    Ok(letters.len())
+    Ok(events.len())
 }
 
 /// A dead letter read from a Kafka dead-letter topic: the original key and

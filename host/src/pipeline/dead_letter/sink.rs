@@ -15,7 +15,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use redis::aio::ConnectionManager;
 
-use super::DeadLetter;
+use super::{DeadLetter, LetterOrigin};
 
 /// How long the broker has to take a dead letter before the send fails.
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,6 +55,33 @@ pub fn redis_stream_key(project: &str, view: &str) -> String {
 }
 
 impl DeadLetterSink {
+    /// The destination `view` names in `project`: Redis streams go through
+    /// `redis`; a Kafka topic needs `bootstrap_servers` (its stream source's).
+    pub fn for_view(
+        project: &str,
+        view: &crate::repo::FeatureView,
+        redis: &ConnectionManager,
+        bootstrap_servers: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        use crate::repo::DeadLetterTarget;
+        Ok(match &view.dead_letter {
+            DeadLetterTarget::Log => DeadLetterSink::Log,
+            DeadLetterTarget::RedisStream => DeadLetterSink::RedisStream {
+                connection: redis.clone(),
+                key: redis_stream_key(project, &view.name),
+            },
+            DeadLetterTarget::KafkaTopic(topic) => {
+                let bootstrap = bootstrap_servers.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "view `{}` dead-letters to kafka topic `{topic}`, but its source is not a kafka source to take the brokers from",
+                        view.name
+                    )
+                })?;
+                DeadLetterSink::kafka(bootstrap, topic)?
+            }
+        })
+    }
+
     /// A producer for dead letters sent to `topic` on `bootstrap_servers`.
     pub fn kafka(bootstrap_servers: &str, topic: &str) -> rdkafka::error::KafkaResult<Self> {
         let producer = rdkafka::ClientConfig::new()
@@ -97,19 +124,29 @@ impl DeadLetterSink {
     }
 }
 
-/// The metadata every destination carries, as name/value pairs.
-fn fields(letter: &DeadLetter) -> [(&'static str, String); 9] {
-    [
+/// The metadata every destination carries, as name/value pairs: the
+/// origin as `topic`/`partition`/`offset` for a Kafka message, as
+/// `source`/`row` for a batch input's row.
+fn fields(letter: &DeadLetter) -> Vec<(&'static str, String)> {
+    let mut fields = vec![
         ("project", letter.project.clone()),
         ("view", letter.view.clone()),
         ("version", letter.version.clone()),
         ("module", letter.module.clone().unwrap_or_default()),
         ("kind", letter.kind.as_str().to_string()),
         ("reason", letter.reason.clone()),
-        ("topic", letter.origin.topic.clone()),
-        ("partition", letter.origin.partition.to_string()),
-        ("offset", letter.origin.offset.to_string()),
-    ]
+    ];
+    match &letter.origin {
+        LetterOrigin::Event(origin) => fields.extend([
+            ("topic", origin.topic.clone()),
+            ("partition", origin.partition.to_string()),
+            ("offset", origin.offset.to_string()),
+        ]),
+        LetterOrigin::Row { source, row } => {
+            fields.extend([("source", source.clone()), ("row", row.to_string())])
+        }
+    }
+    fields
 }
 
 async fn send_to_redis(

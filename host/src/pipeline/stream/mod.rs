@@ -289,17 +289,6 @@ impl StreamLoop {
         };
         let mut rows = Vec::new();
         for piece in &pieces {
-            for rejected in &piece.transformed.rejected {
-                if let Some(&index) = origins.get(piece.first_row + rejected.row) {
-                    let letter = self.letters().letter(
-                        DeadLetterKind::Rejected,
-                        &events[index],
-                        &rejected.reason,
-                    );
-                    letters.push(letter);
-                    self.count(|m| &m.rejected_by_transform, 1);
-                }
-            }
             self.count(|m| &m.rows_out, piece.transformed.checked.rows as u64);
             let (piece_rows, failures) = self
                 .current
