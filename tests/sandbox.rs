@@ -539,7 +539,7 @@ fn each_tenant_token_opens_its_own_views_only() {
 fn fuel_metering_stops_a_transform_at_its_budget_and_not_before() {
     use fvhost::transform::cache::ModuleCache;
     use fvhost::transform::{
-        Limits, TransformEngine, TransformError, TransformModule, Transformer,
+        LimitName, Limits, TransformEngine, TransformError, TransformModule, Transformer,
     };
 
     let engine = TransformEngine::with_fuel_metering().unwrap();
@@ -566,8 +566,12 @@ fn fuel_metering_stops_a_transform_at_its_budget_and_not_before() {
 
     let spinning = transformer(&test_guest("hostile"), &[("attack", "loop")]);
     match spinning.run(&input) {
-        Err(TransformError::ComputeLimit(reason)) => {
-            assert_eq!(reason, "fuel limit of 50000000 per batch exceeded")
+        Err(TransformError::Limit(limit)) => {
+            assert_eq!((limit.name, limit.limit), (LimitName::Fuel, 50_000_000));
+            assert_eq!(
+                limit.to_string(),
+                "fuel limit of 50000000 per batch exceeded"
+            );
         }
         other => panic!("expected the fuel limit, got {other:?}"),
     }

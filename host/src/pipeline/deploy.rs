@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::registry::{Registry, RegistryError, ViewStatus, ViewVersion};
 use super::starter::ViewStarter;
 use crate::repo::FeatureRepo;
-use crate::transform::{TransformError, TransformModule};
+use crate::transform::{LimitExceeded, LimitName, TransformError, TransformModule};
 
 /// Deploys, rollbacks and repo changes for the views of one host.
 pub struct Deployer {
@@ -93,12 +93,12 @@ impl Deployer {
         let active = slot.active();
         let limits = &self.starter.options.limits;
         if module.len() > limits.module_bytes {
-            let message = format!(
-                "module size limit of {} bytes exceeded: the upload is {} bytes",
-                limits.module_bytes,
-                module.len()
+            let limit = LimitExceeded::new(
+                LimitName::ModuleBytes,
+                limits.module_bytes as u64,
+                Some(module.len() as u64),
             );
-            return Err(TransformError::Limit(message).into());
+            return Err(TransformError::Limit(limit).into());
         }
         let module = TransformModule::from_bytes(
             &self.starter.engine,

@@ -418,8 +418,9 @@ mod tests {
     #[test]
     fn the_time_limit_is_not_narrowed() {
         let mut fake = Fake::poisoned_by(&[3]);
-        fake.error =
-            || TransformError::ComputeLimit("time limit of 10 ms per batch exceeded".into());
+        fake.error = || {
+            crate::transform::LimitExceeded::new(crate::transform::LimitName::Time, 10, None).into()
+        };
         let processed = run(&processor(&fake, 32), 64);
         assert_eq!(fake.calls(), 3, "repeating an overrun is what costs");
         assert_eq!(processed.failed_rows(), 64);

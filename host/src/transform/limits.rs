@@ -5,6 +5,76 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Which limit a call or a module ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitName {
+    Memory,
+    Time,
+    Fuel,
+    OutputBytes,
+    OutputRows,
+    ModuleBytes,
+}
+
+/// A limit that was exceeded: which, its value, and what was asked for or
+/// found when the engine knows it. Its message names all three, once:
+/// "memory limit of 32 MiB exceeded (the guest asked for 40 MiB)".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct LimitExceeded {
+    pub name: LimitName,
+    /// In the limit's unit: bytes, milliseconds, fuel units, rows.
+    pub limit: u64,
+    /// What was asked for or found, in the same unit, if known.
+    pub value: Option<u64>,
+}
+
+impl LimitExceeded {
+    pub fn new(name: LimitName, limit: u64, value: Option<u64>) -> Self {
+        Self { name, limit, value }
+    }
+
+    /// The time and fuel limits: the failures that are expensive to repeat,
+    /// so a failing batch is not narrowed down row by row on them.
+    pub fn is_compute(&self) -> bool {
+        matches!(self.name, LimitName::Time | LimitName::Fuel)
+    }
+
+    fn describe(&self) -> String {
+        let (limit, value) = (self.limit, self.value);
+        match self.name {
+            LimitName::Memory => {
+                let asked = value.map(|v| format!(" (the guest asked for {} MiB)", v >> 20));
+                format!(
+                    "memory limit of {} MiB exceeded{}",
+                    limit >> 20,
+                    asked.unwrap_or_default()
+                )
+            }
+            LimitName::Time => format!("time limit of {limit} ms per batch exceeded"),
+            LimitName::Fuel => format!("fuel limit of {limit} per batch exceeded"),
+            LimitName::OutputBytes => format!(
+                "output size limit of {limit} bytes exceeded{}",
+                value
+                    .map(|v| format!(": the batch is {v} bytes"))
+                    .unwrap_or_default()
+            ),
+            LimitName::OutputRows => format!(
+                "output row limit of {limit} exceeded{}",
+                value
+                    .map(|v| format!(": the batch has {v} rows"))
+                    .unwrap_or_default()
+            ),
+            LimitName::ModuleBytes => format!(
+                "module size limit of {limit} bytes exceeded{}",
+                value
+                    .map(|v| format!(": the module is {v} bytes"))
+                    .unwrap_or_else(|| ": the module is larger".into())
+            ),
+        }
+    }
+}
+
 /// What a tenant's transforms may use. Per call, except `log_rate`, which
 /// clones of one `Limits` share: a tenant's views draw on one log budget.
 #[derive(Debug, Clone)]

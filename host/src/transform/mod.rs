@@ -30,7 +30,7 @@ pub mod runner;
 pub mod schema_check;
 
 pub use engine::{Tier, TransformEngine};
-pub use limits::Limits;
+pub use limits::{LimitExceeded, LimitName, Limits};
 pub use module::TransformModule;
 pub use runner::{Rejected, TransformOutput, Transformer};
 pub use schema_check::{CheckedBatch, OutputSchemaError, ViewSchema};
@@ -48,12 +48,8 @@ pub enum TransformError {
     Returned(String),
     #[error("transform trapped: {0}")]
     Trap(String),
-    #[error("limit exceeded: {0}")]
-    Limit(String),
-    /// The time or fuel limit, apart from the others: the failures that are
-    /// expensive to repeat, so the stream loop does not narrow them down row by row.
-    #[error("limit exceeded: {0}")]
-    ComputeLimit(String),
+    #[error("{0}")]
+    Limit(#[from] LimitExceeded),
     #[error("transform output is not valid Arrow IPC: {0}")]
     MalformedOutput(String),
     #[error("transform output does not match the view's schema: {0}")]
@@ -67,6 +63,6 @@ impl TransformError {
     /// rows cause the failure (a trap, a bad output), rather than repeat an
     /// expensive overrun (the time or fuel limit).
     pub fn worth_narrowing(&self) -> bool {
-        !matches!(self, TransformError::ComputeLimit(_))
+        !matches!(self, TransformError::Limit(limit) if limit.is_compute())
     }
 }

@@ -62,10 +62,15 @@ impl TransformModule {
         let bytes = match crate::bounded_file::read(path, limits.module_bytes as u64, "a module") {
             Ok(bytes) => bytes,
             Err(crate::bounded_file::FileReadError::TooLarge { .. }) => {
-                return Err(TransformError::Limit(format!(
-                    "module size limit of {} bytes exceeded: {display} is larger",
-                    limits.module_bytes
-                )));
+                let limit = super::LimitExceeded::new(
+                    super::LimitName::ModuleBytes,
+                    limits.module_bytes as u64,
+                    None,
+                );
+                return Err(TransformError::Load {
+                    path: display.clone(),
+                    reason: limit.to_string(),
+                });
             }
             Err(e) => return Err(load_error(e.to_string())),
         };

@@ -10,7 +10,10 @@ use wasmtime::Store;
 
 use super::guest::GuestState;
 use super::module::Code;
-use super::{Limits, TransformEngine, TransformError, TransformModule, deadline, guest_text, ipc};
+use super::{
+    LimitExceeded, LimitName, Limits, TransformEngine, TransformError, TransformModule, deadline,
+    guest_text, ipc,
+};
 
 /// An input row a transform refused, with its reason.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,19 +122,21 @@ impl Transformer {
             .map_err(|e| self.trap(store, e))?
             .map_err(|e| TransformError::Returned(guest_text::error(&e)))?;
         if output.batch.len() > self.limits.output_bytes {
-            return Err(TransformError::Limit(format!(
-                "output size limit of {} bytes exceeded: the batch is {} bytes",
-                self.limits.output_bytes,
-                output.batch.len()
-            )));
+            return Err(LimitExceeded::new(
+                LimitName::OutputBytes,
+                self.limits.output_bytes as u64,
+                Some(output.batch.len() as u64),
+            )
+            .into());
         }
         let batch = ipc::decode_one(&output.batch).map_err(TransformError::MalformedOutput)?;
         if batch.num_rows() > self.limits.output_rows {
-            return Err(TransformError::Limit(format!(
-                "output row limit of {} exceeded: the batch has {} rows",
-                self.limits.output_rows,
-                batch.num_rows()
-            )));
+            return Err(LimitExceeded::new(
+                LimitName::OutputRows,
+                self.limits.output_rows as u64,
+                Some(batch.num_rows() as u64),
+            )
+            .into());
         }
         let mut rejected = output.rejected;
         // One dead letter per event, however often the guest names its row.
@@ -154,28 +159,25 @@ impl Transformer {
     }
 
     fn time_limit_exceeded(&self) -> TransformError {
-        TransformError::ComputeLimit(format!(
-            "time limit of {} ms per batch exceeded",
-            self.limits.time_per_batch.as_millis()
-        ))
+        let millis = u64::try_from(self.limits.time_per_batch.as_millis()).unwrap_or(u64::MAX);
+        LimitExceeded::new(LimitName::Time, millis, None).into()
     }
 
     /// Names the limit behind a trap when one was hit, else describes the trap.
     fn trap(&self, store: &Store<GuestState>, error: wasmtime::Error) -> TransformError {
         if let Some(desired) = store.data().limiter.memory_exceeded {
-            return TransformError::Limit(format!(
-                "memory limit of {} MiB exceeded (the guest asked for {} MiB)",
-                self.limits.memory_bytes >> 20,
-                desired >> 20
-            ));
+            return LimitExceeded::new(
+                LimitName::Memory,
+                self.limits.memory_bytes as u64,
+                Some(desired as u64),
+            )
+            .into();
         }
         match error.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => return self.time_limit_exceeded(),
             Some(wasmtime::Trap::OutOfFuel) => {
-                return TransformError::ComputeLimit(format!(
-                    "fuel limit of {} per batch exceeded",
-                    self.limits.fuel_per_batch.unwrap_or(u64::MAX)
-                ));
+                let fuel = self.limits.fuel_per_batch.unwrap_or(u64::MAX);
+                return LimitExceeded::new(LimitName::Fuel, fuel, None).into();
             }
             _ => {}
         }
