@@ -189,3 +189,21 @@ mod tests {
         );
     }
 }
+
+/// Feast's `entity_key_serialization_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyVersion {
+    V2,
+    V3,
+}
+
+impl KeyVersion {
+    /// The version for a `feature_store.yaml` value; only 2 and 3 exist in Feast today.
+    pub fn from_number(number: u32) -> Option<Self> {
+        match number {
+            2 => Some(KeyVersion::V2),
+            3 => Some(KeyVersion::V3),
+            _ => None,
+        }
+    }
+}

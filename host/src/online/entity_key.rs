@@ -6,6 +6,7 @@
 //! by name. Version 2 drops `num_keys` and the name lengths.
 //! The Redis key is the serialized entity key followed by the project name.
 
+pub use crate::types::KeyVersion;
 use crate::types::ScalarType;
 
 /// One join-key value, already in its declared type.
@@ -40,24 +41,6 @@ impl KeyValue<'_> {
             KeyValue::Int64(v) | KeyValue::UnixTimestamp(v) => {
                 put_len_prefixed(out, &v.to_le_bytes())
             }
-        }
-    }
-}
-
-/// Feast's `entity_key_serialization_version`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyVersion {
-    V2,
-    V3,
-}
-
-impl KeyVersion {
-    /// The version for a `feature_store.yaml` value; only 2 and 3 exist in Feast today.
-    pub fn from_number(number: u32) -> Option<Self> {
-        match number {
-            2 => Some(KeyVersion::V2),
-            3 => Some(KeyVersion::V3),
-            _ => None,
         }
     }
 }

@@ -65,7 +65,7 @@ impl ViewPipeline {
         let key_version = repo
             .config
             .key_version()
-            .unwrap_or(crate::online::KeyVersion::V3);
+            .unwrap_or(crate::types::KeyVersion::V3);
         Ok(Self {
             version: version_id(view, &source, transformer.as_ref()),
             project: repo.project().to_string(),
@@ -138,11 +138,10 @@ impl ViewPipeline {
     /// source declares one (Kafka JSON); `None` for sources known only at read time.
     pub fn input_schema(&self) -> Option<Arc<arrow_schema::Schema>> {
         match &self.source.kind {
-            crate::repo::SourceKind::Kafka(kafka) => match &kafka.format {
-                crate::repo::MessageFormat::Json { schema } => Some(Arc::new(
-                    crate::repo::mapped_schema(schema, &self.source.field_mapping),
-                )),
-            },
+            crate::repo::SourceKind::Kafka(kafka) => Some(Arc::new(crate::repo::mapped_schema(
+                kafka.format.schema(),
+                &self.source.field_mapping,
+            ))),
             _ => None,
         }
     }

@@ -1,10 +1,7 @@
 //! The validated feature repo: what the rest of fvhost works from.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
-
-use arrow_schema::Schema;
 
 use super::store_config::StoreConfig;
 use crate::types::{FeatureType, ScalarType};
@@ -65,12 +62,7 @@ pub struct KafkaSource {
     pub watermark_delay: Option<Duration>,
 }
 
-/// How a Kafka message's bytes become a row.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MessageFormat {
-    /// JSON objects, decoded by the declared schema (column names before `field_mapping`).
-    Json { schema: Arc<Schema> },
-}
+pub use crate::format::MessageFormat;
 
 /// A join key of a view, with the type its values are encoded as.
 #[derive(Debug, Clone, PartialEq)]

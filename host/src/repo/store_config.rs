@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::online::KeyVersion;
+use crate::types::KeyVersion;
 
 /// The parts of `feature_store.yaml` fvhost uses. Keys it does not use
 /// (`registry`, `provider`, `offline_store`, ...) are accepted and ignored,

@@ -5,9 +5,7 @@ use arrow_array::{Array, BooleanArray, RecordBatch};
 
 use super::StreamLoop;
 use crate::event_time::FutureLimit;
-use crate::format::JsonBatchBuilder;
 use crate::pipeline::dead_letter::{DeadLetter, DeadLetterKind};
-use crate::repo::MessageFormat;
 use crate::source::kafka::Event;
 
 impl StreamLoop {
@@ -19,7 +17,6 @@ impl StreamLoop {
         letters: &mut Vec<DeadLetter>,
     ) -> (RecordBatch, Vec<usize>) {
         let view = self.current.pipeline.view.name.clone();
-        let MessageFormat::Json { schema } = &self.kafka.format;
         let required: Vec<String> = self
             .current
             .pipeline
@@ -31,11 +28,10 @@ impl StreamLoop {
                 self.current.pipeline.source.timestamp_field.clone(),
             ))
             .collect();
-        let mut builder = JsonBatchBuilder::new(
-            schema,
-            &self.current.pipeline.source.field_mapping,
-            &required,
-        );
+        let mut builder = self
+            .kafka
+            .format
+            .decoder(&self.current.pipeline.source.field_mapping, &required);
         let mut origins = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
             let result = match &event.payload {
