@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use fvhost::control::{Host, HostOptions};
 use fvhost::local::{LocalBroker, RedisServer};
-use fvhost::pipeline::{Host, HostOptions};
 use fvhost::repo;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};

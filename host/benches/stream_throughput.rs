@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fvhost::control::{Host, HostOptions};
 use fvhost::format::JsonBatchBuilder;
 use fvhost::local::{LocalBroker, RedisServer};
 use fvhost::online::{OnlineWriter, connect};
-use fvhost::pipeline::{Host, HostOptions, ViewPipeline};
+use fvhost::pipeline::ViewPipeline;
 use fvhost::repo::{self, MessageFormat, SourceKind};
 use fvhost::transform::cache::ModuleCache;
 use fvhost::transform::{Limits, TransformEngine};

@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use fvhost::control::{Host, HostOptions, TenantSpec};
 use fvhost::local::{LocalBroker, RedisServer};
-use fvhost::pipeline::{Host, HostOptions, TenantSpec};
 use fvhost::transform::Limits;
 
 #[global_allocator]

@@ -11,7 +11,9 @@
 //! - [`format`]: message bytes into Arrow rows (JSON by a declared schema);
 //! - [`transform`]: the Wasm engine, modules, limits, the output schema check;
 //! - [`online`]: Feast's Redis layout, writer and reader;
-//! - [`pipeline`]: the per-view stream loop, watermark, dead letters, metrics;
+//! - [`pipeline`]: the data path: the stream loop, the transform stage, materialize, push,
+//!   watermark, dead letters, metrics;
+//! - [`control`]: the control path: the host, its tenants, hot swap and deploys;
 //! - [`tenancy`]: host.yaml, tenants, their limits and admin credentials;
 //! - [`local`]: a redis-server and a Kafka-protocol broker on loopback, for the
 //!   quickstart and the tests;
@@ -21,6 +23,7 @@
 
 pub mod bounded_file;
 pub mod cli;
+pub mod control;
 pub mod event_time;
 pub mod format;
 pub mod local;

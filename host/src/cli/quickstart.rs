@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::sync::watch;
 
+use crate::control::{Host, HostOptions, ViewReport};
 use crate::local::{LocalBroker, RedisServer};
 use crate::online::FeatureRef;
-use crate::pipeline::{Host, HostOptions, ViewReport};
 use crate::repo;
 
 #[derive(Debug, clap::Args)]

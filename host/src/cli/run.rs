@@ -7,7 +7,8 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use super::RepoArgs;
-use crate::pipeline::{Host, HostOptions, SINGLE_TENANT, StreamSettings, TenantSpec};
+use crate::control::{Host, HostOptions, SINGLE_TENANT, TenantSpec};
+use crate::pipeline::StreamSettings;
 use crate::server::admin::Admin;
 use crate::server::auth::AdminAuth;
 use crate::tenancy::HostConfig;
@@ -117,7 +118,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let host = Host::start_tenants(tenants, &options, shutdown.clone()).await?;
     if args.watch {
         for deployer in host.deployers().into_values() {
-            crate::pipeline::repo_watch::spawn(deployer, shutdown.clone());
+            crate::control::repo_watch::spawn(deployer, shutdown.clone());
         }
     }
     if !args.no_admin {

@@ -1,277 +1,28 @@
-//! Running a repo's stream feature views: one loop per view, each with its
-//! own consumer group, so a view that fails stops alone.
+//! The data path: a view's rows from where they come from to the stores.
 //!
-//! - [`stream`]: the per-view loop (consume, decode, watermark, transform, write, commit);
+//! - [`stream`]: the per-view Kafka loop (consume, decode, watermark, transform, write, commit);
 //! - [`processor`]: a view version's transform stage (retries, narrowing,
 //!   rejections, schema check), shared by the stream, materialize and push;
-//! - [`view`]: a view's processing independent of its source;
-//! - [`watermark`], [`dead_letter`], [`metrics`]: what the loop keeps track of.
+//! - [`materialize`] (+ [`materialize_state`]), [`push`]: the batch side;
+//! - [`view`]: a view's processing independent of its source; [`version`]: a
+//!   view version as the loop sees it;
+//! - [`watermark`], [`dead_letter`], [`metrics`], [`fairness`]: what the loops keep track of.
+//!
+//! The control path (registry, deploys, starting views, the host) is
+//! [`crate::control`]; nothing here depends on it.
 
 pub mod dead_letter;
-pub mod deploy;
 pub mod fairness;
 pub mod materialize;
 pub mod materialize_state;
 pub mod metrics;
 pub mod processor;
 pub mod push;
-pub mod registry;
-pub mod repo_watch;
-pub mod starter;
 pub mod stream;
+pub mod version;
 pub mod view;
 pub mod watermark;
 
-use std::sync::Arc;
-
-use anyhow::Context;
-use serde::Serialize;
-use tokio::sync::{mpsc, watch};
-
-use crate::offline::log::{OfflineLog, Rotation};
-use crate::online::{OnlineWriter, connect};
-use crate::repo::FeatureRepo;
-use crate::transform::cache::{ModuleCache, default_dir};
-use crate::transform::{Limits, TransformEngine};
-pub use deploy::Deployer;
-use fairness::TransformSlots;
 pub use metrics::{MetricsSnapshot, ViewMetrics};
-use registry::Registry;
-use starter::{ViewStarter, ViewTask};
 pub use stream::{StreamLoop, StreamSettings, ViewStopped};
 pub use view::ViewPipeline;
-
-/// Settings of `fvhost run` beyond the repo itself.
-#[derive(Debug, Clone, Default)]
-pub struct HostOptions {
-    /// Replaces every Kafka source's `kafka_bootstrap_servers`.
-    pub kafka_bootstrap: Option<String>,
-    /// Replaces the online store's connection string (a `redis://` URL).
-    pub redis_url: Option<String>,
-    pub limits: Limits,
-    pub stream: StreamSettings,
-    /// When offline log files are finished (and offsets committed).
-    pub offline_rotation: Rotation,
-    /// Where compiled modules are cached; `None` uses the default folder.
-    pub cache_dir: Option<std::path::PathBuf>,
-}
-
-/// The consumer group of a view: views never share offsets.
-pub fn group_id(project: &str, view: &str) -> String {
-    format!("fvhost.{project}.{view}")
-}
-
-/// The offline log of a stream view: its batch source's folder.
-pub(crate) fn offline_log(
-    repo: &FeatureRepo,
-    view: &crate::repo::FeatureView,
-    pipeline: &ViewPipeline,
-    options: &HostOptions,
-) -> anyhow::Result<OfflineLog> {
-    let source = materialize::batch_source(repo, view)?;
-    let crate::repo::SourceKind::File { path } = &source.kind else {
-        anyhow::bail!(
-            "view `{}`: batch source `{}` is not a file source",
-            view.name,
-            source.name
-        );
-    };
-    let dir = crate::offline::files::write_dir(&repo.root, path)
-        .with_context(|| format!("view `{}`: offline log", view.name))?;
-    Ok(OfflineLog::new(
-        dir,
-        &pipeline.schema,
-        options.offline_rotation,
-    ))
-}
-
-/// A running host: one task per stream view, views grouped by tenant; views
-/// can be added while it runs.
-pub struct Host {
-    tenants: Vec<TenantHost>,
-    new_tasks: mpsc::UnboundedReceiver<ViewTask>,
-}
-
-/// One tenant's part of a running host: its own views, registry, transform
-/// slots and Redis connection.
-struct TenantHost {
-    name: String,
-    starter: Arc<ViewStarter>,
-    deployer: Arc<Deployer>,
-}
-
-/// What a tenant brings to [`Host::start_tenants`].
-#[derive(Debug, Clone)]
-pub struct TenantSpec {
-    pub name: String,
-    pub repo: FeatureRepo,
-    pub limits: Limits,
-}
-
-/// The tenant of a host started from a single repo (`fvhost run -r REPO`).
-pub const SINGLE_TENANT: &str = "default";
-
-/// How one view ended, with its final counters.
-#[derive(Debug, Serialize)]
-pub struct ViewReport {
-    pub tenant: String,
-    pub view: String,
-    pub status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(flatten)]
-    pub metrics: MetricsSnapshot,
-}
-
-impl Host {
-    /// Runs one repo's stream views, as the single tenant [`SINGLE_TENANT`].
-    pub async fn start(
-        repo: &FeatureRepo,
-        options: &HostOptions,
-        shutdown: watch::Receiver<bool>,
-    ) -> anyhow::Result<Self> {
-        let tenant = TenantSpec {
-            name: SINGLE_TENANT.to_string(),
-            repo: repo.clone(),
-            limits: options.limits.clone(),
-        };
-        Self::start_tenants(vec![tenant], options, shutdown).await
-    }
-
-    /// Loads every tenant's stream views, connects each to its Redis and
-    /// Kafka and starts the loops. `options.limits` is replaced by each
-    /// tenant's own.
-    pub async fn start_tenants(
-        tenants: Vec<TenantSpec>,
-        options: &HostOptions,
-        shutdown: watch::Receiver<bool>,
-    ) -> anyhow::Result<Self> {
-        let metered = tenants.iter().any(|t| t.limits.fuel_per_batch.is_some());
-        let engine = if metered {
-            TransformEngine::with_fuel_metering()
-        } else {
-            TransformEngine::new()
-        }
-        .context("starting the WebAssembly engine")?;
-        let cache = ModuleCache::new(options.cache_dir.clone().or_else(default_dir));
-        let host_slots = TransformSlots::host_slots();
-        let (sender, new_tasks) = mpsc::unbounded_channel();
-        let mut started = Vec::new();
-        for tenant in tenants {
-            let in_tenant = |e: anyhow::Error| e.context(format!("tenant `{}`", tenant.name));
-            let repo = &tenant.repo;
-            let connection = connect(&repo.config.online_store, options.redis_url.as_deref())
-                .await
-                .context("connecting to the Redis online store")
-                .map_err(in_tenant)?;
-            let writer = OnlineWriter::new(connection, &repo.config.online_store);
-            let starter = Arc::new(ViewStarter::new(
-                &tenant.name,
-                engine.clone(),
-                cache.clone(),
-                HostOptions {
-                    limits: tenant.limits.clone(),
-                    ..options.clone()
-                },
-                writer,
-                TransformSlots::new(tenant.limits.instances_in_flight, host_slots.clone()),
-                sender.clone(),
-            ));
-            for (view, _, kafka) in repo.kafka_views() {
-                let pipeline = starter.pipeline(repo, view).map_err(in_tenant)?;
-                starter
-                    .start(repo, pipeline, kafka, "repo")
-                    .map_err(in_tenant)?;
-            }
-            stop_views_on(shutdown.clone(), starter.registry.clone());
-            let deployer = Arc::new(Deployer::new(starter.clone(), repo.clone()));
-            started.push(TenantHost {
-                name: tenant.name,
-                starter,
-                deployer,
-            });
-        }
-        if started.iter().all(|t| t.starter.started().is_empty()) {
-            anyhow::bail!("no repo has a stream feature view with a kafka source: nothing to run");
-        }
-        Ok(Self {
-            tenants: started,
-            new_tasks,
-        })
-    }
-
-    /// Each tenant's deployer (the admin API's backend), by tenant name.
-    pub fn deployers(&self) -> std::collections::BTreeMap<String, Arc<Deployer>> {
-        self.tenants
-            .iter()
-            .map(|t| (t.name.clone(), t.deployer.clone()))
-            .collect()
-    }
-
-    /// The first tenant's deployer: the only one of a single-repo host.
-    pub fn deployer(&self) -> Arc<Deployer> {
-        self.tenants[0].deployer.clone()
-    }
-
-    /// Counters of every view started so far, live, in tenant order.
-    pub fn metrics(&self) -> Vec<(String, Arc<ViewMetrics>)> {
-        self.tenants
-            .iter()
-            .flat_map(|t| t.starter.started())
-            .collect()
-    }
-
-    /// Waits for every view to stop, taking in views added meanwhile; a view
-    /// that fails is reported and the others keep running.
-    pub async fn wait(mut self) -> Vec<ViewReport> {
-        use futures::StreamExt;
-        let mut errors = std::collections::HashMap::new();
-        let mut running = futures::stream::FuturesUnordered::new();
-        loop {
-            while let Ok(task) = self.new_tasks.try_recv() {
-                running.push(task);
-            }
-            if running.is_empty() {
-                break;
-            }
-            tokio::select! {
-                Some(task) = self.new_tasks.recv() => running.push(task),
-                Some(joined) = running.next() => match joined {
-                    Ok((task, Ok(()))) => tracing::debug!(tenant = %task.0, view = %task.1, "view finished"),
-                    Ok((task, Err(e))) => {
-                        tracing::error!(tenant = %task.0, view = %task.1, "view stopped: {e}; its offsets stay at the last written batch, other views keep running");
-                        errors.insert(task, e.to_string());
-                    }
-                    Err(e) => tracing::error!("a view task panicked: {e}"),
-                },
-            }
-        }
-        self.tenants
-            .iter()
-            .flat_map(|t| {
-                t.starter
-                    .started()
-                    .into_iter()
-                    .map(|(view, metrics)| (t.name.clone(), view, metrics))
-            })
-            .map(|(tenant, view, metrics)| {
-                let error = errors.remove(&(tenant.clone(), view.clone()));
-                ViewReport {
-                    status: if error.is_some() { "failed" } else { "stopped" },
-                    error,
-                    metrics: metrics.snapshot(),
-                    tenant,
-                    view,
-                }
-            })
-            .collect()
-    }
-}
-
-/// Stops every view (present and future) once `shutdown` turns true.
-fn stop_views_on(mut shutdown: watch::Receiver<bool>, registry: Arc<Registry>) {
-    tokio::spawn(async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-        registry.stop_all();
-    });
-}

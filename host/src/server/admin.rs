@@ -37,9 +37,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::ApiError;
 use super::auth::{AdminAuth, Caller};
 use super::body::{BodyLimit, declared_length};
-use crate::pipeline::Deployer;
-use crate::pipeline::deploy::{Applied, DeployError, Deployed};
-use crate::pipeline::registry::ViewStatus;
+use crate::control::Deployer;
+use crate::control::deploy::{Applied, DeployError, Deployed};
+use crate::control::registry::ViewStatus;
 
 /// Deploys and applies (uploads, compiles, probes) running at once, per
 /// tenant: each holds a module, its compiled code and a probe instance.
@@ -347,7 +347,7 @@ async fn rollback(
 
 fn deploy_error(error: DeployError) -> ApiError {
     let status = match &error {
-        DeployError::Registry(crate::pipeline::registry::RegistryError::UnknownView(_)) => {
+        DeployError::Registry(crate::control::registry::RegistryError::UnknownView(_)) => {
             StatusCode::NOT_FOUND
         }
         DeployError::Registry(_) => StatusCode::CONFLICT,

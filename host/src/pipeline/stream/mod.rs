@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::dead_letter::{DeadLetter, DeadLetterContext, DeadLetterKind, DeadLetterSink};
 use super::fairness::TransformSlots;
 use super::metrics::{Pause, ViewMetrics};
-use super::registry::ViewVersion;
+use super::version::ViewVersion;
 use super::view::ViewPipeline;
 use super::watermark::Watermark;
 use crate::offline::OfflineError;
