@@ -729,6 +729,38 @@ fn the_http_server_pushes_and_reads_in_feasts_shapes() {
         body.contains("row 1: column `event_timestamp`: event time 3000-01-01T00:00:00Z is more than 5m ahead of the host's clock"),
         "{body}"
     );
+    for (column, value, expected) in [
+        (
+            "conv_rate",
+            serde_json::json!(1e300),
+            "row 1: column `conv_rate`: the value does not fit Float32",
+        ),
+        (
+            "avg_daily_trips",
+            serde_json::json!(true),
+            "column `avg_daily_trips` (Boolean) cannot become Int64",
+        ),
+        (
+            "event_timestamp",
+            serde_json::json!("last tuesday"),
+            "row 1: column `event_timestamp`: the value does not fit",
+        ),
+    ] {
+        let mut df = serde_json::json!({
+            "driver_id": [1003, 1004],
+            "event_timestamp": ["2026-01-01T02:00:00Z", "2026-01-01T02:00:00Z"],
+            "created": ["2026-01-01T02:00:00Z", "2026-01-01T02:00:00Z"],
+            "conv_rate": [0.5, 0.5], "acc_rate": [0.5, 0.5], "avg_daily_trips": [1, 2]
+        });
+        if value.is_boolean() {
+            df[column] = serde_json::json!([value, value]);
+        } else {
+            df[column][1] = value;
+        }
+        let (status, body) = refused(df);
+        assert_eq!(status, 400, "{column}: {body}");
+        assert!(body.contains(expected), "{column}: {body}");
+    }
     let mut connection = redis_connection(&redis);
     for driver in [1003, 1004] {
         let stored: HashMap<Vec<u8>, Vec<u8>> = connection
@@ -736,6 +768,31 @@ fn the_http_server_pushes_and_reads_in_feasts_shapes() {
             .unwrap();
         assert!(stored.is_empty(), "nothing of a refused push is written");
     }
+
+    // A feature asked for twice, or more values than one answer holds, is refused.
+    let request = serde_json::json!({
+        "entities": {"driver_id": [1001]},
+        "features": ["driver_hourly_stats_fresh:conv_rate", "driver_hourly_stats_fresh:conv_rate"]
+    });
+    let (status, body) = http(port, "POST", "/get-online-features", Some(&request));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("asked for more than once"), "{body}");
+    let features: Vec<String> = ["driver_hourly_stats", "driver_hourly_stats_fresh"]
+        .iter()
+        .flat_map(|view| {
+            ["conv_rate", "acc_rate", "avg_daily_trips"].map(|feature| format!("{view}:{feature}"))
+        })
+        .collect();
+    let request = serde_json::json!({
+        "entities": {"driver_id": (0..166_668).collect::<Vec<i64>>()},
+        "features": features
+    });
+    let (status, body) = http(port, "POST", "/get-online-features", Some(&request));
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body.contains("at most 1000000 are answered at once"),
+        "{body}"
+    );
 
     // A body over --max-push-bytes is answered 413, even to a client that
     // writes all of it before reading.

@@ -181,6 +181,30 @@ fn apply_names_a_definitions_file_whose_name_is_not_utf8() {
 }
 
 #[test]
+fn apply_never_reads_a_yaml_file_that_leads_outside_the_repo() {
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("operator.token");
+    std::fs::write(&secret, "tok-operator-5f1e0c2a9b\n").unwrap();
+    let repo = TestRepo::new(
+        "linked",
+        &Definitions::new()
+            .driver_stats("stats", "drivers", "Float32")
+            .yaml(),
+    );
+    std::os::unix::fs::symlink(&secret, repo.path().join("zz.yaml")).unwrap();
+    let (code, _, stderr) = apply(&repo);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("zz.yaml leads outside the repo folder"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("tok-operator"),
+        "the file's content is never shown: {stderr}"
+    );
+}
+
+#[test]
 fn apply_runs_the_module_on_a_probe_batch_and_rejects_a_schema_mismatch() {
     let mistyped = Definitions::new()
         .driver_stats("stats", "drivers", "Int64")

@@ -267,6 +267,9 @@ impl PushTarget {
                             field.data_type()
                         )
                     };
+                    if field.data_type() == &DataType::Boolean || to == &DataType::Boolean {
+                        return Err(failed("booleans and numbers do not convert".into()));
+                    }
                     let cast = if matches!(to, DataType::Timestamp(..)) {
                         to_utc_micros(column).ok_or_else(|| failed("not a timestamp".into()))?
                     } else {
@@ -277,6 +280,12 @@ impl PushTarget {
                         arrow_cast::cast_with_options(column, to, &strict)
                             .map_err(|e| failed(e.to_string()))?
                     };
+                    if let Some(row) = first_lossy_row(column, &cast) {
+                        anyhow::bail!(
+                            "row {row}: column `{}`: the value does not fit {to} (unreadable or out of range); nothing was pushed",
+                            field.name()
+                        );
+                    }
                     fields.push(Field::new(field.name(), to.clone(), true));
                     columns.push(cast);
                 }
@@ -291,6 +300,26 @@ impl PushTarget {
             columns,
         )?)
     }
+}
+
+/// The first row whose value a cast lost: a value that became null (text
+/// that is not a timestamp), or a finite number that became infinite (1e300
+/// as a Float32).
+fn first_lossy_row(input: &arrow_array::ArrayRef, output: &arrow_array::ArrayRef) -> Option<usize> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float32Type, Float64Type};
+    let became_null = (0..input.len()).find(|&row| input.is_valid(row) && output.is_null(row));
+    if became_null.is_some() || output.data_type() != &DataType::Float32 {
+        return became_null;
+    }
+    let input = arrow_cast::cast(input, &DataType::Float64).ok()?;
+    let (before, after) = (
+        input.as_primitive::<Float64Type>(),
+        output.as_primitive::<Float32Type>(),
+    );
+    (0..input.len()).find(|&row| {
+        after.is_valid(row) && before.value(row).is_finite() && !after.value(row).is_finite()
+    })
 }
 
 /// The pushed rows through `view`'s transform stage (retries, narrowing).

@@ -104,8 +104,24 @@ fn definition_files(root: &Path) -> Result<Vec<PathBuf>, Vec<String>> {
 }
 
 /// Reads one of the repo's YAML files, bounded (see [`crate::bounded_file`]).
-fn read_config(path: &Path) -> Result<String, crate::bounded_file::FileReadError> {
+/// The file must be inside the repo folder once links are resolved: a YAML
+/// error quotes what it could not parse, so a link to a file elsewhere
+/// (another tenant's token, `/etc/shadow`) would echo that file's content
+/// to whoever can edit the repo.
+fn read_config(root: &Path, path: &Path) -> Result<String, String> {
+    let inside = match (root.canonicalize(), path.canonicalize()) {
+        (Ok(root), Ok(resolved)) => resolved.starts_with(&root),
+        (_, Err(e)) => return Err(format!("{}: {e}", path.display())),
+        (Err(e), _) => return Err(format!("{}: {e}", root.display())),
+    };
+    if !inside {
+        return Err(format!(
+            "{} leads outside the repo folder (a symbolic link?): only the repo's own files are read",
+            path.display()
+        ));
+    }
     crate::bounded_file::read_text(path, crate::bounded_file::MAX_CONFIG_BYTES, "a YAML file")
+        .map_err(|e| e.to_string())
 }
 
 type Objects = (Vec<Entity>, Vec<Source>, Vec<FeatureView>);
@@ -147,7 +163,7 @@ impl<'a> Loader<'a> {
 
     fn store_config(&mut self) -> Option<StoreConfig> {
         let path = self.root.join(STORE_CONFIG_FILE);
-        let text = match read_config(&path) {
+        let text = match read_config(self.root, &path) {
             Ok(text) => text,
             Err(e) => {
                 self.errors.push(e.to_string());
@@ -208,7 +224,7 @@ impl<'a> Loader<'a> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
-        let text = match read_config(path) {
+        let text = match read_config(self.root, path) {
             Ok(text) => text,
             Err(e) => return self.errors.push(format!("{file}: {e}")),
         };

@@ -231,6 +231,14 @@ struct DeployQuery {
     by: String,
 }
 
+impl DeployQuery {
+    /// Who deploys, as shown in status and the log: cut to 100 bytes and
+    /// escaped like a guest's text, since any caller chooses it.
+    fn who(&self) -> String {
+        crate::transform::guest_text::sanitize(&self.by, 100)
+    }
+}
+
 fn anonymous() -> String {
     "admin-api".into()
 }
@@ -243,7 +251,7 @@ async fn tenant_deploy(
     body: Body,
 ) -> Result<Json<Deployed>, ApiError> {
     let tenant = admin.deployer(&headers, Some(&tenant))?;
-    run_deploy(&admin, tenant, view, query.by, &headers, body).await
+    run_deploy(&admin, tenant, view, query.who(), &headers, body).await
 }
 
 async fn deploy(
@@ -254,7 +262,7 @@ async fn deploy(
     body: Body,
 ) -> Result<Json<Deployed>, ApiError> {
     let tenant = admin.deployer(&headers, None)?;
-    run_deploy(&admin, tenant, view, query.by, &headers, body).await
+    run_deploy(&admin, tenant, view, query.who(), &headers, body).await
 }
 
 /// Reads the module (the caller is authorized and a deploy slot is held)
@@ -300,7 +308,7 @@ async fn tenant_apply(
     headers: HeaderMap,
 ) -> Result<Json<Applied>, ApiError> {
     let tenant = admin.deployer(&headers, Some(&tenant))?;
-    run_apply(&admin, tenant, query.by).await
+    run_apply(&admin, tenant, query.who()).await
 }
 
 async fn apply(
@@ -309,7 +317,7 @@ async fn apply(
     headers: HeaderMap,
 ) -> Result<Json<Applied>, ApiError> {
     let tenant = admin.deployer(&headers, None)?;
-    run_apply(&admin, tenant, query.by).await
+    run_apply(&admin, tenant, query.who()).await
 }
 
 async fn run_apply(

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
+use super::body::{BodyLimit, declared_length};
 use super::{ApiError, ServerState};
 use crate::online::request::OnlineRequest;
 use crate::online::{FeatureRef, OnlineResponse};
@@ -19,10 +20,36 @@ pub struct FeaturesRequest {
     pub full_feature_names: bool,
 }
 
+/// Largest `/get-online-features` body read.
+pub const MAX_REQUEST_BYTES: usize = 2 << 20;
+
+/// Most values (entities x features) one request may ask for: the answer
+/// is built in memory, about a hundred bytes a value.
+pub const MAX_VALUES: usize = 1_000_000;
+
 pub async fn get_online_features(
     State(state): State<Arc<ServerState>>,
-    Json(request): Json<FeaturesRequest>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> Result<Json<OnlineResponse>, ApiError> {
+    let limit = BodyLimit {
+        what: "the /get-online-features body",
+        max_bytes: MAX_REQUEST_BYTES,
+        discard_excess: true,
+    };
+    let bytes = super::body::read(body, declared_length(&headers), limit).await?;
+    let request: FeaturesRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the body is not a get-online-features request: {e}"),
+        )
+    })?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some(duplicate) = request.features.iter().find(|f| !seen.insert(f.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "feature `{duplicate}` is asked for more than once"
+        )));
+    }
     let refs = request
         .features
         .iter()
@@ -31,6 +58,17 @@ pub async fn get_online_features(
         .map_err(ApiError::bad_request)?;
     let resolved = OnlineRequest::new(&state.repo, &refs).map_err(ApiError::bad_request)?;
     let rows = entity_rows(&request.entities, &resolved).map_err(ApiError::bad_request)?;
+    let values = rows.len().saturating_mul(refs.len().max(1));
+    if values > MAX_VALUES {
+        return Err(ApiError(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request asks for {values} values ({} entities x {} features); at most {MAX_VALUES} are answered at once",
+                rows.len(),
+                refs.len()
+            ),
+        ));
+    }
     let mut connection = state.reader.clone();
     let response = resolved
         .read(

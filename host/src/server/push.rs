@@ -91,43 +91,71 @@ fn refuse_inexact_integers(
     Ok(())
 }
 
-/// A column-oriented JSON table as one Arrow batch, types inferred from the values.
+/// Most rows one `/push` request may carry.
+pub const MAX_PUSH_ROWS: usize = 1_000_000;
+
+/// A column-oriented JSON table as one Arrow batch, types inferred from the
+/// values. Built a column at a time, so memory follows the values, not
+/// rows x column names.
 fn columns_to_batch(
     df: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<arrow_array::RecordBatch, String> {
-    let mut rows: Vec<serde_json::Map<String, serde_json::Value>> = Vec::new();
+    let mut rows = None;
+    let mut fields = Vec::with_capacity(df.len());
+    let mut columns = Vec::with_capacity(df.len());
     for (column, values) in df {
         let values = values
             .as_array()
             .ok_or_else(|| format!("df column `{column}` is not a list"))?;
-        if rows.is_empty() {
-            rows = vec![serde_json::Map::new(); values.len()];
+        match rows {
+            None => rows = Some(values.len()),
+            Some(rows) if rows != values.len() => {
+                return Err(format!(
+                    "df column `{column}` has {} values, others have {rows}",
+                    values.len()
+                ));
+            }
+            Some(_) => {}
         }
-        if values.len() != rows.len() {
+        if values.len() > MAX_PUSH_ROWS {
             return Err(format!(
-                "df column `{column}` has {} values, others have {}",
-                values.len(),
-                rows.len()
+                "df has {} rows; a push takes at most {MAX_PUSH_ROWS}",
+                values.len()
             ));
         }
-        for (row, value) in rows.iter_mut().zip(values) {
-            row.insert(column.clone(), value.clone());
-        }
+        let array = column_to_array(values).map_err(|e| format!("df column `{column}`: {e}"))?;
+        fields.push(arrow_schema::Field::new(
+            column,
+            array.data_type().clone(),
+            true,
+        ));
+        columns.push(array);
     }
-    if rows.is_empty() {
+    if rows.unwrap_or(0) == 0 {
         return Err("df has no rows".into());
     }
-    let values: Vec<serde_json::Value> = rows.into_iter().map(serde_json::Value::Object).collect();
-    let schema = arrow_json::reader::infer_json_schema_from_iterator(
-        values.iter().map(Ok::<_, arrow_schema::ArrowError>),
-    )
-    .map_err(|e| e.to_string())?;
-    let mut decoder = arrow_json::ReaderBuilder::new(Arc::new(schema))
-        .build_decoder()
+    arrow_array::RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns)
+        .map_err(|e| e.to_string())
+}
+
+/// One column's JSON values as an Arrow array of the type they infer to.
+fn column_to_array(values: &[serde_json::Value]) -> Result<arrow_array::ArrayRef, String> {
+    let mut lines = Vec::with_capacity(values.len() * 8);
+    for value in values {
+        lines.extend_from_slice(b"{\"v\":");
+        serde_json::to_writer(&mut lines, value).map_err(|e| e.to_string())?;
+        lines.extend_from_slice(b"}\n");
+    }
+    let (schema, _) = arrow_json::reader::infer_json_schema(std::io::Cursor::new(&lines), None)
         .map_err(|e| e.to_string())?;
-    decoder.serialize(&values).map_err(|e| e.to_string())?;
-    decoder
-        .flush()
+    let mut reader = arrow_json::ReaderBuilder::new(Arc::new(schema))
+        .with_batch_size(values.len().max(1))
+        .build(std::io::Cursor::new(&lines))
+        .map_err(|e| e.to_string())?;
+    let batch = reader
+        .next()
+        .transpose()
         .map_err(|e| e.to_string())?
-        .ok_or_else(|| "df has no rows".to_string())
+        .ok_or_else(|| "no values".to_string())?;
+    Ok(batch.column(0).clone())
 }

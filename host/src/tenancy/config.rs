@@ -498,6 +498,12 @@ mod tests {
             !error.contains("token-of-good"),
             "the token is never echoed"
         );
+        std::fs::write(dir.path().join("spaced.token"), " token-of-good-0123456789").unwrap();
+        let error = host_yaml("spaced.token").unwrap_err().to_string();
+        assert!(
+            error.contains("tenant `dup` has the same admin token as tenant `good`"),
+            "whitespace around a token is not part of it: {error}"
+        );
         let error = host_yaml("op.token").unwrap_err().to_string();
         assert!(
             error.contains("tenant `dup` has the same admin token as the operator"),

@@ -42,8 +42,8 @@ pub enum TokenError {
 
 impl TokenSource {
     /// Reads the credential and keeps its digest, with warnings about its
-    /// strength (never its value). A file's trailing whitespace (the newline
-    /// editors add) is not part of the token.
+    /// strength (never its value). Whitespace around it (the newline editors
+    /// add) is not part of the token, as it is not of a presented one.
     pub fn read(&self, relative_to: &Path) -> Result<(TokenDigest, Vec<String>), TokenError> {
         let mut warnings = Vec::new();
         let token = match self {
@@ -59,7 +59,7 @@ impl TokenSource {
                     path: shown.clone(),
                     reason: e.to_string(),
                 })?;
-                let token = text.trim_end().to_string();
+                let token = text.trim().to_string();
                 if token.is_empty() {
                     return Err(TokenError::EmptyFile(shown));
                 }
@@ -72,6 +72,7 @@ impl TokenSource {
             }
             TokenSource::Env(name) => std::env::var(name)
                 .ok()
+                .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| TokenError::Env(name.clone()))?,
         };

@@ -50,18 +50,21 @@ fn push_escaped(out: &mut String, c: char) {
     }
 }
 
-/// Control characters and the characters that change text direction.
+/// Control characters, the characters that change text direction, and
+/// invisible format characters (zero-width spaces and joiners, word
+/// joiners, the byte-order mark, tag characters) that hide text.
 fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
             '\u{061c}'
-                | '\u{200e}'
-                | '\u{200f}'
-                | '\u{2028}'
-                | '\u{2029}'
-                | '\u{202a}'..='\u{202e}'
-                | '\u{2066}'..='\u{2069}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{e0000}'..='\u{e007f}'
         )
 }
 
@@ -88,8 +91,14 @@ mod tests {
 
     #[test]
     fn terminal_escapes_nul_and_bidi_overrides_are_escaped() {
-        let safe = sanitize("\u{1b}[31mred\u{0}\u{202e}txt\u{2066}\u{9b}", 1000);
-        assert_eq!(safe, "\\u{1b}[31mred\\u{0}\\u{202e}txt\\u{2066}\\u{9b}");
+        let safe = sanitize(
+            "\u{1b}[31mred\u{0}\u{202e}txt\u{2066}\u{9b}\u{200b}\u{feff}\u{e0041}",
+            1000,
+        );
+        assert_eq!(
+            safe,
+            "\\u{1b}[31mred\\u{0}\\u{202e}txt\\u{2066}\\u{9b}\\u{200b}\\u{feff}\\u{e0041}"
+        );
         assert!(safe.chars().all(|c| !needs_escape(c)));
     }
 
