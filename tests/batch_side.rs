@@ -206,6 +206,13 @@ feature_views:
 "#;
 
 fn fvhost(args: &[&str], redis: &RedisServer) -> Output {
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    fvhost_exiting(&args, redis, 0)
+}
+
+/// Runs `fvhost` with the test module cache and `--redis`; returns its output
+/// after checking its exit code is `code`.
+fn fvhost_exiting(args: &[&std::ffi::OsStr], redis: &RedisServer, code: i32) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_fvhost"))
         .args(args)
         .args(["--redis", &redis.url()])
@@ -214,10 +221,11 @@ fn fvhost(args: &[&str], redis: &RedisServer) -> Output {
             root().join("target/fvhost-test-module-cache"),
         )
         .output()
-        .expect("running fvhost");
-    assert!(
-        out.status.success(),
-        "fvhost {args:?} failed:\n{}",
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "fvhost {args:?}:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     out
@@ -898,29 +906,21 @@ fn materialize_and_push_dead_letter_the_rows_a_transform_rejects_or_fails_on() {
         .collect();
     write_driver_events(&repo.path().join("data/driver_stats.parquet"), &rows);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_fvhost"))
-        .args([
-            "materialize",
-            "-r",
-            repo.path().to_str().unwrap(),
-            "--json",
-            "--views",
-            view,
-        ])
-        .args([&rfc3339(DAY0), &rfc3339(DAY0 + 24 * HOUR)])
-        .args(["--redis", &redis.url()])
-        .env(
-            "FVHOST_CACHE_DIR",
-            root().join("target/fvhost-test-module-cache"),
-        )
-        .output()
-        .unwrap();
+    let (start, end) = (rfc3339(DAY0), rfc3339(DAY0 + 24 * HOUR));
+    let materialize = [
+        "materialize",
+        "-r",
+        repo.path().to_str().unwrap(),
+        "--json",
+        "--views",
+        view,
+        &start,
+        &end,
+    ];
+    let materialize: Vec<&std::ffi::OsStr> = materialize.iter().map(std::ffi::OsStr::new).collect();
+    // Dead-lettered rows exit 1, once the rest is written.
+    let out = fvhost_exiting(&materialize, &redis, 1);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "dead-lettered rows exit 1:\n{stderr}"
-    );
     let summary = summaries(&out)
         .pop()
         .unwrap_or_else(|| panic!("no summary:\n{stderr}"));
@@ -968,28 +968,15 @@ fn materialize_and_push_dead_letter_the_rows_a_transform_rejects_or_fails_on() {
             .join("\n"),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_fvhost"))
-        .args([
-            "push",
-            "-r",
-            repo.path().to_str().unwrap(),
-            "--source",
-            "driver_pushes",
-        ])
-        .arg(&pushed)
-        .args(["--redis", &redis.url()])
-        .env(
-            "FVHOST_CACHE_DIR",
-            root().join("target/fvhost-test-module-cache"),
-        )
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "dead-lettered rows exit 1:\n{stderr}"
-    );
+    let push = [
+        std::ffi::OsStr::new("push"),
+        std::ffi::OsStr::new("-r"),
+        repo.path().as_os_str(),
+        std::ffi::OsStr::new("--source"),
+        std::ffi::OsStr::new("driver_pushes"),
+        pushed.as_os_str(),
+    ];
+    let out = fvhost_exiting(&push, &redis, 1);
     let summary = &summaries(&out)[0];
     assert_eq!(summary["rejected_rows"], 1, "{summary}");
     assert_eq!(summary["keys_written"], 2, "{summary}");

@@ -405,28 +405,57 @@ fn hostile_transforms_are_contained_while_other_tenants_keep_ingesting() {
     assert_eq!(alpha_report["dead_letters"], 0);
 }
 
+/// A host of three tenants (alpha, beta, hostile; each one view of the
+/// example), projects prefixed with `prefix`, its admin API answering.
+struct ThreeTenants {
+    host: HostProcess,
+    _repos: [TestRepo; 3],
+    _config_dir: tempfile::TempDir,
+    _broker: LocalBroker,
+    _redis: RedisServer,
+}
+
+impl ThreeTenants {
+    fn start(prefix: &str) -> Self {
+        let redis = RedisServer::start().unwrap();
+        let broker = LocalBroker::start(1).unwrap();
+        for topic in ["alpha", "beta", "loop"] {
+            broker.create_topic(topic, 1).unwrap();
+        }
+        let alpha = TestRepo::new(&format!("{prefix}_alpha"), &well_behaved("alpha", 100));
+        let beta = TestRepo::new(&format!("{prefix}_beta"), &well_behaved("beta", 10));
+        let hostile = TestRepo::new(
+            &format!("{prefix}_hostile"),
+            &Definitions::new()
+                .driver_stats(VIEW, "loop", "Float32")
+                .yaml(),
+        );
+        let config_dir = tempfile::tempdir().unwrap();
+        let config = host_yaml(config_dir.path(), &alpha, &beta, &hostile);
+        let host = start_host(&config, &broker, &redis);
+        let port = host.admin_port;
+        wait_for("the admin API", TIMEOUT, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Self {
+            host,
+            _repos: [alpha, beta, hostile],
+            _config_dir: config_dir,
+            _broker: broker,
+            _redis: redis,
+        }
+    }
+
+    /// Stops the host (SIGTERM), the broker and redis-server after it.
+    fn stop(self) -> HostExit {
+        self.host.stop()
+    }
+}
+
 #[test]
 fn each_tenant_token_opens_its_own_views_only() {
-    let redis = RedisServer::start().unwrap();
-    let broker = LocalBroker::start(1).unwrap();
-    broker.create_topic("alpha", 1).unwrap();
-    broker.create_topic("beta", 1).unwrap();
-    broker.create_topic("loop", 1).unwrap();
-    let alpha = TestRepo::new("authz_alpha", &well_behaved("alpha", 100));
-    let beta = TestRepo::new("authz_beta", &well_behaved("beta", 10));
-    let hostile = TestRepo::new(
-        "authz_hostile",
-        &Definitions::new()
-            .driver_stats(VIEW, "loop", "Float32")
-            .yaml(),
-    );
-    let config_dir = tempfile::tempdir().unwrap();
-    let config = host_yaml(config_dir.path(), &alpha, &beta, &hostile);
-    let host = start_host(&config, &broker, &redis);
-    let port = host.admin_port;
-    wait_for("the admin API", TIMEOUT, || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let three = ThreeTenants::start("authz");
+    let port = three.host.admin_port;
     let call =
         |token: Option<&str>, method: &str, path: &str| http_as(port, token, method, path, b"").0;
     let module = std::fs::read(driver_stats_module()).unwrap();
@@ -528,7 +557,7 @@ fn each_tenant_token_opens_its_own_views_only() {
         "which tenant?"
     );
 
-    let exit = host.stop();
+    let exit = three.stop();
     assert!(exit.success, "stderr:\n{}", exit.stderr);
     for token in [ALPHA_TOKEN, BETA_TOKEN, HOSTILE_TOKEN, OPERATOR_TOKEN] {
         assert!(!exit.stderr.contains(token), "a token was logged");
@@ -611,26 +640,8 @@ fn upload_head(token: &str, view_path: &str, length: usize) -> String {
 
 #[test]
 fn the_admin_api_answers_before_reading_a_body_and_bounds_uploads_and_slow_clients() {
-    let redis = RedisServer::start().unwrap();
-    let broker = LocalBroker::start(1).unwrap();
-    for topic in ["alpha", "beta", "loop"] {
-        broker.create_topic(topic, 1).unwrap();
-    }
-    let alpha = TestRepo::new("bounds_alpha", &well_behaved("alpha", 100));
-    let beta = TestRepo::new("bounds_beta", &well_behaved("beta", 10));
-    let hostile = TestRepo::new(
-        "bounds_hostile",
-        &Definitions::new()
-            .driver_stats(VIEW, "loop", "Float32")
-            .yaml(),
-    );
-    let config_dir = tempfile::tempdir().unwrap();
-    let config = host_yaml(config_dir.path(), &alpha, &beta, &hostile);
-    let host = start_host(&config, &broker, &redis);
-    let port = host.admin_port;
-    wait_for("the admin API", TIMEOUT, || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let three = ThreeTenants::start("bounds");
+    let port = three.host.admin_port;
     let deploy_path = format!("/tenants/hostile/views/{VIEW}/deploy");
 
     // An upload declaring 64 MiB is answered before a byte of it is sent:
@@ -680,5 +691,5 @@ fn the_admin_api_answers_before_reading_a_body_and_bounds_uploads_and_slow_clien
         "closed after {:?}",
         started.elapsed()
     );
-    assert!(host.stop().success);
+    assert!(three.stop().success);
 }

@@ -14,9 +14,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use serde::Serialize;
 
-use super::dead_letter::{
-    DeadLetter, DeadLetterContext, DeadLetterSink, DeadLetterSinkError, row_payload,
-};
+use super::dead_letter::{DeadLetterSink, DeadLetterSinkError};
 use super::processor::{BlockingCall, Processed, Processor, ProcessorSettings};
 use super::view::ViewPipeline;
 use crate::offline::OfflineError;
@@ -196,7 +194,12 @@ impl ViewPlan {
             } else {
                 let source = format!("materialize {}", scanned.file.display());
                 let processed = runtime.block_on(self.process(&batch, &source));
-                let letters = self.dead_letters(&processed, &batch, &source, file_first_row);
+                let letters = processed.row_letters(
+                    &self.pipeline.dead_letter_context(),
+                    &batch,
+                    &source,
+                    file_first_row,
+                );
                 summary.rejected_rows += processed.rejected_rows() as u64;
                 summary.failed_rows += processed.failed_rows() as u64;
                 runtime.block_on(dead_letters.send(&letters))?;
@@ -255,35 +258,6 @@ impl ViewPlan {
             .process(batch.clone(), source, &|| false)
             .await
             .unwrap_or_default()
-    }
-
-    /// The dead letters of the rows the transform refused.
-    fn dead_letters(
-        &self,
-        processed: &Processed,
-        batch: &RecordBatch,
-        source: &str,
-        first_row: u64,
-    ) -> Vec<DeadLetter> {
-        let context = DeadLetterContext {
-            project: &self.pipeline.project,
-            view: &self.pipeline.view.name,
-            version: self.pipeline.version(),
-            module: self.pipeline.module().map(|m| m.hash.as_str()),
-        };
-        processed
-            .refused
-            .iter()
-            .map(|refused| {
-                context.row_letter(
-                    refused.kind,
-                    source,
-                    first_row + refused.row as u64,
-                    row_payload(batch, refused.row),
-                    &refused.reason,
-                )
-            })
-            .collect()
     }
 }
 

@@ -15,7 +15,7 @@ use std::ops::Range;
 
 use arrow_array::RecordBatch;
 
-use super::dead_letter::DeadLetterKind;
+use super::dead_letter::{DeadLetter, DeadLetterContext, DeadLetterKind, row_payload};
 use super::view::{TransformedBatch, ViewPipeline};
 use crate::transform::TransformError;
 
@@ -90,6 +90,29 @@ pub struct Processed {
 }
 
 impl Processed {
+    /// The dead letters of the refused rows of `batch`, a batch input named
+    /// `source` whose first row is row `first_row` there (materialize, push).
+    pub fn row_letters(
+        &self,
+        context: &DeadLetterContext<'_>,
+        batch: &RecordBatch,
+        source: &str,
+        first_row: u64,
+    ) -> Vec<DeadLetter> {
+        self.refused
+            .iter()
+            .map(|refused| {
+                context.row_letter(
+                    refused.kind,
+                    source,
+                    first_row + refused.row as u64,
+                    row_payload(batch, refused.row),
+                    &refused.reason,
+                )
+            })
+            .collect()
+    }
+
     /// Rows the guest rejected.
     pub fn rejected_rows(&self) -> usize {
         self.count(DeadLetterKind::Rejected)

@@ -15,7 +15,7 @@ use arrow_array::{Array, RecordBatch, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use serde::Serialize;
 
-use super::dead_letter::{DeadLetter, DeadLetterContext, DeadLetterSink, row_payload};
+use super::dead_letter::DeadLetterSink;
 use super::processor::{BlockingCall, Processed, Processor, ProcessorSettings};
 use super::view::ViewPipeline;
 use crate::event_time::FutureLimit;
@@ -126,7 +126,9 @@ impl PushTarget {
                     None,
                 )?;
                 let processed = process(view, &batch).await;
-                let letters = self.dead_letters(view, &processed, &batch);
+                let source = format!("push {}", self.source.name);
+                let letters =
+                    processed.row_letters(&view.dead_letter_context(), &batch, &source, 0);
                 summary.rejected_rows += processed.rejected_rows() as u64;
                 summary.failed_rows += processed.failed_rows() as u64;
                 dead_letters.send(&letters).await?;
@@ -143,35 +145,6 @@ impl PushTarget {
             }
         }
         Ok(summary)
-    }
-
-    /// The dead letters of the pushed rows `view`'s transform refused.
-    fn dead_letters(
-        &self,
-        view: &ViewPipeline,
-        processed: &Processed,
-        batch: &RecordBatch,
-    ) -> Vec<DeadLetter> {
-        let context = DeadLetterContext {
-            project: &view.project,
-            view: &view.view.name,
-            version: view.version(),
-            module: view.module().map(|m| m.hash.as_str()),
-        };
-        let source = format!("push {}", self.source.name);
-        processed
-            .refused
-            .iter()
-            .map(|refused| {
-                context.row_letter(
-                    refused.kind,
-                    &source,
-                    refused.row as u64,
-                    row_payload(batch, refused.row),
-                    &refused.reason,
-                )
-            })
-            .collect()
     }
 
     fn write_offline(

@@ -126,6 +126,16 @@ impl ViewPipeline {
         Ok(TransformedBatch { checked, rejected })
     }
 
+    /// Who the view's dead letters are from: project, view, version, module.
+    pub fn dead_letter_context(&self) -> crate::pipeline::dead_letter::DeadLetterContext<'_> {
+        crate::pipeline::dead_letter::DeadLetterContext {
+            project: &self.project,
+            view: &self.view.name,
+            version: self.version(),
+            module: self.module().map(|m| m.hash.as_str()),
+        }
+    }
+
     /// Online rows of a checked batch, newest per entity, and the rows that cannot be written.
     pub fn online_rows(&self, checked: &CheckedBatch) -> (Vec<OnlineRow>, Vec<RowFailure>) {
         let (rows, failures) = build_rows(checked, &self.schema, &self.keys);

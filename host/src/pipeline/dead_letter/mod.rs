@@ -85,19 +85,14 @@ pub struct DeadLetterContext<'a> {
 impl DeadLetterContext<'_> {
     /// The dead letter of `event`, logged on the way.
     pub fn letter(&self, kind: DeadLetterKind, event: &Event, reason: &str) -> DeadLetter {
-        let letter = DeadLetter {
-            project: self.project.to_string(),
-            view: self.view.to_string(),
-            version: self.version.to_string(),
-            module: self.module.map(str::to_string),
+        let origin = LetterOrigin::Event(event.origin.clone());
+        self.logged(
             kind,
-            reason: reason.to_string(),
-            origin: LetterOrigin::Event(event.origin.clone()),
-            key: event.key.clone(),
-            payload: event.payload.clone(),
-        };
-        log(&letter);
-        letter
+            reason,
+            origin,
+            event.key.clone(),
+            event.payload.clone(),
+        )
     }
 
     /// The dead letter of a batch input's row (its JSON in `payload`), logged on the way.
@@ -109,6 +104,21 @@ impl DeadLetterContext<'_> {
         payload: Vec<u8>,
         reason: &str,
     ) -> DeadLetter {
+        let origin = LetterOrigin::Row {
+            source: source.to_string(),
+            row,
+        };
+        self.logged(kind, reason, origin, None, Some(payload))
+    }
+
+    fn logged(
+        &self,
+        kind: DeadLetterKind,
+        reason: &str,
+        origin: LetterOrigin,
+        key: Option<Vec<u8>>,
+        payload: Option<Vec<u8>>,
+    ) -> DeadLetter {
         let letter = DeadLetter {
             project: self.project.to_string(),
             view: self.view.to_string(),
@@ -116,12 +126,9 @@ impl DeadLetterContext<'_> {
             module: self.module.map(str::to_string),
             kind,
             reason: reason.to_string(),
-            origin: LetterOrigin::Row {
-                source: source.to_string(),
-                row,
-            },
-            key: None,
-            payload: Some(payload),
+            origin,
+            key,
+            payload,
         };
         log(&letter);
         letter

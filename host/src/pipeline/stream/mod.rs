@@ -261,12 +261,7 @@ impl StreamLoop {
     }
 
     fn letters(&self) -> DeadLetterContext<'_> {
-        DeadLetterContext {
-            project: &self.current.pipeline.project,
-            view: &self.current.pipeline.view.name,
-            version: self.current.id(),
-            module: self.current.pipeline.module().map(|m| m.hash.as_str()),
-        }
+        self.current.pipeline.dead_letter_context()
     }
 
     /// Handles one batch end to end. `Ok(false)`: shutdown came while the
