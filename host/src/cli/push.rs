@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::RepoArgs;
 use crate::online::{OnlineWriter, connect};
-use crate::pipeline::push::{PushTarget, PushTo, read_push_file};
+use crate::pipeline::push::{PushFile, PushTarget, PushTo};
 use crate::transform::cache::{ModuleCache, default_dir};
 use crate::transform::{Limits, TransformEngine};
 
@@ -33,7 +33,7 @@ pub async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
     let engine = TransformEngine::new()?;
     let cache = ModuleCache::new(default_dir());
     let target = PushTarget::new(&repo, &args.source, &engine, &cache, &Limits::default())?;
-    let batch = read_push_file(&args.file)?;
+    let file = PushFile::open(&args.file)?;
     let mut writer = match args.to {
         PushTo::Offline => None,
         _ => {
@@ -43,7 +43,9 @@ pub async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
             Some(OnlineWriter::new(connection, &repo.config.online_store))
         }
     };
-    let summary = target.push(&repo, batch, args.to, writer.as_mut()).await?;
+    let summary = target
+        .push_file(&repo, &file, args.to, writer.as_mut())
+        .await?;
     println!("{}", serde_json::to_string(&summary)?);
     let dead_lettered = summary.rejected_rows + summary.failed_rows;
     if dead_lettered > 0 {

@@ -233,27 +233,60 @@ fn split_by_date(
         .collect()
 }
 
-/// Writes one batch as a complete Parquet file in `dir`, atomically: for
-/// pushes to the offline store.
+/// Writes `batch` as `dir/<stem>.parquet`, atomically (see [`FileWriter`]).
 pub fn write_file(dir: &Path, stem: &str, batch: &RecordBatch) -> Result<PathBuf, OfflineError> {
-    std::fs::create_dir_all(dir).map_err(|e| OfflineError::file(dir, e))?;
-    let in_progress = dir.join(format!("_{stem}.parquet.inprogress"));
-    let finished = dir.join(format!("{stem}.parquet"));
-    let handle = File::create(&in_progress).map_err(|e| OfflineError::file(&in_progress, e))?;
-    let properties = WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::SNAPPY)
-        .build();
-    let mut writer = ArrowWriter::try_new(handle, batch.schema(), Some(properties))
-        .map_err(|e| OfflineError::file(&in_progress, e))?;
-    writer
-        .write(batch)
-        .map_err(|e| OfflineError::file(&in_progress, e))?;
-    let handle = writer
-        .into_inner()
-        .map_err(|e| OfflineError::file(&in_progress, e))?;
-    handle
-        .sync_all()
-        .map_err(|e| OfflineError::file(&in_progress, e))?;
-    std::fs::rename(&in_progress, &finished).map_err(|e| OfflineError::file(&finished, e))?;
-    Ok(finished)
+    let mut writer = FileWriter::create(dir, stem, batch.schema())?;
+    writer.write(batch)?;
+    writer.finish()
+}
+
+/// A Parquet file written batch by batch as `_<stem>.parquet.inprogress`,
+/// which readers skip, then fsynced and renamed to `<stem>.parquet`.
+pub struct FileWriter {
+    in_progress: PathBuf,
+    finished: PathBuf,
+    writer: ArrowWriter<File>,
+}
+
+impl FileWriter {
+    pub fn create(
+        dir: &Path,
+        stem: &str,
+        schema: arrow_schema::SchemaRef,
+    ) -> Result<Self, OfflineError> {
+        std::fs::create_dir_all(dir).map_err(|e| OfflineError::file(dir, e))?;
+        let in_progress = dir.join(format!("_{stem}.parquet.inprogress"));
+        let finished = dir.join(format!("{stem}.parquet"));
+        let handle = File::create(&in_progress).map_err(|e| OfflineError::file(&in_progress, e))?;
+        let properties = WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::SNAPPY)
+            .build();
+        let writer = ArrowWriter::try_new(handle, schema, Some(properties))
+            .map_err(|e| OfflineError::file(&in_progress, e))?;
+        Ok(Self {
+            in_progress,
+            finished,
+            writer,
+        })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), OfflineError> {
+        self.writer
+            .write(batch)
+            .map_err(|e| OfflineError::file(&self.in_progress, e))
+    }
+
+    /// Completes the file: durable, then visible under its final name.
+    pub fn finish(self) -> Result<PathBuf, OfflineError> {
+        let handle = self
+            .writer
+            .into_inner()
+            .map_err(|e| OfflineError::file(&self.in_progress, e))?;
+        handle
+            .sync_all()
+            .map_err(|e| OfflineError::file(&self.in_progress, e))?;
+        std::fs::rename(&self.in_progress, &self.finished)
+            .map_err(|e| OfflineError::file(&self.finished, e))?;
+        Ok(self.finished)
+    }
 }

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::Context;
 use arrow_array::{Array, RecordBatch, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use serde::Serialize;
@@ -20,7 +21,7 @@ use super::processor::{BlockingCall, Processed, Processor, ProcessorSettings};
 use super::view::ViewPipeline;
 use crate::event_time::FutureLimit;
 use crate::offline::files::write_dir;
-use crate::offline::log::write_file;
+use crate::offline::log::FileWriter;
 use crate::online::OnlineWriter;
 use crate::repo::{FeatureRepo, Source, SourceKind};
 use crate::transform::cache::ModuleCache;
@@ -96,7 +97,8 @@ impl PushTarget {
         })
     }
 
-    /// Pushes `batch` to the online store (through `writer`) and/or the offline store.
+    /// Pushes `batch` to the online store (through `writer`) and/or the
+    /// offline store. A row that cannot be pushed refuses the whole push.
     pub async fn push(
         &self,
         repo: &FeatureRepo,
@@ -104,54 +106,148 @@ impl PushTarget {
         to: PushTo,
         writer: Option<&mut OnlineWriter>,
     ) -> anyhow::Result<PushSummary> {
-        let batch = self.conform(batch)?;
-        self.refuse_future_rows(&batch)?;
-        let mut summary = PushSummary {
-            source: self.source.name.clone(),
-            rows: batch.num_rows() as u64,
-            views: self.views.iter().map(|v| v.view.name.clone()).collect(),
-            ..PushSummary::default()
-        };
-        if to.offline() {
-            summary.offline_file = Some(self.write_offline(repo, &batch)?.display().to_string());
-        }
-        if to.online() {
-            let writer =
-                writer.ok_or_else(|| anyhow::anyhow!("pushing online needs a Redis connection"))?;
-            for view in &self.views {
-                let dead_letters = DeadLetterSink::for_view(
-                    repo.project(),
-                    &view.view,
-                    &writer.connection(),
-                    None,
-                )?;
-                let processed = process(view, &batch).await;
-                let source = format!("push {}", self.source.name);
-                let letters =
-                    processed.row_letters(&view.dead_letter_context(), &batch, &source, 0);
-                summary.rejected_rows += processed.rejected_rows() as u64;
-                summary.failed_rows += processed.failed_rows() as u64;
-                dead_letters.send(&letters).await?;
-                for piece in &processed.pieces {
-                    let (rows, failures) = view.online_rows(&piece.transformed.checked);
-                    for failure in failures.iter().take(3) {
-                        tracing::warn!(view = %view.view.name, "pushed row not written: {}", failure.reason);
-                    }
-                    summary.unwritable_rows += failures.len() as u64;
-                    let stats = writer.write(&view.fields, &rows).await?;
-                    summary.keys_written += stats.written;
-                    summary.keys_skipped_older += stats.skipped_older;
-                }
-            }
+        let batch = self.checked(batch)?;
+        let mut summary = self.summary();
+        let mut offline = self.offline_writer(repo, to, &batch)?;
+        self.push_one(
+            &batch,
+            0,
+            offline.as_mut(),
+            writer,
+            repo,
+            to,
+            &mut summary,
+        )
+        .await?;
+        if let Some(file) = offline {
+            summary.offline_file = Some(file.finish()?.display().to_string());
         }
         Ok(summary)
     }
 
-    fn write_offline(
+    /// Pushes a file batch by batch, so memory follows a batch, not the
+    /// file. The file is read twice: every row is checked before anything
+    /// is written, so a row that cannot be pushed still refuses the whole push.
+    pub async fn push_file(
         &self,
         repo: &FeatureRepo,
+        file: &PushFile,
+        to: PushTo,
+        mut writer: Option<&mut OnlineWriter>,
+    ) -> anyhow::Result<PushSummary> {
+        let mut first_row = 0u64;
+        for batch in file.batches()? {
+            let batch = batch?;
+            let rows = batch.num_rows() as u64;
+            self.checked(batch).with_context(|| {
+                format!(
+                    "in the file's rows {first_row}..{} (rows counted from 0)",
+                    first_row + rows
+                )
+            })?;
+            first_row += rows;
+        }
+        let mut summary = self.summary();
+        let mut offline: Option<FileWriter> = None;
+        let mut first_row = 0u64;
+        for batch in file.batches()? {
+            let batch = self.checked(batch?)?;
+            if offline.is_none() {
+                offline = self.offline_writer(repo, to, &batch)?;
+            }
+            self.push_one(
+                &batch,
+                first_row,
+                offline.as_mut(),
+                writer.as_deref_mut(),
+                repo,
+                to,
+                &mut summary,
+            )
+            .await?;
+            first_row += batch.num_rows() as u64;
+        }
+        if let Some(file) = offline {
+            summary.offline_file = Some(file.finish()?.display().to_string());
+        }
+        if summary.rows == 0 {
+            anyhow::bail!("{}: no rows", file.path.display());
+        }
+        Ok(summary)
+    }
+
+    /// `batch` cast to the declared types and checked: every row pushable.
+    fn checked(&self, batch: RecordBatch) -> anyhow::Result<RecordBatch> {
+        let batch = self.conform(batch)?;
+        self.refuse_future_rows(&batch)?;
+        Ok(batch)
+    }
+
+    fn summary(&self) -> PushSummary {
+        PushSummary {
+            source: self.source.name.clone(),
+            views: self.views.iter().map(|v| v.view.name.clone()).collect(),
+            ..PushSummary::default()
+        }
+    }
+
+    /// One checked batch, whose first row is row `first_row` of the push,
+    /// to the offline file and/or through each view to the online store.
+    #[allow(clippy::too_many_arguments)]
+    async fn push_one(
+        &self,
         batch: &RecordBatch,
-    ) -> anyhow::Result<std::path::PathBuf> {
+        first_row: u64,
+        offline: Option<&mut FileWriter>,
+        writer: Option<&mut OnlineWriter>,
+        repo: &FeatureRepo,
+        to: PushTo,
+        summary: &mut PushSummary,
+    ) -> anyhow::Result<()> {
+        summary.rows += batch.num_rows() as u64;
+        if let Some(offline) = offline {
+            offline.write(batch)?;
+        }
+        if !to.online() {
+            return Ok(());
+        }
+        let writer =
+            writer.ok_or_else(|| anyhow::anyhow!("pushing online needs a Redis connection"))?;
+        for view in &self.views {
+            let dead_letters =
+                DeadLetterSink::for_view(repo.project(), &view.view, &writer.connection(), None)?;
+            let processed = process(view, batch).await;
+            let source = format!("push {}", self.source.name);
+            let letters =
+                processed.row_letters(&view.dead_letter_context(), batch, &source, first_row);
+            summary.rejected_rows += processed.rejected_rows() as u64;
+            summary.failed_rows += processed.failed_rows() as u64;
+            dead_letters.send(&letters).await?;
+            for piece in &processed.pieces {
+                let (rows, failures) = view.online_rows(&piece.transformed.checked);
+                for failure in failures.iter().take(3) {
+                    tracing::warn!(view = %view.view.name, "pushed row not written: {}", failure.reason);
+                }
+                summary.unwritable_rows += failures.len() as u64;
+                let stats = writer.write(&view.fields, &rows).await?;
+                summary.keys_written += stats.written;
+                summary.keys_skipped_older += stats.skipped_older;
+            }
+        }
+        Ok(())
+    }
+
+    /// The push's Parquet file in the push source's batch source, when
+    /// pushing offline: written batch by batch, visible once finished.
+    fn offline_writer(
+        &self,
+        repo: &FeatureRepo,
+        to: PushTo,
+        first: &RecordBatch,
+    ) -> anyhow::Result<Option<FileWriter>> {
+        if !to.offline() {
+            return Ok(None);
+        }
         let SourceKind::Push { batch_source } = &self.source.kind else {
             anyhow::bail!("not a push source")
         };
@@ -167,7 +263,7 @@ impl PushTarget {
             self.source.name,
             chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ")
         );
-        Ok(write_file(&dir, &stem, batch)?)
+        Ok(Some(FileWriter::create(&dir, &stem, first.schema())?))
     }
 
     /// A push with an event time too far ahead of the host's clock is
@@ -311,47 +407,86 @@ async fn process(view: &ViewPipeline, batch: &RecordBatch) -> Processed {
         .unwrap_or_default()
 }
 
-/// Reads a Parquet, CSV (with a header) or JSON-lines file into one batch,
-/// by its extension.
-pub fn read_push_file(path: &Path) -> anyhow::Result<RecordBatch> {
-    use std::fs::File;
-    let open = || File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
-    let extension = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let batches: Vec<RecordBatch> = match extension.as_str() {
-        "parquet" => {
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(open()?)?
-                .build()?
-                .collect::<Result<_, _>>()?
-        }
-        "csv" => {
-            let format = arrow_csv::reader::Format::default().with_header(true);
-            let (schema, _) = format.infer_schema(open()?, Some(10_000))?;
-            arrow_csv::ReaderBuilder::new(Arc::new(schema))
-                .with_format(format)
-                .build(open()?)?
-                .collect::<Result<_, _>>()?
-        }
-        "json" | "jsonl" | "ndjson" => {
-            let (schema, _) = arrow_json::reader::infer_json_schema_from_seekable(
-                std::io::BufReader::new(open()?),
-                Some(10_000),
-            )?;
-            arrow_json::ReaderBuilder::new(Arc::new(schema))
-                .build(std::io::BufReader::new(open()?))?
-                .collect::<Result<_, _>>()?
-        }
-        other => anyhow::bail!(
-            "{}: cannot push a `.{other}` file (use .parquet, .csv or .jsonl)",
-            path.display()
-        ),
-    };
-    let schema = batches
-        .first()
-        .map(|b| b.schema())
-        .ok_or_else(|| anyhow::anyhow!("{}: no rows", path.display()))?;
-    Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
+/// Rows per batch when a file is pushed.
+pub const PUSH_BATCH: usize = 64 * 1024;
+
+/// A Parquet, CSV (with a header) or JSON-lines file to push, by its
+/// extension, read in batches of [`PUSH_BATCH`] rows.
+pub struct PushFile {
+    pub path: std::path::PathBuf,
+    kind: FileKind,
+}
+
+enum FileKind {
+    Parquet,
+    Csv(Arc<Schema>),
+    Json(Arc<Schema>),
+}
+
+/// Batches of a pushed file.
+pub type Batches = Box<dyn Iterator<Item = anyhow::Result<RecordBatch>>>;
+
+impl PushFile {
+    /// Opens `path` and, for CSV and JSON lines, infers the schema from its
+    /// first 10,000 rows.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let kind = match extension.as_str() {
+            "parquet" => FileKind::Parquet,
+            "csv" => {
+                let format = arrow_csv::reader::Format::default().with_header(true);
+                let (schema, _) = format.infer_schema(open(path)?, Some(10_000))?;
+                FileKind::Csv(Arc::new(schema))
+            }
+            "json" | "jsonl" | "ndjson" => {
+                let (schema, _) = arrow_json::reader::infer_json_schema_from_seekable(
+                    std::io::BufReader::new(open(path)?),
+                    Some(10_000),
+                )?;
+                FileKind::Json(Arc::new(schema))
+            }
+            other => anyhow::bail!(
+                "{}: cannot push a `.{other}` file (use .parquet, .csv or .jsonl)",
+                path.display()
+            ),
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            kind,
+        })
+    }
+
+    /// The file's rows from the start, a batch at a time.
+    pub fn batches(&self) -> anyhow::Result<Batches> {
+        let file = open(&self.path)?;
+        Ok(match &self.kind {
+            FileKind::Parquet => Box::new(
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+                    .with_batch_size(PUSH_BATCH)
+                    .build()?
+                    .map(|b| b.map_err(anyhow::Error::from)),
+            ),
+            FileKind::Csv(schema) => Box::new(
+                arrow_csv::ReaderBuilder::new(schema.clone())
+                    .with_format(arrow_csv::reader::Format::default().with_header(true))
+                    .with_batch_size(PUSH_BATCH)
+                    .build(file)?
+                    .map(|b| b.map_err(anyhow::Error::from)),
+            ),
+            FileKind::Json(schema) => Box::new(
+                arrow_json::ReaderBuilder::new(schema.clone())
+                    .with_batch_size(PUSH_BATCH)
+                    .build(std::io::BufReader::new(file))?
+                    .map(|b| b.map_err(anyhow::Error::from)),
+            ),
+        })
+    }
+}
+
+fn open(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
