@@ -109,16 +109,8 @@ impl PushTarget {
         let batch = self.checked(batch)?;
         let mut summary = self.summary();
         let mut offline = self.offline_writer(repo, to, &batch)?;
-        self.push_one(
-            &batch,
-            0,
-            offline.as_mut(),
-            writer,
-            repo,
-            to,
-            &mut summary,
-        )
-        .await?;
+        self.push_one(&batch, 0, offline.as_mut(), writer, repo, to, &mut summary)
+            .await?;
         if let Some(file) = offline {
             summary.offline_file = Some(file.finish()?.display().to_string());
         }
