@@ -45,15 +45,9 @@ pub struct OfflineLog {
     view: String,
     schema: SchemaRef,
     rotation: Rotation,
-    open: BTreeMap<String, OpenFile>,
+    open: BTreeMap<String, FileWriter>,
     opened_at: Option<Instant>,
     sequence: u64,
-}
-
-struct OpenFile {
-    writer: ArrowWriter<File>,
-    in_progress: PathBuf,
-    finished: PathBuf,
 }
 
 impl OfflineLog {
@@ -84,10 +78,7 @@ impl OfflineLog {
             if part.num_rows() == 0 {
                 continue;
             }
-            let file = self.file_for(&date)?;
-            file.writer
-                .write(&part)
-                .map_err(|e| OfflineError::file(&file.in_progress, e))?;
+            self.file_for(&date)?.write(&part)?;
         }
         Ok(())
     }
@@ -97,10 +88,10 @@ impl OfflineLog {
         let too_old = self
             .opened_at
             .is_some_and(|t| t.elapsed() >= self.rotation.max_age);
-        let too_big = self.open.values().any(|f| {
-            f.writer.bytes_written() as u64 + f.writer.in_progress_size() as u64
-                >= self.rotation.max_bytes
-        });
+        let too_big = self
+            .open
+            .values()
+            .any(|f| f.size() >= self.rotation.max_bytes);
         too_old || too_big
     }
 
@@ -114,28 +105,15 @@ impl OfflineLog {
     pub fn rotate(&mut self) -> Result<Vec<PathBuf>, OfflineError> {
         let mut finished = Vec::new();
         for (_, file) in std::mem::take(&mut self.open) {
-            let handle = file
-                .writer
-                .into_inner()
-                .map_err(|e| OfflineError::file(&file.in_progress, e))?;
-            handle
-                .sync_all()
-                .map_err(|e| OfflineError::file(&file.in_progress, e))?;
-            std::fs::rename(&file.in_progress, &file.finished)
-                .map_err(|e| OfflineError::file(&file.finished, e))?;
-            if let Some(dir) = file.finished.parent() {
-                let _ = File::open(dir).and_then(|d| d.sync_all());
-            }
-            finished.push(file.finished);
+            finished.push(file.finish()?);
         }
         self.opened_at = None;
         Ok(finished)
     }
 
-    fn file_for(&mut self, date: &str) -> Result<&mut OpenFile, OfflineError> {
+    fn file_for(&mut self, date: &str) -> Result<&mut FileWriter, OfflineError> {
         if !self.open.contains_key(date) {
             let dir = self.dir.join(format!("date={date}"));
-            std::fs::create_dir_all(&dir).map_err(|e| OfflineError::file(&dir, e))?;
             self.sequence += 1;
             let stem = format!(
                 "{}-{}-{}",
@@ -143,27 +121,9 @@ impl OfflineLog {
                 chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
                 self.sequence
             );
-            let in_progress = dir.join(format!("_{stem}.parquet.inprogress"));
-            let finished = dir.join(format!("{stem}.parquet"));
-            let handle =
-                File::create(&in_progress).map_err(|e| OfflineError::file(&in_progress, e))?;
-            let properties = WriterProperties::builder()
-                .set_compression(parquet::basic::Compression::SNAPPY)
-                .set_key_value_metadata(Some(vec![KeyValue::new(
-                    TRANSFORMED_FOR_VIEW.to_string(),
-                    self.view.clone(),
-                )]))
-                .build();
-            let writer = ArrowWriter::try_new(handle, self.schema.clone(), Some(properties))
-                .map_err(|e| OfflineError::file(&in_progress, e))?;
-            self.open.insert(
-                date.to_string(),
-                OpenFile {
-                    writer,
-                    in_progress,
-                    finished,
-                },
-            );
+            let metadata = KeyValue::new(TRANSFORMED_FOR_VIEW.to_string(), self.view.clone());
+            let file = FileWriter::create(&dir, &stem, self.schema.clone(), vec![metadata])?;
+            self.open.insert(date.to_string(), file);
             self.opened_at.get_or_insert_with(Instant::now);
         }
         self.open
@@ -233,15 +193,9 @@ fn split_by_date(
         .collect()
 }
 
-/// Writes `batch` as `dir/<stem>.parquet`, atomically (see [`FileWriter`]).
-pub fn write_file(dir: &Path, stem: &str, batch: &RecordBatch) -> Result<PathBuf, OfflineError> {
-    let mut writer = FileWriter::create(dir, stem, batch.schema())?;
-    writer.write(batch)?;
-    writer.finish()
-}
-
 /// A Parquet file written batch by batch as `_<stem>.parquet.inprogress`,
-/// which readers skip, then fsynced and renamed to `<stem>.parquet`.
+/// which readers skip, then fsynced and renamed to `<stem>.parquet`: the
+/// offline log's files and offline pushes.
 pub struct FileWriter {
     in_progress: PathBuf,
     finished: PathBuf,
@@ -249,10 +203,12 @@ pub struct FileWriter {
 }
 
 impl FileWriter {
+    /// Opens the in-progress file; `metadata` goes into the Parquet footer.
     pub fn create(
         dir: &Path,
         stem: &str,
-        schema: arrow_schema::SchemaRef,
+        schema: SchemaRef,
+        metadata: Vec<KeyValue>,
     ) -> Result<Self, OfflineError> {
         std::fs::create_dir_all(dir).map_err(|e| OfflineError::file(dir, e))?;
         let in_progress = dir.join(format!("_{stem}.parquet.inprogress"));
@@ -260,6 +216,7 @@ impl FileWriter {
         let handle = File::create(&in_progress).map_err(|e| OfflineError::file(&in_progress, e))?;
         let properties = WriterProperties::builder()
             .set_compression(parquet::basic::Compression::SNAPPY)
+            .set_key_value_metadata((!metadata.is_empty()).then_some(metadata))
             .build();
         let writer = ArrowWriter::try_new(handle, schema, Some(properties))
             .map_err(|e| OfflineError::file(&in_progress, e))?;
@@ -276,7 +233,13 @@ impl FileWriter {
             .map_err(|e| OfflineError::file(&self.in_progress, e))
     }
 
-    /// Completes the file: durable, then visible under its final name.
+    /// Bytes written so far, buffered rows included: what rotation goes by.
+    pub fn size(&self) -> u64 {
+        self.writer.bytes_written() as u64 + self.writer.in_progress_size() as u64
+    }
+
+    /// Completes the file: durable, then visible under its final name (the
+    /// folder synced too, so the rename survives a crash).
     pub fn finish(self) -> Result<PathBuf, OfflineError> {
         let handle = self
             .writer
@@ -287,6 +250,9 @@ impl FileWriter {
             .map_err(|e| OfflineError::file(&self.in_progress, e))?;
         std::fs::rename(&self.in_progress, &self.finished)
             .map_err(|e| OfflineError::file(&self.finished, e))?;
+        if let Some(dir) = self.finished.parent() {
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
         Ok(self.finished)
     }
 }

@@ -255,7 +255,12 @@ impl PushTarget {
             self.source.name,
             chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ")
         );
-        Ok(Some(FileWriter::create(&dir, &stem, first.schema())?))
+        Ok(Some(FileWriter::create(
+            &dir,
+            &stem,
+            first.schema(),
+            Vec::new(),
+        )?))
     }
 
     /// A push with an event time too far ahead of the host's clock is

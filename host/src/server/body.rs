@@ -96,6 +96,23 @@ async fn read_up_to(body: Body, max: u64, discard_excess: bool) -> Result<Read, 
     Ok(Read::Whole(Bytes::from(kept)))
 }
 
+/// Reads `body` (as [`read`] does) and parses it as JSON: 422 naming `kind`
+/// ("a push request") when it does not parse.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    body: Body,
+    headers: &axum::http::HeaderMap,
+    limit: BodyLimit,
+    kind: &str,
+) -> Result<T, ApiError> {
+    let bytes = read(body, declared_length(headers), limit).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{} is not {kind}: {e}", limit.what),
+        )
+    })
+}
+
 /// The `Content-Length` a request declares, if any.
 pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
     headers

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
-use super::body::{BodyLimit, declared_length};
+use super::body::{BodyLimit, read_json};
 use super::{ApiError, ServerState};
 use crate::online::request::OnlineRequest;
 use crate::online::{FeatureRef, OnlineResponse};
@@ -37,13 +37,8 @@ pub async fn get_online_features(
         max_bytes: MAX_REQUEST_BYTES,
         discard_excess: true,
     };
-    let bytes = super::body::read(body, declared_length(&headers), limit).await?;
-    let request: FeaturesRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            format!("the body is not a get-online-features request: {e}"),
-        )
-    })?;
+    let request: FeaturesRequest =
+        read_json(body, &headers, limit, "a get-online-features request").await?;
     let mut seen = std::collections::HashSet::new();
     if let Some(duplicate) = request.features.iter().find(|f| !seen.insert(f.as_str())) {
         return Err(ApiError::bad_request(format!(

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
-use super::body::{BodyLimit, declared_length};
+use super::body::{BodyLimit, read_json};
 use super::{ApiError, ServerState};
 use crate::pipeline::push::{PushSummary, PushTo};
 
@@ -33,13 +33,7 @@ pub async fn push(
         max_bytes: state.max_push_bytes,
         discard_excess: true,
     };
-    let bytes = super::body::read(body, declared_length(&headers), limit).await?;
-    let request: PushRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            format!("the /push body is not a push request: {e}"),
-        )
-    })?;
+    let request: PushRequest = read_json(body, &headers, limit, "a push request").await?;
     let target = state
         .push_targets
         .get(&request.push_source_name)
