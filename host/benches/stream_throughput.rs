@@ -4,6 +4,13 @@
 //! transform first). Uses a real redis-server and librdkafka's mock cluster on
 //! loopback. Prints one line per measurement and a JSON summary last.
 //! Sizes: `FVHOST_BENCH_DRIVERS` (default 100000) x 2 events each.
+//! `FVHOST_BENCH_ONLY=end_to_end` skips the stage measurements (for
+//! profiling the stream loop alone under `perf record`).
+//!
+//! Two reference figures come from `redis-benchmark` against the same
+//! redis-server: fvhost's write script called with 256 keys per call, and a
+//! blind pipelined `HSET` of the same shape (key, timestamp and feature
+//! fields), the most a writer could get from this server.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +19,7 @@ use std::time::{Duration, Instant};
 use fvhost::control::{Host, HostOptions};
 use fvhost::format::JsonBatchBuilder;
 use fvhost::local::{LocalBroker, RedisServer};
-use fvhost::online::{OnlineWriter, connect};
+use fvhost::online::{OnlineStore, RedisStore};
 use fvhost::pipeline::ViewPipeline;
 use fvhost::repo::{self, MessageFormat, SourceKind};
 use fvhost::transform::cache::ModuleCache;
@@ -74,6 +81,11 @@ fn main() {
         .collect();
     let total = messages.len();
     println!("dataset: {drivers} drivers x 2 events = {total} JSON messages, batches of {BATCH}");
+    if std::env::var("FVHOST_BENCH_ONLY").as_deref() == Ok("end_to_end") {
+        let (end_to_end, join) = end_to_end(&runtime, &repo, &messages);
+        print_end_to_end(end_to_end, join);
+        return;
+    }
 
     // Stage 1: JSON decode.
     let required = vec!["driver_id".to_string(), "event_timestamp".to_string()];
@@ -132,32 +144,68 @@ fn main() {
 
     // Stage 4: Redis newer-wins writes, one batch in flight.
     let redis = RedisServer::start().unwrap();
-    let write = runtime.block_on(async {
-        let connection = connect(&repo.config.online_store, Some(&redis.url()))
+    let (write, script_sha) = runtime.block_on(async {
+        let store = RedisStore::connect(&repo.config.online_store, Some(&redis.url()))
             .await
             .unwrap();
-        let mut writer = OnlineWriter::new(connection, &repo.config.online_store);
         let started = Instant::now();
         let mut written = 0;
         for batch in &rows {
-            written += writer.write(&pipeline.fields, batch).await.unwrap().written;
+            written += store.write(&pipeline.fields, batch).await.unwrap().written;
         }
         assert_eq!(
             written as usize, total,
             "each round is newer than the one before, so every row is written"
         );
-        rate(total, started.elapsed())
+        let sha = store
+            .script(pipeline.fields.features.len())
+            .get_hash()
+            .to_string();
+        (rate(total, started.elapsed()), sha)
     });
     println!("redis write (script):   {write:>12.0} rows/s");
+    let script_bench = redis_benchmark_script(&redis, &script_sha, pipeline.fields.features.len());
+    println!("redis-benchmark script: {script_bench:>12.0} rows/s (256 keys per call)");
+    let blind_hset = redis_benchmark_hset(&redis, pipeline.fields.features.len());
+    println!("redis-benchmark HSET:   {blind_hset:>12.0} rows/s (blind, pipelined)");
 
-    // End to end: mock cluster -> fvhost -> redis.
+    let (end_to_end, join) = end_to_end(&runtime, &repo, &messages);
+    print_end_to_end(end_to_end, join);
+    println!(
+        "end to end / writer:    {:>12.0} %   writer / blind HSET: {:.0} %",
+        100.0 * end_to_end / write,
+        100.0 * write / blind_hset
+    );
+
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "stream_throughput", "messages": total, "drivers": drivers, "batch": BATCH,
+            "json_decode_rows_per_s": decode.round(), "transform_rows_per_s": transform.round(), "baseline_transform_rows_per_s": baseline_transform.round(),
+            "encode_rows_per_s": encode.round(), "redis_write_rows_per_s": write.round(),
+            "end_to_end_rows_per_s": end_to_end.round(), "group_join_s": join.as_secs_f64(),
+            "module_compile_ms": compile.as_secs_f64() * 1e3,
+            "redis_benchmark_script_rows_per_s": script_bench.round(),
+            "redis_benchmark_hset_rows_per_s": blind_hset.round(),
+        })
+    );
+}
+
+/// Rows per second from the stream, mock cluster to Redis, after the
+/// consumer-group join; and how long the join took.
+fn end_to_end(
+    runtime: &tokio::runtime::Runtime,
+    repo: &repo::FeatureRepo,
+    messages: &[(String, Vec<u8>)],
+) -> (f64, Duration) {
+    let total = messages.len();
     let redis = RedisServer::start().unwrap();
     let broker = LocalBroker::start(1).unwrap();
     broker.create_topic("drivers", 8).unwrap();
     runtime
-        .block_on(broker.produce("drivers", &messages))
+        .block_on(broker.produce("drivers", messages))
         .unwrap();
-    let (end_to_end, join) = runtime.block_on(async {
+    runtime.block_on(async {
         let options = HostOptions {
             kafka_bootstrap: Some(broker.bootstrap_servers()),
             redis_url: Some(redis.url()),
@@ -165,7 +213,7 @@ fn main() {
         };
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let started = Instant::now();
-        let host = Host::start(&repo, &options, shutdown).await.unwrap();
+        let host = Host::start(repo, &options, shutdown).await.unwrap();
         let metrics = Arc::clone(&host.metrics()[0].1);
         let mut first_batch = None;
         loop {
@@ -179,6 +227,17 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let done = Instant::now();
+        let m = metrics.snapshot();
+        println!(
+            "stream loop, ms in all: poll {} decode {} transform {} write {} commit {} ({} batches, {:.1} s wall)",
+            m.poll_micros / 1000,
+            m.decode_micros / 1000,
+            m.transform_micros / 1000,
+            m.write_micros / 1000,
+            m.commit_micros / 1000,
+            m.batches,
+            (done - started).as_secs_f64(),
+        );
         let _ = stop.send(true);
         host.wait().await;
         let (first_at, first_messages) = first_batch.unwrap();
@@ -186,20 +245,78 @@ fn main() {
             rate(total - first_messages as usize, done - first_at),
             first_at - started,
         )
-    });
+    })
+}
+
+fn print_end_to_end(end_to_end: f64, join: Duration) {
     println!(
         "end to end (steady):    {end_to_end:>12.0} rows/s (after a {:.1} s consumer-group join)",
         join.as_secs_f64()
     );
+}
 
-    println!(
-        "{}",
-        serde_json::json!({
-            "bench": "stream_throughput", "messages": total, "drivers": drivers, "batch": BATCH,
-            "json_decode_rows_per_s": decode.round(), "transform_rows_per_s": transform.round(), "baseline_transform_rows_per_s": baseline_transform.round(),
-            "encode_rows_per_s": encode.round(), "redis_write_rows_per_s": write.round(),
-            "end_to_end_rows_per_s": end_to_end.round(), "group_join_s": join.as_secs_f64(),
-            "module_compile_ms": compile.as_secs_f64() * 1e3,
-        })
-    );
+/// Keys drawn from a space large enough that a benchmark run rarely repeats
+/// one, so newer-wins writes nearly every row.
+const BENCH_KEYSPACE: &str = "10000000";
+
+/// Requests per second `redis-benchmark` reports for `command` (its `--csv` output).
+fn redis_benchmark(
+    redis: &RedisServer,
+    (requests, clients, pipeline): (usize, usize, usize),
+    command: &[String],
+) -> f64 {
+    let output = std::process::Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &redis.port().to_string()])
+        .args(["-n", &requests.to_string(), "-P", &pipeline.to_string()])
+        .args(["-r", BENCH_KEYSPACE, "-c", &clients.to_string(), "--csv"])
+        .args(command)
+        .output()
+        .expect("redis-benchmark (Debian package redis-tools) runs");
+    let csv = String::from_utf8_lossy(&output.stdout);
+    csv.lines()
+        .filter_map(|line| line.split("\",\"").nth(1))
+        .find_map(|rps| rps.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("no rate in redis-benchmark's output: {csv}"))
+}
+
+/// An entity key of the size of the example's (a serialized Int64 key and the project).
+fn bench_key() -> String {
+    "fvhost-bench-driver_ranking:__rand_int__".to_string()
+}
+
+/// fvhost's write script, 256 random keys per call, each newer than anything stored.
+fn redis_benchmark_script(redis: &RedisServer, sha: &str, features: usize) -> f64 {
+    const KEYS: usize = 256;
+    let mut command = vec!["EVALSHA".to_string(), sha.to_string(), KEYS.to_string()];
+    command.extend((0..KEYS).map(|_| bench_key()));
+    command.extend([
+        "_ts:view".into(),
+        "0".into(),
+        "1".into(),
+        features.to_string(),
+    ]);
+    command.extend((0..features).map(|f| format!("fea{f}")));
+    for _ in 0..KEYS {
+        command.extend([
+            "1767225600".into(),
+            "__rand_int__".into(),
+            "ts-bytes".into(),
+        ]);
+        command.extend((0..features).map(|_| "value-of-9".to_string()));
+    }
+    KEYS as f64 * redis_benchmark(redis, (2_000, 4, 1), &command)
+}
+
+/// A blind `HSET` of one row (timestamp and feature fields), pipelined.
+fn redis_benchmark_hset(redis: &RedisServer, features: usize) -> f64 {
+    let mut command = vec![
+        "HSET".to_string(),
+        bench_key(),
+        "_ts:view".into(),
+        "ts-bytes".into(),
+    ];
+    for f in 0..features {
+        command.extend([format!("fea{f}"), "value-of-9".to_string()]);
+    }
+    redis_benchmark(redis, (1_000_000, 50, 64), &command)
 }

@@ -10,9 +10,12 @@
 //! - [`source`]: where events come from (Kafka);
 //! - [`format`]: message bytes into Arrow rows (JSON by a declared schema);
 //! - [`transform`]: the Wasm engine, modules, limits, the output schema check;
-//! - [`online`]: Feast's Redis layout, writer and reader;
-//! - [`pipeline`]: the data path: the stream loop, the transform stage, materialize, push,
-//!   watermark, dead letters, metrics;
+//! - [`online`]: Feast's online layout (keys, fields, values), the store seam
+//!   ([`online::OnlineStore`]) and its Redis implementation, reads in Feast's shape;
+//! - [`pipeline`]: the data path: the stream loop (intake and output overlapping), the
+//!   transform stage shared by stream, materialize and push, watermark, dead letters, metrics;
+//! - [`offline`]: Parquet history: reading a batch source, the offline log;
+//! - [`server`]: HTTP: Feast's feature-server routes and the admin API;
 //! - [`control`]: the control path: the host, its tenants, hot swap and deploys;
 //! - [`tenancy`]: host.yaml, tenants, their limits and admin credentials;
 //! - [`local`]: a redis-server and a Kafka-protocol broker on loopback, for the

@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use super::RepoArgs;
 use crate::online::request::OnlineRequest;
-use crate::online::{FeatureRef, OnlineResponse, connect};
+use crate::online::{FeatureRef, OnlineConnection, OnlineResponse};
 use crate::repo::{FeatureRepo, JoinKey};
 
 #[derive(Debug, clap::Args)]
@@ -60,11 +60,11 @@ pub async fn read(
         .iter()
         .map(|e| entity_texts(e, &request.join_keys))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut connection = connect(&repo.config.online_store, redis_url)
+    let online = OnlineConnection::open(&repo.config.online_store, redis_url)
         .await
         .context("connecting to the Redis online store")?;
     request
-        .read(repo, &mut connection, &rows, full_feature_names)
+        .read(repo, online.store.as_ref(), &rows, full_feature_names)
         .await
 }
 

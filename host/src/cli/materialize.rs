@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::RepoArgs;
-use crate::online::{OnlineWriter, connect};
+use crate::online::OnlineConnection;
 use crate::pipeline::ViewPipeline;
 use crate::pipeline::materialize::{Progress, TimeRange, ViewPlan, ViewSummary, write_rows};
 use crate::pipeline::materialize_state::MaterializeState;
@@ -118,10 +118,9 @@ async fn run(
 ) -> anyhow::Result<ExitCode> {
     let engine = TransformEngine::new()?;
     let cache = ModuleCache::new(default_dir());
-    let connection = connect(&repo.config.online_store, common.redis.as_deref())
+    let online = OnlineConnection::open(&repo.config.online_store, common.redis.as_deref())
         .await
         .context("connecting to the Redis online store")?;
-    let writer = OnlineWriter::new(connection, &repo.config.online_store);
     let bar = ProgressBar::new(!common.json && std::io::stderr().is_terminal());
     let mut dead_lettered = 0;
     for (view, range) in plans {
@@ -138,7 +137,7 @@ async fn run(
         let dead_letters = DeadLetterSink::for_view(
             repo.project(),
             view,
-            &writer.connection(),
+            &online.redis,
             kafka_bootstrap(repo, view).as_deref(),
         )
         .with_context(|| format!("view `{}`: dead-letter destination", view.name))?;
@@ -153,7 +152,7 @@ async fn run(
         summary.read_seconds = started.elapsed().as_secs_f64();
         let rows = rows.with_context(|| format!("materializing view `{}`", view.name))?;
         let writing = Instant::now();
-        write_rows(&writer, &plan, &rows, &mut summary, &|p| {
+        write_rows(online.store.as_ref(), &plan, &rows, &mut summary, &|p| {
             bar.show(&view.name, p, started)
         })
         .await?;

@@ -1,5 +1,7 @@
 //! The `fvhost` commands: `apply`, `run`, `materialize`, `materialize-incremental`,
-//! `get-online-features`, `quickstart`.
+//! `push`, `serve`, `get-online-features`, `deploy`, `rollback`, `status`,
+//! `dead-letters`, `quickstart`. Each parses its arguments and drives the
+//! library; none holds logic of its own beyond printing.
 
 mod admin;
 mod apply;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::RepoArgs;
-use crate::online::{OnlineWriter, connect};
+use crate::online::OnlineConnection;
 use crate::pipeline::push::{PushFile, PushTarget, PushTo};
 use crate::transform::cache::{ModuleCache, default_dir};
 use crate::transform::{Limits, TransformEngine};
@@ -34,17 +34,16 @@ pub async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
     let cache = ModuleCache::new(default_dir());
     let target = PushTarget::new(&repo, &args.source, &engine, &cache, &Limits::default())?;
     let file = PushFile::open(&args.file)?;
-    let mut writer = match args.to {
+    let online = match args.to {
         PushTo::Offline => None,
-        _ => {
-            let connection = connect(&repo.config.online_store, args.redis.as_deref())
+        _ => Some(
+            OnlineConnection::open(&repo.config.online_store, args.redis.as_deref())
                 .await
-                .context("connecting to the Redis online store")?;
-            Some(OnlineWriter::new(connection, &repo.config.online_store))
-        }
+                .context("connecting to the Redis online store")?,
+        ),
     };
     let summary = target
-        .push_file(&repo, &file, args.to, writer.as_mut())
+        .push_file(&repo, &file, args.to, online.as_ref())
         .await?;
     println!("{}", serde_json::to_string(&summary)?);
     let dead_lettered = summary.rejected_rows + summary.failed_rows;

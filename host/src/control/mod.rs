@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::offline::log::{OfflineLog, Rotation};
-use crate::online::{OnlineWriter, connect};
+use crate::online::OnlineConnection;
 use crate::repo::FeatureRepo;
 use crate::transform::cache::{ModuleCache, default_dir};
 use crate::transform::{Limits, TransformEngine};
@@ -151,11 +151,11 @@ impl Host {
         for tenant in tenants {
             let in_tenant = |e: anyhow::Error| e.context(format!("tenant `{}`", tenant.name));
             let repo = &tenant.repo;
-            let connection = connect(&repo.config.online_store, options.redis_url.as_deref())
-                .await
-                .context("connecting to the Redis online store")
-                .map_err(in_tenant)?;
-            let writer = OnlineWriter::new(connection, &repo.config.online_store);
+            let online =
+                OnlineConnection::open(&repo.config.online_store, options.redis_url.as_deref())
+                    .await
+                    .context("connecting to the Redis online store")
+                    .map_err(in_tenant)?;
             let starter = Arc::new(ViewStarter::new(
                 &tenant.name,
                 engine.clone(),
@@ -164,7 +164,7 @@ impl Host {
                     limits: tenant.limits.clone(),
                     ..options.clone()
                 },
-                writer,
+                online,
                 TransformSlots::new(tenant.limits.instances_in_flight, host_slots.clone()),
                 sender.clone(),
             ));

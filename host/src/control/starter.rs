@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::registry::{Registry, ViewSlot, ViewVersion};
 use super::{HostOptions, group_id, offline_log};
-use crate::online::OnlineWriter;
+use crate::online::OnlineConnection;
 use crate::pipeline::dead_letter::DeadLetterSink;
 use crate::pipeline::fairness::TransformSlots;
 use crate::pipeline::metrics::ViewMetrics;
@@ -29,7 +29,7 @@ pub struct ViewStarter {
     pub engine: TransformEngine,
     pub cache: ModuleCache,
     pub options: HostOptions,
-    pub writer: OnlineWriter,
+    pub online: OnlineConnection,
     pub registry: Arc<Registry>,
     /// Transform slots shared by this starter's views (one tenant's).
     pub slots: TransformSlots,
@@ -44,7 +44,7 @@ impl ViewStarter {
         engine: TransformEngine,
         cache: ModuleCache,
         options: HostOptions,
-        writer: OnlineWriter,
+        online: OnlineConnection,
         slots: TransformSlots,
         tasks: mpsc::UnboundedSender<ViewTask>,
     ) -> Self {
@@ -53,7 +53,7 @@ impl ViewStarter {
             engine,
             cache,
             options,
-            writer,
+            online,
             registry: Arc::new(Registry::default()),
             slots,
             tasks,
@@ -84,7 +84,7 @@ impl ViewStarter {
         let dead_letters = DeadLetterSink::for_view(
             repo.project(),
             &view,
-            &self.writer.connection(),
+            &self.online.redis,
             Some(&bootstrap_servers),
         )
         .with_context(|| format!("view `{}`: dead-letter destination", view.name))?;
@@ -104,7 +104,7 @@ impl ViewStarter {
         let ends = ViewEnds {
             kafka: kafka.clone(),
             consumer,
-            writer: self.writer.clone(),
+            store: self.online.store.clone(),
             dead_letters,
         };
         let mut stream = StreamLoop::new(

@@ -16,6 +16,8 @@ use base64::Engine as _;
 use chrono::{NaiveDate, NaiveDateTime};
 use serde_json::Value;
 
+use super::json_fields::{KeyIndex, ObjectError, read_fields};
+
 /// Why one message became no row.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{}", match .field { Some(f) => format!("field `{f}`: {}", .reason), None => .reason.clone() })]
@@ -62,7 +64,9 @@ pub struct JsonBatchBuilder {
     /// The schema rows come out in (after field mapping).
     schema: SchemaRef,
     /// The JSON key each column is read from (the name before field mapping).
-    json_keys: Vec<String>,
+    json_keys: KeyIndex,
+    /// The values of one message's declared fields, reused from row to row.
+    found: Vec<Option<Value>>,
     /// Columns that must be present and non-null (entity keys, timestamp).
     required: Vec<bool>,
     columns: Vec<Vec<Cell>>,
@@ -73,14 +77,15 @@ impl JsonBatchBuilder {
     /// `schema` holds the JSON key names; `field_mapping` renames columns for the
     /// output; `required` lists output names that every row must carry.
     pub fn new(schema: &Schema, field_mapping: &[(String, String)], required: &[String]) -> Self {
-        let mapped = crate::repo::mapped_schema(schema, field_mapping);
+        let mapped = super::mapped_schema(schema, field_mapping);
         let required = mapped
             .fields()
             .iter()
             .map(|f| required.iter().any(|r| r == f.name()) || !f.is_nullable())
             .collect();
         Self {
-            json_keys: schema.fields().iter().map(|f| f.name().clone()).collect(),
+            json_keys: KeyIndex::new(schema.fields().iter().map(|f| f.name().clone()).collect()),
+            found: vec![None; schema.fields().len()],
             columns: vec![Vec::new(); mapped.fields().len()],
             schema: Arc::new(mapped),
             required,
@@ -105,20 +110,20 @@ impl JsonBatchBuilder {
     /// Decodes one message and appends it as a row, or explains why not.
     /// On error nothing is appended.
     pub fn append(&mut self, message: &[u8]) -> Result<(), RowError> {
-        let value: Value = serde_json::from_slice(message)
-            .map_err(|e| RowError::message(format!("not valid JSON: {e}")))?;
-        let Value::Object(object) = value else {
-            return Err(RowError::message("message is not a JSON object"));
-        };
+        read_fields(message, &self.json_keys, &mut self.found).map_err(|e| match e {
+            ObjectError::NotJson(e) => RowError::message(format!("not valid JSON: {e}")),
+            ObjectError::NotAnObject => RowError::message("message is not a JSON object"),
+        })?;
         let mut row = Vec::with_capacity(self.columns.len());
-        for ((field, key), required) in self
+        for (((field, found), key), required) in self
             .schema
             .fields()
             .iter()
-            .zip(&self.json_keys)
+            .zip(&self.found)
+            .zip(self.json_keys.keys())
             .zip(&self.required)
         {
-            let cell = match object.get(key) {
+            let cell = match found {
                 None | Some(Value::Null) if *required => {
                     return Err(RowError::field(
                         key,

@@ -8,6 +8,7 @@
 
 mod ddl;
 mod json;
+mod json_fields;
 
 use std::sync::Arc;
 
@@ -73,4 +74,22 @@ impl Decoder for JsonBatchBuilder {
     fn schema(&self) -> &SchemaRef {
         JsonBatchBuilder::schema(self)
     }
+}
+
+/// The schema a view sees: `schema` with `field_mapping` applied.
+pub fn mapped_schema(
+    schema: &arrow_schema::Schema,
+    field_mapping: &[(String, String)],
+) -> arrow_schema::Schema {
+    let fields: Vec<arrow_schema::Field> = schema
+        .fields()
+        .iter()
+        .map(
+            |f| match field_mapping.iter().find(|(from, _)| from == f.name()) {
+                Some((_, to)) => f.as_ref().clone().with_name(to),
+                None => f.as_ref().clone(),
+            },
+        )
+        .collect();
+    arrow_schema::Schema::new(fields)
 }

@@ -49,10 +49,25 @@ impl LocalBroker {
     pub async fn produce(&self, topic: &str, messages: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
         let mut deliveries = Vec::with_capacity(messages.len());
         for (key, payload) in messages {
-            let record = FutureRecord::to(topic).key(key).payload(payload);
-            match self.producer.send_result(record) {
-                Ok(delivery) => deliveries.push(delivery),
-                Err((e, _)) => anyhow::bail!("cannot enqueue a message for `{topic}`: {e}"),
+            let mut record = FutureRecord::to(topic).key(key).payload(payload);
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    // The producer's queue is full: wait for deliveries to drain it.
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull,
+                        ),
+                        returned,
+                    )) => {
+                        record = returned;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err((e, _)) => anyhow::bail!("cannot enqueue a message for `{topic}`: {e}"),
+                }
             }
         }
         for delivery in deliveries {

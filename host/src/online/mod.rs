@@ -1,24 +1,38 @@
-//! The online store: Feast's Redis layout, byte for byte.
+//! The online store: Feast's Redis layout, byte for byte, behind one seam.
 //!
-//! - [`entity_key`]: the Redis key (serialized entity key + project);
-//! - [`murmur3`]: hash field names of features, and `_ts:<view>`;
+//! Feast's encodings, shared by every store:
+//! - [`entity_key`]: the hash key (serialized entity key + project);
+//! - [`murmur3`], [`fields`]: hash field names of features, and `_ts:<view>`;
 //! - [`value`]: feature values as `feast.types.Value` protobufs;
 //! - [`timestamp`]: event times as `google.protobuf.Timestamp`;
 //! - [`rows`]: output batches into per-entity rows, newest kept;
-//! - [`writer`]: atomic newer-wins writes; [`reader`]: reads in Feast's response shape.
+//! - [`reader`], [`request`]: reads in Feast's response shape.
+//!
+//! The stores, behind [`OnlineStore`] (write rows newer-wins, read fields):
+//! - [`redis`]: the Redis store Feast reads (atomic script writes, pipelined);
+//! - [`memory`]: the same semantics in memory, for tests and tools;
+//! - [`connection`]: the store a repo names, opened.
 
+pub mod connection;
 pub mod entity_key;
+pub mod fields;
+pub mod memory;
 pub mod murmur3;
 mod proto;
 pub mod reader;
+pub mod redis;
 pub mod request;
 pub mod rows;
+pub mod store;
 pub mod timestamp;
 pub mod value;
-pub mod writer;
 
+pub use self::redis::{RedisStore, connect};
+pub use connection::OnlineConnection;
 pub use entity_key::{KeyBuilder, KeyValue, KeyVersion};
+pub use fields::ViewFields;
+pub use memory::MemoryStore;
 pub use reader::{EntityRow, FeatureRef, OnlineResponse, get_online_features};
 pub use rows::{OnlineRow, RowFailure, build_rows, fold_newest, newest_per_entity};
+pub use store::{HashRead, OnlineStore, StoreError, WriteStats};
 pub use timestamp::EventTime;
-pub use writer::{OnlineWriter, ViewFields, WriteError, WriteStats, connect};

@@ -3,11 +3,11 @@
 //! Values match what Feast's SDK returns; a missing entity is reported as
 //! `NOT_FOUND` (Feast 0.67's Redis store says `PRESENT` with a null value).
 
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 
 use super::entity_key::{KeyBuilder, KeyValue};
 use super::murmur3::{feature_field, timestamp_field};
+use super::store::{HashRead, OnlineStore, StoreError};
 use super::timestamp::{self, EventTime};
 use super::value::decode_to_json;
 use crate::repo::FeatureView;
@@ -61,31 +61,29 @@ pub struct EntityRow<'a> {
 
 /// Reads `features` for `entities` (each with values for `join_keys`), one pipeline in all.
 pub async fn get_online_features(
-    connection: &mut ConnectionManager,
+    store: &dyn OnlineStore,
     keys: &KeyBuilder,
     join_keys: &[String],
     views: &[(&FeatureView, Vec<String>)],
     entities: &[EntityRow<'_>],
     full_feature_names: bool,
-) -> Result<OnlineResponse, redis::RedisError> {
-    let mut pipeline = redis::pipe();
+) -> Result<OnlineResponse, StoreError> {
+    let mut reads = Vec::with_capacity(entities.len() * views.len());
     for entity in entities {
         let key = keys.redis_key(&entity.values);
         for (view, features) in views {
-            let mut call = redis::cmd("HMGET");
-            call.arg(&key);
-            for feature in features {
-                call.arg(&feature_field(&view.name, feature)[..]);
-            }
-            call.arg(timestamp_field(&view.name));
-            pipeline.add_command(call);
+            let mut fields: Vec<Vec<u8>> = features
+                .iter()
+                .map(|feature| feature_field(&view.name, feature).to_vec())
+                .collect();
+            fields.push(timestamp_field(&view.name));
+            reads.push(HashRead {
+                key: key.clone(),
+                fields,
+            });
         }
     }
-    let replies: Vec<Vec<Option<Vec<u8>>>> = if entities.is_empty() {
-        Vec::new()
-    } else {
-        pipeline.query_async(connection).await?
-    };
+    let replies = store.read(&reads).await?;
 
     let mut names: Vec<String> = join_keys.to_vec();
     let mut results: Vec<FeatureColumn> = join_keys

@@ -1,14 +1,13 @@
 //! A feature read request resolved against a repo: which views, which join
 //! keys, and entity values typed by the entities' declared types.
 
-use anyhow::{Context, bail};
-use redis::aio::ConnectionManager;
-
 use super::{
-    EntityRow, FeatureRef, KeyBuilder, KeyValue, KeyVersion, OnlineResponse, get_online_features,
+    EntityRow, FeatureRef, KeyBuilder, KeyValue, KeyVersion, OnlineResponse, OnlineStore,
+    get_online_features,
 };
 use crate::repo::{FeatureRepo, FeatureView, JoinKey};
 use crate::types::ScalarType;
+use anyhow::{Context, bail};
 
 /// Requested features grouped by view, with the join keys they share.
 pub struct OnlineRequest<'a> {
@@ -61,7 +60,7 @@ impl<'a> OnlineRequest<'a> {
     pub async fn read(
         &self,
         repo: &FeatureRepo,
-        connection: &mut ConnectionManager,
+        store: &dyn OnlineStore,
         rows: &[Vec<String>],
         full_feature_names: bool,
     ) -> anyhow::Result<OnlineResponse> {
@@ -80,7 +79,7 @@ impl<'a> OnlineRequest<'a> {
         let version = repo.config.key_version().unwrap_or(KeyVersion::V3);
         let keys = KeyBuilder::new(version, &names, repo.project());
         Ok(get_online_features(
-            connection,
+            store,
             &keys,
             &names,
             &self.views,

@@ -1,5 +1,5 @@
 //! Materialization: a view's batch history over a time range, through the
-//! same transform and the same online writer as the stream.
+//! same transform and the same online store as the stream.
 //!
 //! The scan runs in bounded memory (see [`crate::offline::scan`]); the newest
 //! row per entity is kept across the whole range (ties broken by the created
@@ -20,7 +20,7 @@ use super::view::ViewPipeline;
 use crate::offline::OfflineError;
 use crate::offline::files::parquet_files;
 use crate::offline::scan::{ScanRequest, ScanStats, Scanner};
-use crate::online::{OnlineRow, OnlineWriter, WriteError, fold_newest};
+use crate::online::{OnlineRow, OnlineStore, StoreError, fold_newest};
 use crate::repo::{FeatureRepo, FeatureView, Source, SourceKind, mapped_schema};
 use crate::transform::TransformError;
 
@@ -46,7 +46,7 @@ pub enum MaterializeError {
     #[error("{file}: {error}")]
     Transform { file: String, error: TransformError },
     #[error(transparent)]
-    Write(#[from] WriteError),
+    Write(#[from] StoreError),
     #[error(transparent)]
     DeadLetters(#[from] DeadLetterSinkError),
 }
@@ -285,9 +285,9 @@ pub fn rename(batch: &RecordBatch, field_mapping: &[(String, String)]) -> Record
 /// server's work (measured in docs/architecture.md).
 const WRITES_IN_FLIGHT: usize = 4;
 
-/// Writes `rows` in chunks with the online writer, several chunks in flight.
+/// Writes `rows` in chunks to the online store, several chunks in flight.
 pub async fn write_rows(
-    writer: &OnlineWriter,
+    store: &dyn OnlineStore,
     plan: &ViewPlan,
     rows: &[OnlineRow],
     summary: &mut ViewSummary,
@@ -296,10 +296,7 @@ pub async fn write_rows(
     use futures::StreamExt;
     let fields = &plan.pipeline.fields;
     let mut writes = futures::stream::iter(rows.chunks(WRITE_CHUNK))
-        .map(|chunk| {
-            let mut writer = writer.clone();
-            async move { writer.write(fields, chunk).await }
-        })
+        .map(|chunk| store.write(fields, chunk))
         .buffer_unordered(WRITES_IN_FLIGHT);
     while let Some(stats) = writes.next().await {
         let stats = stats?;

@@ -1,34 +1,113 @@
-//! Per-view counters: what came in, what was refused and why, what was written.
+//! Per-view counters: what came in, what was refused and why, what was
+//! written, and where the time went.
+//!
+//! The counters are declared once, in [`view_counters!`]'s invocation below:
+//! the live atomics, the snapshot `fvhost status` prints, and the list an
+//! exporter walks ([`ViewMetrics::counters`]) all come from that one list.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
 
-/// Live counters of one view, shared between its loop and whoever reports.
-#[derive(Debug, Default)]
-pub struct ViewMetrics {
-    pub messages: AtomicU64,
-    pub decode_errors: AtomicU64,
-    pub late_events: AtomicU64,
-    /// Events whose time was too far ahead of the host's clock.
-    pub future_events: AtomicU64,
-    pub rejected_by_transform: AtomicU64,
-    pub unwritable_rows: AtomicU64,
-    pub rows_out: AtomicU64,
-    pub keys_written: AtomicU64,
-    pub keys_skipped_older: AtomicU64,
-    pub batches: AtomicU64,
-    pub batch_failures: AtomicU64,
+/// Declares the counters: each becomes an `AtomicU64` field of
+/// [`ViewMetrics`], a `u64` field of [`MetricsSnapshot`] (same name, so
+/// status JSON names them the same), and an entry of [`ViewMetrics::counters`].
+macro_rules! view_counters {
+    ($($(#[doc = $doc:literal])+ $name:ident,)+) => {
+        /// Live counters of one view (or one version), shared between its
+        /// loop and whoever reports.
+        #[derive(Debug, Default)]
+        pub struct ViewMetrics {
+            $($(#[doc = $doc])+ pub $name: AtomicU64,)+
+            /// Messages behind the end of the view's partitions, as of the last check.
+            pub consumer_lag: AtomicU64,
+            /// Set while the view is paused after failing batch after batch.
+            pub pause: Mutex<Option<Pause>>,
+        }
+
+        /// A point-in-time copy of [`ViewMetrics`], printed as JSON.
+        #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+        pub struct MetricsSnapshot {
+            $($(#[doc = $doc])+ pub $name: u64,)+
+            pub consumer_lag: u64,
+            /// `running`, or `paused` (with `pause`).
+            pub state: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub pause: Option<Pause>,
+        }
+
+        impl ViewMetrics {
+            /// Every counter: name, help text (its doc comment) and value.
+            pub fn counters(&self) -> Vec<Counter> {
+                vec![$(Counter {
+                    name: stringify!($name),
+                    help: concat!($($doc),+).trim_ascii(),
+                    value: self.$name.load(Ordering::Relaxed),
+                },)+]
+            }
+
+            pub fn snapshot(&self) -> MetricsSnapshot {
+                let pause = self.pause.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                MetricsSnapshot {
+                    $($name: self.$name.load(Ordering::Relaxed),)+
+                    consumer_lag: self.consumer_lag.load(Ordering::Relaxed),
+                    state: if pause.is_some() { "paused" } else { "running" }.to_string(),
+                    pause,
+                }
+            }
+        }
+    };
+}
+
+view_counters! {
+    /// Kafka messages consumed.
+    messages,
+    /// Messages that could not be decoded (dead-lettered).
+    decode_errors,
+    /// Events behind the watermark (dead-lettered).
+    late_events,
+    /// Events whose time was too far ahead of the host's clock (dead-lettered).
+    future_events,
+    /// Input rows the transform rejected (dead-lettered).
+    rejected_by_transform,
+    /// Output rows that could not become online rows (logged).
+    unwritable_rows,
+    /// Rows the transform produced.
+    rows_out,
+    /// Entity keys written to the online store.
+    keys_written,
+    /// Entity keys left alone because the store held an equal or newer event.
+    keys_skipped_older,
+    /// Batches processed.
+    batches,
+    /// Transform attempts on a whole batch that failed.
+    batch_failures,
     /// Events sent to the view's dead-letter destination, all kinds together.
-    pub dead_letters: AtomicU64,
-    pub commits: AtomicU64,
+    dead_letters,
+    /// Offset commits.
+    commits,
     /// Commits the broker refused (during a rebalance, say); the batches were written.
-    pub commit_failures: AtomicU64,
-    /// Messages behind the end of the view's partitions, as of the last check.
-    pub consumer_lag: AtomicU64,
-    /// Set while the view is paused after failing batch after batch.
-    pub pause: Mutex<Option<Pause>>,
+    commit_failures,
+    /// Microseconds spent waiting for the broker to fill a batch.
+    poll_micros,
+    /// Microseconds spent decoding messages and applying the watermark.
+    decode_micros,
+    /// Microseconds spent in transform calls, including their retries.
+    transform_micros,
+    /// Microseconds spent building online rows and writing them, dead letters included.
+    write_micros,
+    /// Microseconds spent committing offsets (and closing offline-log files).
+    commit_micros,
+}
+
+/// One counter, for exporters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub value: u64,
 }
 
 /// Why and until when a view is paused.
@@ -40,61 +119,46 @@ pub struct Pause {
     pub last_error: String,
 }
 
-/// A point-in-time copy of [`ViewMetrics`], printed as JSON.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct MetricsSnapshot {
-    pub messages: u64,
-    pub decode_errors: u64,
-    pub late_events: u64,
-    pub future_events: u64,
-    pub rejected_by_transform: u64,
-    pub unwritable_rows: u64,
-    pub rows_out: u64,
-    pub keys_written: u64,
-    pub keys_skipped_older: u64,
-    pub batches: u64,
-    pub batch_failures: u64,
-    pub dead_letters: u64,
-    pub commits: u64,
-    pub commit_failures: u64,
-    pub consumer_lag: u64,
-    /// `running`, or `paused` (with `pause`).
-    pub state: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pause: Option<Pause>,
-}
-
 impl ViewMetrics {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds `elapsed` to a microseconds counter.
+    pub fn add_time(counter: &AtomicU64, elapsed: Duration) {
+        Self::add(counter, elapsed.as_micros().try_into().unwrap_or(u64::MAX));
     }
 
     /// Marks the view paused (`Some`) or running again (`None`).
     pub fn set_pause(&self, pause: Option<Pause>) {
         *self.pause.lock().unwrap_or_else(|p| p.into_inner()) = pause;
     }
+}
 
-    pub fn snapshot(&self) -> MetricsSnapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let pause = self.pause.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        MetricsSnapshot {
-            messages: get(&self.messages),
-            decode_errors: get(&self.decode_errors),
-            late_events: get(&self.late_events),
-            future_events: get(&self.future_events),
-            rejected_by_transform: get(&self.rejected_by_transform),
-            unwritable_rows: get(&self.unwritable_rows),
-            rows_out: get(&self.rows_out),
-            keys_written: get(&self.keys_written),
-            keys_skipped_older: get(&self.keys_skipped_older),
-            batches: get(&self.batches),
-            batch_failures: get(&self.batch_failures),
-            dead_letters: get(&self.dead_letters),
-            commits: get(&self.commits),
-            commit_failures: get(&self.commit_failures),
-            consumer_lag: get(&self.consumer_lag),
-            state: if pause.is_some() { "paused" } else { "running" }.to_string(),
-            pause,
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_is_listed_once_with_its_help_and_snapshotted() {
+        let metrics = ViewMetrics::default();
+        ViewMetrics::add(&metrics.messages, 7);
+        ViewMetrics::add_time(&metrics.write_micros, Duration::from_millis(3));
+        let counters = metrics.counters();
+        let mut names: Vec<_> = counters.iter().map(|c| c.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), counters.len());
+        assert!(counters.iter().all(|c| !c.help.is_empty()));
+        let messages = counters.iter().find(|c| c.name == "messages").unwrap();
+        assert_eq!(
+            (messages.value, messages.help),
+            (7, "Kafka messages consumed.")
+        );
+        let snapshot = metrics.snapshot();
+        assert_eq!((snapshot.messages, snapshot.write_micros), (7, 3000));
+        let json = serde_json::to_value(&snapshot).unwrap();
+        assert_eq!(json["messages"], 7);
+        assert_eq!(json["state"], "running");
     }
 }

@@ -1,6 +1,7 @@
 //! The data path: a view's rows from where they come from to the stores.
 //!
-//! - [`stream`]: the per-view Kafka loop (consume, decode, watermark, transform, write, commit);
+//! - [`stream`]: the per-view Kafka loop: an intake (consume, decode, watermark,
+//!   transform) and an output (dead letters, write, commit) that overlap;
 //! - [`processor`]: a view version's transform stage (retries, narrowing,
 //!   rejections, schema check), shared by the stream, materialize and push;
 //! - [`materialize`] (+ [`materialize_state`]), [`push`]: the batch side;

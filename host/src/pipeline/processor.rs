@@ -291,7 +291,7 @@ mod tests {
     use crate::types::{FeatureType, ScalarType};
 
     /// A transform that fails any batch holding a poison value, rejects odd
-    /// values it is told to, and counts its calls.
+    /// values it is told to (leaving them out of its output), and counts its calls.
     struct Fake {
         poison: Vec<i64>,
         reject_odd: bool,
@@ -332,8 +332,16 @@ mod tests {
                     reason: format!("{id} is odd"),
                 })
                 .collect();
+            // A rejected row produces no output row.
+            let kept: arrow_array::BooleanArray = ids
+                .values()
+                .iter()
+                .map(|id| Some(!(self.reject_odd && id % 2 == 1)))
+                .collect();
+            let output = arrow_select::filter::filter_record_batch(&input, &kept)
+                .map_err(|e| TransformError::Input(e.to_string()))?;
             Ok(TransformedBatch {
-                checked: schema().check(&input)?,
+                checked: schema().check(&output)?,
                 rejected,
             })
         }
@@ -468,6 +476,40 @@ mod tests {
         );
         assert_eq!(processed.rejected_rows(), 4);
         assert_eq!(processed.refused[2].reason, "3 is odd");
+    }
+
+    #[test]
+    fn what_a_processed_batch_writes_is_every_row_but_the_refused_ones() {
+        use crate::online::{
+            HashRead, KeyBuilder, KeyValue, MemoryStore, OnlineStore, ViewFields, build_rows,
+            newest_per_entity,
+        };
+        let mut fake = Fake::poisoned_by(&[6]);
+        fake.reject_odd = true;
+        let processed = run(&processor(&fake, 32), 10);
+        let keys = KeyBuilder::new(crate::types::KeyVersion::V3, &["id".to_string()], "p");
+        let fields = ViewFields {
+            timestamp: b"_ts:v".to_vec(),
+            features: vec![crate::online::murmur3::feature_field("v", "id_again")],
+        };
+        let store = MemoryStore::new();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        for piece in &processed.pieces {
+            let (rows, failures) = build_rows(&piece.transformed.checked, &schema(), &keys);
+            assert!(failures.is_empty());
+            runtime
+                .block_on(store.write(&fields, &newest_per_entity(rows)))
+                .unwrap();
+        }
+        let reads: Vec<HashRead> = (0..10)
+            .map(|id| HashRead {
+                key: keys.redis_key(&[KeyValue::Int64(id)]),
+                fields: vec![fields.timestamp.clone()],
+            })
+            .collect();
+        let stored = runtime.block_on(store.read(&reads)).unwrap();
+        let written: Vec<i64> = (0..10).filter(|&id| stored[id as usize][0].is_some()).collect();
+        assert_eq!(written, vec![0, 2, 4, 8], "odd ids rejected, 6 failed");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! views over a push source, to the online store, the offline store, or both.
 //!
 //! Online, each view's transform runs and its newest row per entity is
-//! written with the stream's writer. Offline, the rows are appended as one
+//! written to the online store as the stream writes it. Offline, the rows are appended as one
 //! Parquet file to the push source's batch source, where the next
 //! materialization runs them through the same transform: so pushing offline
 //! then materializing gives what pushing online gives.
@@ -22,7 +22,7 @@ use super::view::ViewPipeline;
 use crate::event_time::FutureLimit;
 use crate::offline::files::write_dir;
 use crate::offline::log::FileWriter;
-use crate::online::OnlineWriter;
+use crate::online::OnlineConnection;
 use crate::repo::{FeatureRepo, Source, SourceKind};
 use crate::transform::cache::ModuleCache;
 use crate::transform::schema_check::to_utc_micros;
@@ -97,19 +97,19 @@ impl PushTarget {
         })
     }
 
-    /// Pushes `batch` to the online store (through `writer`) and/or the
+    /// Pushes `batch` to the online store (through `online`) and/or the
     /// offline store. A row that cannot be pushed refuses the whole push.
     pub async fn push(
         &self,
         repo: &FeatureRepo,
         batch: RecordBatch,
         to: PushTo,
-        writer: Option<&mut OnlineWriter>,
+        online: Option<&OnlineConnection>,
     ) -> anyhow::Result<PushSummary> {
         let batch = self.checked(batch)?;
         let mut summary = self.summary();
         let mut offline = self.offline_writer(repo, to, &batch)?;
-        self.push_one(&batch, 0, offline.as_mut(), writer, repo, to, &mut summary)
+        self.push_one(&batch, 0, offline.as_mut(), online, repo, to, &mut summary)
             .await?;
         if let Some(file) = offline {
             summary.offline_file = Some(file.finish()?.display().to_string());
@@ -125,7 +125,7 @@ impl PushTarget {
         repo: &FeatureRepo,
         file: &PushFile,
         to: PushTo,
-        mut writer: Option<&mut OnlineWriter>,
+        online: Option<&OnlineConnection>,
     ) -> anyhow::Result<PushSummary> {
         let mut first_row = 0u64;
         for batch in file.batches()? {
@@ -151,7 +151,7 @@ impl PushTarget {
                 &batch,
                 first_row,
                 offline.as_mut(),
-                writer.as_deref_mut(),
+                online,
                 repo,
                 to,
                 &mut summary,
@@ -191,7 +191,7 @@ impl PushTarget {
         batch: &RecordBatch,
         first_row: u64,
         offline: Option<&mut FileWriter>,
-        writer: Option<&mut OnlineWriter>,
+        online: Option<&OnlineConnection>,
         repo: &FeatureRepo,
         to: PushTo,
         summary: &mut PushSummary,
@@ -203,11 +203,11 @@ impl PushTarget {
         if !to.online() {
             return Ok(());
         }
-        let writer =
-            writer.ok_or_else(|| anyhow::anyhow!("pushing online needs a Redis connection"))?;
+        let online =
+            online.ok_or_else(|| anyhow::anyhow!("pushing online needs a Redis connection"))?;
         for view in &self.views {
             let dead_letters =
-                DeadLetterSink::for_view(repo.project(), &view.view, &writer.connection(), None)?;
+                DeadLetterSink::for_view(repo.project(), &view.view, &online.redis, None)?;
             let processed = process(view, batch).await;
             let source = format!("push {}", self.source.name);
             let letters =
@@ -221,7 +221,7 @@ impl PushTarget {
                     tracing::warn!(view = %view.view.name, "pushed row not written: {}", failure.reason);
                 }
                 summary.unwritable_rows += failures.len() as u64;
-                let stats = writer.write(&view.fields, &rows).await?;
+                let stats = online.store.write(&view.fields, &rows).await?;
                 summary.keys_written += stats.written;
                 summary.keys_skipped_older += stats.skipped_older;
             }

@@ -7,14 +7,14 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::DataType;
 use serde::de::DeserializeOwned;
 
 use super::definitions::*;
 use super::duration::parse_duration;
 use super::model::*;
 use super::store_config::{ConnectionString, StoreConfig};
-use crate::format::parse_ddl;
+use crate::format::{mapped_schema, parse_ddl};
 use crate::types::{FeatureType, ScalarType};
 
 /// The name of a repo's main config file.
@@ -733,19 +733,4 @@ fn scalar_text(value: &serde_yaml::Value) -> String {
         serde_yaml::Value::Null => String::new(),
         other => serde_json::to_string(other).unwrap_or_default(),
     }
-}
-
-/// The schema a view sees: `schema` with `field_mapping` applied.
-pub fn mapped_schema(schema: &Schema, field_mapping: &[(String, String)]) -> Schema {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(
-            |f| match field_mapping.iter().find(|(from, _)| from == f.name()) {
-                Some((_, to)) => f.as_ref().clone().with_name(to),
-                None => f.as_ref().clone(),
-            },
-        )
-        .collect();
-    Schema::new(fields)
 }

@@ -9,7 +9,8 @@ pub mod store_config;
 
 use std::path::Path;
 
-pub use load::{RepoError, STORE_CONFIG_FILE, mapped_schema};
+pub use crate::format::mapped_schema;
+pub use load::{RepoError, STORE_CONFIG_FILE};
 pub use model::*;
 pub use store_config::{ConnectionString, OnlineStoreConfig, StoreConfig};
 

@@ -64,11 +64,10 @@ pub async fn get_online_features(
             ),
         ));
     }
-    let mut connection = state.reader.clone();
     let response = resolved
         .read(
             &state.repo,
-            &mut connection,
+            state.online.store.as_ref(),
             &rows,
             request.full_feature_names,
         )

@@ -12,26 +12,23 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::online::OnlineConnection;
+use crate::pipeline::push::PushTarget;
+use crate::repo::{FeatureRepo, SourceKind};
+use crate::transform::cache::{ModuleCache, default_dir};
+use crate::transform::{Limits, TransformEngine};
 use anyhow::Context;
 use axum::Json;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use redis::aio::ConnectionManager;
-
-use crate::online::{OnlineWriter, connect};
-use crate::pipeline::push::PushTarget;
-use crate::repo::{FeatureRepo, SourceKind};
-use crate::transform::cache::{ModuleCache, default_dir};
-use crate::transform::{Limits, TransformEngine};
 
 /// What the handlers share.
 pub struct ServerState {
     pub repo: FeatureRepo,
     pub push_targets: HashMap<String, PushTarget>,
-    pub writer: OnlineWriter,
-    pub reader: ConnectionManager,
+    pub online: OnlineConnection,
     /// Largest `/push` body read.
     pub max_push_bytes: usize,
 }
@@ -53,15 +50,13 @@ impl ServerState {
             let target = PushTarget::new(&repo, &source.name, &engine, &cache, &Limits::default())?;
             push_targets.insert(source.name.clone(), target);
         }
-        let connection = connect(&repo.config.online_store, redis_url)
+        let online = OnlineConnection::open(&repo.config.online_store, redis_url)
             .await
             .context("connecting to the Redis online store")?;
-        let writer = OnlineWriter::new(connection.clone(), &repo.config.online_store);
         Ok(Self {
             repo,
             push_targets,
-            writer,
-            reader: connection,
+            online,
             max_push_bytes: DEFAULT_MAX_PUSH_BYTES,
         })
     }

@@ -46,9 +46,8 @@ pub async fn push(
     refuse_inexact_integers(&request.df, &target.declared_types())
         .map_err(ApiError::bad_request)?;
     let batch = columns_to_batch(&request.df).map_err(ApiError::bad_request)?;
-    let mut writer = state.writer.clone();
     let summary = target
-        .push(&state.repo, batch, request.to, Some(&mut writer))
+        .push(&state.repo, batch, request.to, Some(&state.online))
         .await
         .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
     Ok(Json(summary))

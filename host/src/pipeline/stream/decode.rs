@@ -3,12 +3,12 @@
 
 use arrow_array::{Array, BooleanArray, RecordBatch};
 
-use super::StreamLoop;
+use super::intake::Intake;
 use crate::event_time::FutureLimit;
 use crate::pipeline::dead_letter::{DeadLetter, DeadLetterKind};
 use crate::source::kafka::Event;
 
-impl StreamLoop {
+impl Intake {
     /// Decodes messages into one batch; bad ones become dead letters, late
     /// ones too. Returns the batch and, per row, the index of its event.
     pub(super) fn decode(
@@ -44,7 +44,7 @@ impl StreamLoop {
             match result {
                 Ok(()) => origins.push(index),
                 Err(e) => {
-                    self.count(|m| &m.decode_errors, 1);
+                    self.counters().add(|m| &m.decode_errors, 1);
                     letters.push(self.letters().letter(
                         DeadLetterKind::Decode,
                         event,
@@ -94,13 +94,13 @@ impl StreamLoop {
             let refused = if times.is_null(row) {
                 None
             } else if !future.admits(times.value(row)) {
-                self.count(|m| &m.future_events, 1);
+                self.counters().add(|m| &m.future_events, 1);
                 Some((DeadLetterKind::Future, future.reason(times.value(row))))
             } else if !self
                 .watermark
                 .admit(event.origin.partition, times.value(row))
             {
-                self.count(|m| &m.late_events, 1);
+                self.counters().add(|m| &m.late_events, 1);
                 Some((DeadLetterKind::Late, late_reason.clone()))
             } else {
                 None

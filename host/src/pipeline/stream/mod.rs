@@ -1,29 +1,39 @@
-//! The stream loop of one view: consume a batch, decode, apply the watermark,
-//! transform, write newest-wins, store the dead letters, and only then commit
-//! the batch's offsets.
+//! The stream loop of one view, in two stages that overlap: while the
+//! [`output`] writes batch N (dead letters, online rows newer-wins, the
+//! offline log) and commits its offsets, the [`intake`] consumes batch N+1,
+//! decodes it, applies the watermark and transforms it. At most one batch is
+//! ahead of the output, so memory stays flat, and offsets are committed in
+//! batch order, each only after its batch is written.
 //!
+//! - [`intake`]: polling, pausing a failing view, picking up new versions;
 //! - [`decode`]: messages into an Arrow batch, watermark;
-//! - [`transform`]: slots, retries, narrowing a failing batch down.
+//! - [`transform`]: slots, retries, narrowing a failing batch down;
+//! - [`output`]: dead letters, writes with retries, the offline log, commits.
 
 mod decode;
+mod intake;
+mod output;
 mod transform;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::dead_letter::{DeadLetter, DeadLetterContext, DeadLetterKind, DeadLetterSink};
+use super::dead_letter::{DeadLetter, DeadLetterSink};
 use super::fairness::TransformSlots;
-use super::metrics::{Pause, ViewMetrics};
+use super::metrics::ViewMetrics;
+use super::processor::Piece;
 use super::version::ViewVersion;
 use super::view::ViewPipeline;
-use super::watermark::Watermark;
 use crate::offline::OfflineError;
 use crate::offline::log::OfflineLog;
-use crate::online::OnlineWriter;
+use crate::online::OnlineStore;
 use crate::repo::KafkaSource;
-use crate::source::kafka::{Event, Positions, TopicConsumer, advance};
+use crate::source::kafka::{Event, TopicConsumer};
+use intake::Intake;
+use output::Output;
 
 /// Batching and retry settings of a stream loop.
 #[derive(Debug, Clone, Copy)]
@@ -73,49 +83,53 @@ pub enum ViewStopped {
     Offline(#[from] OfflineError),
 }
 
-/// One view's running loop.
-pub struct StreamLoop {
-    /// The version transforming the batch in hand.
-    current: Arc<ViewVersion>,
-    /// Where newly activated versions arrive (see [`super::registry`]).
-    versions: watch::Receiver<Arc<ViewVersion>>,
-    pub kafka: KafkaSource,
-    pub consumer: TopicConsumer,
-    pub writer: OnlineWriter,
-    pub metrics: Arc<ViewMetrics>,
-    pub settings: StreamSettings,
-    watermark: Watermark,
-    /// The view's offline log, when it keeps one (behind a lock only so the
-    /// loop stays `Sync`; the loop is its one user).
-    offline: Option<std::sync::Mutex<OfflineLog>>,
-    /// Positions written but not yet committed (waiting for the offline log).
-    pending: Positions,
-    /// Where events the view cannot apply go.
-    dead_letters: DeadLetterSink,
-    /// Transform calls in flight, shared fairly with the tenant's and the host's other views.
-    slots: TransformSlots,
-    /// Batches in a row that had to dead-letter a transform failure.
-    failed_streak: u32,
-    /// The last of those failures, for the pause's status.
-    last_failure: Option<String>,
-    /// When the consumer lag was last asked for.
-    lag_checked: Option<std::time::Instant>,
-}
-
-/// How often the consumer-lag gauge is refreshed.
-const LAG_INTERVAL: Duration = Duration::from_secs(5);
-
 /// Where a view's events come from and where they go.
 pub struct ViewEnds {
     pub kafka: KafkaSource,
     pub consumer: TopicConsumer,
-    pub writer: OnlineWriter,
+    pub store: Arc<dyn OnlineStore>,
     pub dead_letters: DeadLetterSink,
+}
+
+/// A batch decoded and transformed by the intake, for the output to write.
+struct Prepared {
+    events: Vec<Event>,
+    /// The version that transformed it: its counters count the batch.
+    version: Arc<ViewVersion>,
+    letters: Vec<DeadLetter>,
+    pieces: Vec<Piece>,
+}
+
+/// A view's counters and those of the version handling a batch: every
+/// batch counter is counted on both.
+struct Counters<'a> {
+    view: &'a ViewMetrics,
+    version: &'a ViewMetrics,
+}
+
+impl Counters<'_> {
+    fn add(&self, counter: fn(&ViewMetrics) -> &AtomicU64, n: u64) {
+        ViewMetrics::add(counter(self.view), n);
+        ViewMetrics::add(counter(self.version), n);
+    }
+
+    fn add_time(&self, counter: fn(&ViewMetrics) -> &AtomicU64, since: std::time::Instant) {
+        let elapsed = since.elapsed();
+        ViewMetrics::add_time(counter(self.view), elapsed);
+        ViewMetrics::add_time(counter(self.version), elapsed);
+    }
+}
+
+/// One view's running loop.
+pub struct StreamLoop {
+    intake: Intake,
+    output: Output,
+    consumer: TopicConsumer,
 }
 
 impl StreamLoop {
     pub fn new(
-        mut versions: watch::Receiver<Arc<ViewVersion>>,
+        versions: watch::Receiver<Arc<ViewVersion>>,
         ends: ViewEnds,
         metrics: Arc<ViewMetrics>,
         settings: StreamSettings,
@@ -124,307 +138,60 @@ impl StreamLoop {
         let ViewEnds {
             kafka,
             consumer,
-            writer,
+            store,
             dead_letters,
         } = ends;
-        let watermark = Watermark::new(kafka.watermark_delay);
-        let current = versions.borrow_and_update().clone();
-        Self {
-            current,
-            versions,
-            kafka,
-            consumer,
-            writer,
+        let intake = Intake::new(versions, kafka, Arc::clone(&metrics), settings, slots);
+        let output = Output::new(
+            &intake.pipeline().view.name,
+            store,
+            dead_letters,
             metrics,
             settings,
-            watermark,
-            offline: None,
-            pending: Positions::new(),
-            dead_letters,
-            slots,
-            failed_streak: 0,
-            last_failure: None,
-            lag_checked: None,
+        );
+        Self {
+            intake,
+            output,
+            consumer,
         }
     }
 
     /// Also appends every written row to `log`; offsets are then committed
     /// only when the log's files are complete and durable.
     pub fn with_offline_log(mut self, log: OfflineLog) -> Self {
-        self.offline = Some(std::sync::Mutex::new(log));
+        self.output.offline = Some(std::sync::Mutex::new(log));
         self
     }
 
     /// The pipeline of the active version.
     pub fn pipeline(&self) -> &ViewPipeline {
-        &self.current.pipeline
+        self.intake.pipeline()
     }
 
-    /// Switches to a newly activated version, between two batches: the batch
-    /// about to be processed is the first one it transforms.
-    fn take_new_version(&mut self, events: &[Event]) {
-        let next = self.versions.borrow_and_update().clone();
-        if Arc::ptr_eq(&next, &self.current) {
-            return;
-        }
-        tracing::info!(
-            view = %self.current.pipeline.view.name,
-            from = self.current.id(),
-            to = next.id(),
-            first = %events[0].origin,
-            "new version active from this batch on"
-        );
-        self.current = next;
-    }
-
-    /// Runs until `shutdown` turns true (after finishing the batch in hand) or the view fails.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), ViewStopped> {
-        let view = self.current.pipeline.view.name.clone();
-        tracing::info!(view, topic = %self.kafka.topic, version = self.current.pipeline.version(), "stream view started");
-        loop {
-            let events = self
-                .consumer
-                .next_batch(self.settings.max_batch, self.settings.linger, &mut shutdown)
-                .await?;
-            if events.is_empty() {
-                break;
-            }
-            self.take_new_version(&events);
-            if !self.process(&events, &mut shutdown).await? {
-                break;
-            }
-            advance(&mut self.pending, &events);
-            self.commit_written(false)?;
-            self.refresh_lag();
-            if !self.pause_if_failing(&mut shutdown).await {
-                break;
-            }
-        }
-        self.commit_written(true)?;
+    /// Runs until `shutdown` turns true (after writing the batches in hand)
+    /// or the view fails. The output runs as its own task, so a batch's
+    /// write and the next batch's decode and transform use two cores.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<(), ViewStopped> {
+        let Self {
+            mut intake,
+            output,
+            consumer,
+        } = self;
+        let view = intake.pipeline().view.name.clone();
+        tracing::info!(view, topic = %intake.kafka.topic, version = intake.pipeline().version(), "stream view started");
+        let consumer = Arc::new(consumer);
+        // One slot: the intake reserves it before it consumes a batch, so
+        // it is never more than one batch ahead of the output.
+        let (to_output, batches) = tokio::sync::mpsc::channel(1);
+        let output = tokio::spawn(output.run(batches, Arc::clone(&consumer), shutdown.clone()));
+        let read = intake.run(&consumer, to_output, shutdown).await;
+        let written = match output.await {
+            Ok(written) => written,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("the output stage of view `{view}` was cancelled: {e}"),
+        };
+        read.and(written)?;
         tracing::info!(view, "stream view drained and stopped");
         Ok(())
-    }
-
-    /// Updates the consumer-lag gauge, at most every few seconds (it asks the broker).
-    fn refresh_lag(&mut self) {
-        if self.lag_checked.is_some_and(|t| t.elapsed() < LAG_INTERVAL) {
-            return;
-        }
-        self.lag_checked = Some(std::time::Instant::now());
-        if let Some(lag) = tokio::task::block_in_place(|| self.consumer.lag()) {
-            self.metrics
-                .consumer_lag
-                .store(lag.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// Commits what is written everywhere it must be: at once without an
-    /// offline log; with one, when its files rotate (or `closing`).
-    fn commit_written(&mut self, closing: bool) -> Result<(), ViewStopped> {
-        if let Some(log) = &self.offline {
-            let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if !(closing || log.should_rotate()) {
-                return Ok(());
-            }
-            let files = tokio::task::block_in_place(|| log.rotate())?;
-            for file in &files {
-                tracing::debug!(view = %self.current.pipeline.view.name, file = %file.display(), "offline log file complete");
-            }
-        }
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        match self.consumer.commit(&self.pending) {
-            Ok(()) => ViewMetrics::add(&self.metrics.commits, 1),
-            // The batch is written; only its offsets are not recorded. They
-            // are not retried either: after a rebalance they may belong to
-            // another member, and a later batch's commit covers the partitions
-            // this member still reads. Events of a lost commit are read again
-            // after a restart or rebalance and rewritten, which newer-wins
-            // writes make harmless.
-            Err(e) => {
-                ViewMetrics::add(&self.metrics.commit_failures, 1);
-                tracing::warn!(
-                    view = %self.current.pipeline.view.name,
-                    "offsets not committed ({e}); the batch is written and a later commit covers its partitions"
-                );
-            }
-        }
-        self.pending.clear();
-        Ok(())
-    }
-
-    /// Counts `n` on the view and on the version handling the batch.
-    fn count(&self, counter: fn(&ViewMetrics) -> &std::sync::atomic::AtomicU64, n: u64) {
-        ViewMetrics::add(counter(&self.metrics), n);
-        ViewMetrics::add(counter(&self.current.metrics), n);
-    }
-
-    fn letters(&self) -> DeadLetterContext<'_> {
-        self.current.pipeline.dead_letter_context()
-    }
-
-    /// Handles one batch end to end. `Ok(false)`: shutdown came while the
-    /// transform or a write was being retried, so nothing may be committed.
-    async fn process(
-        &mut self,
-        events: &[Event],
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<bool, ViewStopped> {
-        self.count(|m| &m.messages, events.len() as u64);
-        self.count(|m| &m.batches, 1);
-        let mut letters = Vec::new();
-        let (input, origins) = self.decode(events, &mut letters);
-        let Some(pieces) = self
-            .transform(input, &origins, events, &mut letters, shutdown)
-            .await
-        else {
-            tracing::info!(view = %self.current.pipeline.view.name, first = %events[0].origin, "shutdown during the batch's transform: left uncommitted, to be read again");
-            return Ok(false);
-        };
-        let mut rows = Vec::new();
-        for piece in &pieces {
-            self.count(|m| &m.rows_out, piece.transformed.checked.rows as u64);
-            let (piece_rows, failures) = self
-                .current
-                .pipeline
-                .online_rows(&piece.transformed.checked);
-            self.report_unwritable(events, &failures);
-            rows.push((piece_rows, failures));
-        }
-
-        if !self.store_dead_letters(&letters, shutdown).await {
-            return Ok(false);
-        }
-        let mut backoff = self.settings.write_backoff;
-        let mut written = crate::online::WriteStats::default();
-        for (piece, (piece_rows, failures)) in pieces.iter().zip(&rows) {
-            loop {
-                match self
-                    .writer
-                    .write(&self.current.pipeline.fields, piece_rows)
-                    .await
-                {
-                    Ok(stats) => {
-                        written.written += stats.written;
-                        written.skipped_older += stats.skipped_older;
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::error!(view = %self.current.pipeline.view.name, retry_in_ms = backoff.as_millis() as u64, "{e}; nothing committed, retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = shutdown.changed() => return Ok(false),
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                    }
-                }
-            }
-            if let Some(log) = &self.offline {
-                let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                let skip: Vec<usize> = failures.iter().map(|f| f.batch_row).collect();
-                tokio::task::block_in_place(|| log.append(&piece.transformed.checked, &skip))?;
-            }
-        }
-        self.count(|m| &m.keys_written, written.written);
-        self.count(|m| &m.keys_skipped_older, written.skipped_older);
-        tracing::debug!(
-            view = %self.current.pipeline.view.name,
-            version = self.current.id(),
-            events = events.len(),
-            first = %events[0].origin,
-            last = %events[events.len() - 1].origin,
-            written = written.written,
-            skipped = written.skipped_older,
-            dead_letters = letters.len(),
-            "batch written"
-        );
-        Ok(true)
-    }
-
-    /// Output rows that cannot become online rows are logged with their
-    /// batch and counted: which input event produced an output row is the
-    /// transform's business, so they cannot be dead-lettered as events.
-    fn report_unwritable(&self, events: &[Event], failures: &[crate::online::RowFailure]) {
-        for failure in failures {
-            tracing::warn!(
-                target: "fvhost::dead_letter",
-                view = %self.current.pipeline.view.name,
-                kind = DeadLetterKind::Unwritable.as_str(),
-                batch_first = %events[0].origin,
-                batch_last = %events[events.len() - 1].origin,
-                output_row = failure.batch_row,
-                "{}", failure.reason
-            );
-        }
-        self.count(|m| &m.unwritable_rows, failures.len() as u64);
-    }
-
-    /// Sends the batch's dead letters to the view's destination, retrying
-    /// until it takes them; `false` if shutdown came first (nothing is committed then).
-    async fn store_dead_letters(
-        &self,
-        letters: &[DeadLetter],
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> bool {
-        let mut backoff = self.settings.write_backoff;
-        loop {
-            match self.dead_letters.send(letters).await {
-                Ok(()) => {
-                    self.count(|m| &m.dead_letters, letters.len() as u64);
-                    return true;
-                }
-                Err(e) => {
-                    tracing::error!(view = %self.current.pipeline.view.name, retry_in_ms = backoff.as_millis() as u64, "{e}; nothing committed, retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => return false,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
-    }
-
-    /// After a batch whose transform failures were dead-lettered: once that
-    /// happened `pause_after_failed_batches` times in a row, waits (doubling
-    /// each time, up to `max_pause`) before the next batch, and shows the
-    /// pause in status. `false` if shutdown came during the pause.
-    async fn pause_if_failing(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
-        let threshold = self.settings.pause_after_failed_batches.max(1);
-        if self.failed_streak < threshold {
-            self.metrics.set_pause(None);
-            return true;
-        }
-        let doublings = (self.failed_streak - threshold).min(16);
-        let pause = (self.settings.pause * 2u32.pow(doublings)).min(self.settings.max_pause);
-        let until = chrono::Utc::now() + pause;
-        let last_error = self
-            .last_failure
-            .clone()
-            .unwrap_or_else(|| "transform failures".into());
-        tracing::warn!(
-            view = %self.current.pipeline.view.name,
-            version = self.current.id(),
-            failed_batches = self.failed_streak,
-            pause_ms = pause.as_millis() as u64,
-            "view paused: {last_error}"
-        );
-        self.metrics.set_pause(Some(Pause {
-            until: until.to_rfc3339(),
-            consecutive_failed_batches: self.failed_streak,
-            last_error,
-        }));
-        let resumed = tokio::select! {
-            _ = tokio::time::sleep(pause) => true,
-            _ = self.versions.changed() => {
-                // A deploy or rollback ends the pause: the next batch tries the new version.
-                self.failed_streak = 0;
-                true
-            }
-            _ = shutdown.changed() => false,
-        };
-        self.metrics.set_pause(None);
-        resumed
     }
 }

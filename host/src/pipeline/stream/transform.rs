@@ -5,7 +5,7 @@
 use arrow_array::RecordBatch;
 use tokio::sync::watch;
 
-use super::StreamLoop;
+use super::intake::Intake;
 use crate::pipeline::dead_letter::{DeadLetter, DeadLetterKind};
 use crate::pipeline::fairness::TransformSlots;
 use crate::pipeline::processor::{Piece, Processor, ProcessorSettings, TransformCall};
@@ -35,7 +35,7 @@ impl TransformCall for SlotCall<'_> {
     }
 }
 
-impl StreamLoop {
+impl Intake {
     /// Transforms the batch (see [`Processor::process`]); the events whose
     /// rows were rejected or could not be transformed become dead letters.
     /// `None`: shutdown came before the batch was done, so it is left
@@ -66,13 +66,14 @@ impl StreamLoop {
         let processed = processor
             .process(input, &from, &|| *shutdown.borrow())
             .await?;
-        self.count(|m| &m.batch_failures, u64::from(processed.failed_attempts));
+        self.counters()
+            .add(|m| &m.batch_failures, u64::from(processed.failed_attempts));
         for refused in &processed.refused {
             let Some(&index) = origins.get(refused.row) else {
                 continue;
             };
             if refused.kind == DeadLetterKind::Rejected {
-                self.count(|m| &m.rejected_by_transform, 1);
+                self.counters().add(|m| &m.rejected_by_transform, 1);
             }
             letters.push(
                 self.letters()

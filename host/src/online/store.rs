@@ -1,0 +1,61 @@
+//! The online-store seam: what the data path and the readers need from the
+//! place online rows live. Feast's encodings (keys, field names, values,
+//! timestamps) are the caller's; a store only keeps hashes of bytes.
+//!
+//! [`super::redis::RedisStore`] is the store Feast reads; [`super::memory::MemoryStore`]
+//! keeps rows in memory for tests and authoring tools. A store for Redis
+//! Cluster implements the same two calls.
+
+use super::fields::ViewFields;
+use super::rows::OnlineRow;
+
+/// Where a view's online rows are written and read back.
+#[async_trait::async_trait]
+pub trait OnlineStore: Send + Sync {
+    /// Writes `rows` (one per entity key) for the view whose fields are
+    /// `fields`, each key atomically and newer-wins: a key whose stored
+    /// event time is equal or newer keeps its values (unless the store was
+    /// configured to write blindly).
+    async fn write(
+        &self,
+        fields: &ViewFields,
+        rows: &[OnlineRow],
+    ) -> Result<WriteStats, StoreError>;
+
+    /// Reads the named fields of each key, in request order; an absent
+    /// key or field reads as `None`.
+    async fn read(&self, reads: &[HashRead]) -> Result<Vec<Vec<Option<Vec<u8>>>>, StoreError>;
+}
+
+/// The fields to read from one key's hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashRead {
+    pub key: Vec<u8>,
+    pub fields: Vec<Vec<u8>>,
+}
+
+/// Outcome of one write.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Keys whose view fields were written.
+    pub written: u64,
+    /// Keys left alone because the store already held an equal or newer event.
+    pub skipped_older: u64,
+}
+
+impl std::ops::AddAssign for WriteStats {
+    fn add_assign(&mut self, other: Self) {
+        self.written += other.written;
+        self.skipped_older += other.skipped_older;
+    }
+}
+
+/// Why a store call failed. After a failed write nothing may be committed:
+/// the write is retried (newer-wins makes a repeated write harmless).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis write failed: {0}")]
+    RedisWrite(#[source] redis::RedisError),
+    #[error("redis read failed: {0}")]
+    RedisRead(#[source] redis::RedisError),
+}

@@ -1,0 +1,272 @@
+//! The output stage: a transformed batch's dead letters stored, its online
+//! rows written newer-wins (retried until the store takes them), its rows
+//! appended to the offline log, and only then its offsets committed.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use super::{Counters, Prepared, StreamSettings, ViewStopped};
+use crate::offline::log::OfflineLog;
+use crate::online::{OnlineRow, OnlineStore, RowFailure, WriteStats};
+use crate::pipeline::dead_letter::{DeadLetter, DeadLetterKind, DeadLetterSink};
+use crate::pipeline::metrics::ViewMetrics;
+use crate::source::kafka::{Positions, TopicConsumer, advance};
+
+/// How often the consumer-lag gauge is refreshed.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The output's state: where rows and dead letters go, what is uncommitted.
+pub(super) struct Output {
+    /// The view's name, for the log.
+    view: String,
+    store: Arc<dyn OnlineStore>,
+    /// Where events the view cannot apply go.
+    dead_letters: DeadLetterSink,
+    /// The view's offline log, when it keeps one (behind a lock only so the
+    /// loop stays `Sync`; the output is its one user).
+    pub(super) offline: Option<Mutex<OfflineLog>>,
+    /// Positions written but not yet committed (waiting for the offline log).
+    pending: Positions,
+    metrics: Arc<ViewMetrics>,
+    settings: StreamSettings,
+    /// When the consumer lag was last asked for.
+    lag_checked: Option<Instant>,
+}
+
+/// One transformed piece's online rows and the rows that cannot be written.
+struct PieceRows {
+    rows: Vec<OnlineRow>,
+    failures: Vec<RowFailure>,
+}
+
+impl Output {
+    pub(super) fn new(
+        view: &str,
+        store: Arc<dyn OnlineStore>,
+        dead_letters: DeadLetterSink,
+        metrics: Arc<ViewMetrics>,
+        settings: StreamSettings,
+    ) -> Self {
+        Self {
+            view: view.to_string(),
+            store,
+            dead_letters,
+            offline: None,
+            pending: Positions::new(),
+            metrics,
+            settings,
+            lag_checked: None,
+        }
+    }
+
+    /// Writes the intake's batches in order until it stops sending them (or
+    /// shutdown interrupts a write), then commits what is written.
+    pub(super) async fn run(
+        mut self,
+        mut batches: mpsc::Receiver<Prepared>,
+        consumer: Arc<TopicConsumer>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), ViewStopped> {
+        while let Some(batch) = batches.recv().await {
+            if !self.write(batch, &consumer, &mut shutdown).await? {
+                // Nothing more is written or committed: the batches in hand
+                // are read again after a restart.
+                break;
+            }
+        }
+        batches.close();
+        self.commit_written(&consumer, true)
+    }
+
+    /// Writes `batch` everywhere it goes, then commits what is written.
+    /// `Ok(false)`: shutdown came while a write was retried, so nothing was committed.
+    async fn write(
+        &mut self,
+        batch: Prepared,
+        consumer: &TopicConsumer,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<bool, ViewStopped> {
+        let metrics = Arc::clone(&self.metrics);
+        let counters = Counters {
+            view: &metrics,
+            version: &batch.version.metrics,
+        };
+        let writing = Instant::now();
+        let pipeline = &batch.version.pipeline;
+        let pieces: Vec<PieceRows> = batch
+            .pieces
+            .iter()
+            .map(|piece| {
+                let (rows, failures) = pipeline.online_rows(&piece.transformed.checked);
+                PieceRows { rows, failures }
+            })
+            .collect();
+        for piece in &pieces {
+            report_unwritable(&counters, &batch, &piece.failures);
+        }
+        if !self
+            .store_dead_letters(&counters, &batch.letters, shutdown)
+            .await
+        {
+            return Ok(false);
+        }
+        let mut written = WriteStats::default();
+        for (piece, rows) in batch.pieces.iter().zip(&pieces) {
+            let Some(stats) = self.write_rows(&batch, &rows.rows, shutdown).await else {
+                return Ok(false);
+            };
+            written += stats;
+            if let Some(log) = &self.offline {
+                let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let skip: Vec<usize> = rows.failures.iter().map(|f| f.batch_row).collect();
+                tokio::task::block_in_place(|| log.append(&piece.transformed.checked, &skip))?;
+            }
+        }
+        counters.add(|m| &m.keys_written, written.written);
+        counters.add(|m| &m.keys_skipped_older, written.skipped_older);
+        counters.add_time(|m| &m.write_micros, writing);
+        let events = &batch.events;
+        tracing::debug!(
+            view = %pipeline.view.name,
+            version = batch.version.id(),
+            events = events.len(),
+            first = %events[0].origin,
+            last = %events[events.len() - 1].origin,
+            written = written.written,
+            skipped = written.skipped_older,
+            dead_letters = batch.letters.len(),
+            "batch written"
+        );
+        let committing = Instant::now();
+        advance(&mut self.pending, events);
+        self.commit_written(consumer, false)?;
+        counters.add_time(|m| &m.commit_micros, committing);
+        self.refresh_lag(consumer);
+        Ok(true)
+    }
+
+    /// Writes one piece's rows, retrying with backoff until the store takes
+    /// them; `None` if shutdown came first.
+    async fn write_rows(
+        &self,
+        batch: &Prepared,
+        rows: &[OnlineRow],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<WriteStats> {
+        let mut backoff = self.settings.write_backoff;
+        loop {
+            match self.store.write(&batch.version.pipeline.fields, rows).await {
+                Ok(stats) => return Some(stats),
+                Err(e) => {
+                    tracing::error!(view = %batch.version.pipeline.view.name, retry_in_ms = backoff.as_millis() as u64, "{e}; nothing committed, retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return None,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Sends the batch's dead letters to the view's destination, retrying
+    /// until it takes them; `false` if shutdown came first (nothing is committed then).
+    async fn store_dead_letters(
+        &self,
+        counters: &Counters<'_>,
+        letters: &[DeadLetter],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let mut backoff = self.settings.write_backoff;
+        loop {
+            match self.dead_letters.send(letters).await {
+                Ok(()) => {
+                    counters.add(|m| &m.dead_letters, letters.len() as u64);
+                    return true;
+                }
+                Err(e) => {
+                    tracing::error!(view = %self.view, retry_in_ms = backoff.as_millis() as u64, "{e}; nothing committed, retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return false,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Commits what is written everywhere it must be: at once without an
+    /// offline log; with one, when its files rotate (or `closing`).
+    fn commit_written(
+        &mut self,
+        consumer: &TopicConsumer,
+        closing: bool,
+    ) -> Result<(), ViewStopped> {
+        if let Some(log) = &self.offline {
+            let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !(closing || log.should_rotate()) {
+                return Ok(());
+            }
+            let files = tokio::task::block_in_place(|| log.rotate())?;
+            for file in &files {
+                tracing::debug!(view = %self.view, file = %file.display(), "offline log file complete");
+            }
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        match consumer.commit(&self.pending) {
+            Ok(()) => ViewMetrics::add(&self.metrics.commits, 1),
+            // The batch is written; only its offsets are not recorded. They
+            // are not retried either: after a rebalance they may belong to
+            // another member, and a later batch's commit covers the partitions
+            // this member still reads. Events of a lost commit are read again
+            // after a restart or rebalance and rewritten, which newer-wins
+            // writes make harmless.
+            Err(e) => {
+                ViewMetrics::add(&self.metrics.commit_failures, 1);
+                tracing::warn!(
+                    view = %self.view,
+                    "offsets not committed ({e}); the batch is written and a later commit covers its partitions"
+                );
+            }
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Updates the consumer-lag gauge, at most every few seconds (it asks the broker).
+    fn refresh_lag(&mut self, consumer: &TopicConsumer) {
+        if self.lag_checked.is_some_and(|t| t.elapsed() < LAG_INTERVAL) {
+            return;
+        }
+        self.lag_checked = Some(Instant::now());
+        if let Some(lag) = tokio::task::block_in_place(|| consumer.lag()) {
+            self.metrics
+                .consumer_lag
+                .store(lag.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Output rows that cannot become online rows are logged with their
+/// batch and counted: which input event produced an output row is the
+/// transform's business, so they cannot be dead-lettered as events.
+fn report_unwritable(counters: &Counters<'_>, batch: &Prepared, failures: &[RowFailure]) {
+    let events = &batch.events;
+    for failure in failures {
+        tracing::warn!(
+            target: "fvhost::dead_letter",
+            view = %batch.version.pipeline.view.name,
+            kind = DeadLetterKind::Unwritable.as_str(),
+            batch_first = %events[0].origin,
+            batch_last = %events[events.len() - 1].origin,
+            output_row = failure.batch_row,
+            "{}", failure.reason
+        );
+    }
+    counters.add(|m| &m.unwritable_rows, failures.len() as u64);
+}
