@@ -408,6 +408,32 @@ mod tests {
     }
 
     #[test]
+    fn only_declared_keys_are_read_escaped_or_not_and_the_last_duplicate_wins() {
+        let mut b = builder();
+        // An escaped key is the same key; undeclared fields of any shape are skipped.
+        b.append(br#"{"driver\u005fid": 1, "event_timestamp": 0, "extra": {"deep": [1, {"x": null}]}, "more": "text"}"#)
+            .unwrap();
+        // A key given twice keeps its last value, as a parsed JSON object does.
+        b.append(br#"{"driver_id": 1, "driver_id": 2, "event_timestamp": 0}"#)
+            .unwrap();
+        let batch = b.finish().unwrap();
+        let ids = batch.column(0).as_primitive::<Int32Type>();
+        assert_eq!((ids.value(0), ids.value(1)), (1, 2));
+        for (message, expected) in [
+            (&br#"{"driver_id": 1, "event_timestamp": 0} trailing"#[..], "not valid JSON"),
+            (br#"{"driver_id": 1, "event_timestamp": 0, "extra": [}"#, "not valid JSON"),
+            (br#""a string""#, "not a JSON object"),
+            (b"42", "not a JSON object"),
+            (b"null", "not a JSON object"),
+            (b"", "not valid JSON"),
+        ] {
+            let err = b.append(message).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err} should contain {expected}");
+        }
+        assert!(b.is_empty(), "refused messages append nothing");
+    }
+
+    #[test]
     fn field_mapping_renames_output_columns() {
         let schema = parse_ddl("id bigint, ts timestamp").unwrap();
         let mapping = vec![("id".to_string(), "driver_id".to_string())];
