@@ -420,8 +420,14 @@ mod tests {
         let ids = batch.column(0).as_primitive::<Int32Type>();
         assert_eq!((ids.value(0), ids.value(1)), (1, 2));
         for (message, expected) in [
-            (&br#"{"driver_id": 1, "event_timestamp": 0} trailing"#[..], "not valid JSON"),
-            (br#"{"driver_id": 1, "event_timestamp": 0, "extra": [}"#, "not valid JSON"),
+            (
+                &br#"{"driver_id": 1, "event_timestamp": 0} trailing"#[..],
+                "not valid JSON",
+            ),
+            (
+                br#"{"driver_id": 1, "event_timestamp": 0, "extra": [}"#,
+                "not valid JSON",
+            ),
             (br#""a string""#, "not a JSON object"),
             (b"42", "not a JSON object"),
             (b"null", "not a JSON object"),

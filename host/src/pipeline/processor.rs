@@ -508,7 +508,9 @@ mod tests {
             })
             .collect();
         let stored = runtime.block_on(store.read(&reads)).unwrap();
-        let written: Vec<i64> = (0..10).filter(|&id| stored[id as usize][0].is_some()).collect();
+        let written: Vec<i64> = (0..10)
+            .filter(|&id| stored[id as usize][0].is_some())
+            .collect();
         assert_eq!(written, vec![0, 2, 4, 8], "odd ids rejected, 6 failed");
     }
 

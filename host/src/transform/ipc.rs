@@ -14,31 +14,41 @@ pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>, arrow_schema::ArrowError> 
     writer.into_inner()
 }
 
+/// Why bytes a transform returned are not one Arrow IPC batch.
+#[derive(Debug, thiserror::Error)]
+pub enum IpcError {
+    #[error(transparent)]
+    Arrow(#[from] arrow_schema::ArrowError),
+    #[error("the Arrow decoder gave up on it: {0}")]
+    DecoderPanicked(String),
+    #[error("the stream holds no record batch")]
+    NoBatch,
+    #[error("the stream holds more than one record batch")]
+    SeveralBatches,
+}
+
 /// Decodes an IPC stream that must hold exactly one batch.
 ///
 /// The bytes come from an untrusted transform, and arrow-ipc can panic on
 /// some malformed streams (a buffer sliced past its end) instead of
 /// returning an error; such a panic is caught here and reported as what it
 /// is, malformed output, so it fails the batch and nothing else.
-pub fn decode_one(bytes: &[u8]) -> Result<RecordBatch, String> {
+pub fn decode_one(bytes: &[u8]) -> Result<RecordBatch, IpcError> {
     std::panic::catch_unwind(|| decode_one_unguarded(bytes)).unwrap_or_else(|panic| {
         let detail = panic
             .downcast_ref::<String>()
             .map(String::as_str)
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("no detail");
-        Err(format!("the Arrow decoder gave up on it: {detail}"))
+        Err(IpcError::DecoderPanicked(detail.to_string()))
     })
 }
 
-fn decode_one_unguarded(bytes: &[u8]) -> Result<RecordBatch, String> {
-    let mut reader = StreamReader::try_new(bytes, None).map_err(|e| e.to_string())?;
-    let batch = match reader.next() {
-        Some(batch) => batch.map_err(|e| e.to_string())?,
-        None => return Err("the stream holds no record batch".into()),
-    };
+fn decode_one_unguarded(bytes: &[u8]) -> Result<RecordBatch, IpcError> {
+    let mut reader = StreamReader::try_new(bytes, None)?;
+    let batch = reader.next().ok_or(IpcError::NoBatch)??;
     if reader.next().is_some() {
-        return Err("the stream holds more than one record batch".into());
+        return Err(IpcError::SeveralBatches);
     }
     Ok(batch)
 }
@@ -102,7 +112,10 @@ mod tests {
             let outcome = std::panic::catch_unwind(|| decode_one(&bytes).map(|b| b.num_rows()));
             assert!(outcome.is_ok(), "case {case}: decoding panicked");
             if let Ok(Err(reason)) = &outcome {
-                assert!(!reason.is_empty(), "case {case}: an error says why");
+                assert!(
+                    !reason.to_string().is_empty(),
+                    "case {case}: an error says why"
+                );
             }
         }
     }

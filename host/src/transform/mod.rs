@@ -51,7 +51,11 @@ pub enum TransformError {
     #[error("{0}")]
     Limit(#[from] LimitExceeded),
     #[error("transform output is not valid Arrow IPC: {0}")]
-    MalformedOutput(String),
+    MalformedOutput(#[source] ipc::IpcError),
+    #[error("transform rejected row {row}, which does not exist (the input has {input_rows} rows)")]
+    UnknownRejectedRow { row: u64, input_rows: usize },
+    #[error("cannot encode the input batch as Arrow IPC: {0}")]
+    InputEncoding(#[source] arrow_schema::ArrowError),
     #[error("transform output does not match the view's schema: {0}")]
     Schema(#[from] OutputSchemaError),
     #[error("cannot encode the input batch: {0}")]

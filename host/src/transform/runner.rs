@@ -65,7 +65,7 @@ impl Transformer {
     /// `init`, `transform`) is abandoned at the same deadline if it is
     /// waiting in a host function instead of running.
     pub fn run(&self, input: &RecordBatch) -> Result<TransformOutput, TransformError> {
-        let bytes = ipc::encode(input).map_err(|e| TransformError::Input(e.to_string()))?;
+        let bytes = ipc::encode(input).map_err(TransformError::InputEncoding)?;
         let code = self.module.code();
         let mut store = Store::new(
             &code.engine,
@@ -143,10 +143,10 @@ impl Transformer {
         rejected.sort_by_key(|r| r.row);
         rejected.dedup_by_key(|r| r.row);
         if let Some(bad) = rejected.iter().find(|r| r.row as usize >= input_rows) {
-            return Err(TransformError::MalformedOutput(format!(
-                "rejected row {} does not exist (the input has {input_rows} rows)",
-                bad.row
-            )));
+            return Err(TransformError::UnknownRejectedRow {
+                row: bad.row.into(),
+                input_rows,
+            });
         }
         let rejected = rejected
             .into_iter()
