@@ -135,6 +135,90 @@ fn apply_names_file_object_and_field_of_each_mistake() {
 }
 
 #[test]
+fn apply_checks_each_aggregation_naming_file_view_and_field() {
+    let good = Definitions::new()
+        .driver_stats("stats", "drivers", "Float32")
+        .yaml();
+    let with = |aggregations: &str| {
+        good.replace(
+            "    ttl: 1d\n",
+            &format!("    ttl: 1d\n    tiling_hop_size: 5m\n    aggregations:\n{aggregations}"),
+        )
+    };
+    let entry = |column: &str, function: &str, window: &str| {
+        format!(
+            "      - column: {column}\n        function: {function}\n        time_window: {window}\n"
+        )
+    };
+    let file_and_view = "definitions.yaml: stream feature view `stats`";
+    assert_invalid(
+        &with(&entry("conv_percentage", "median", "1h")),
+        &[
+            file_and_view,
+            "field `aggregations[0].function`",
+            "unknown function `median`",
+        ],
+    );
+    assert_invalid(
+        &with(&entry("trips", "count", "1h")),
+        &[
+            file_and_view,
+            "field `aggregations[0].column`",
+            "`trips` is not in the view's schema",
+        ],
+    );
+    assert_invalid(
+        &with(&(entry("conv_percentage", "count", "1h") + &entry("acc_percentage", "mean", "62m"))),
+        &[
+            file_and_view,
+            "field `aggregations[1].time_window`",
+            "not a multiple of the hop",
+        ],
+    );
+    assert_invalid(
+        &with(&(entry("conv_percentage", "sum", "1h") + &entry("conv_percentage", "sum", "1h"))),
+        &[
+            "field `aggregations[1].name`",
+            "`sum_conv_percentage_3600s` is already",
+        ],
+    );
+    let text_column = good.replace(
+        "name: acc_percentage\n        dtype: Float32",
+        "name: acc_percentage\n        dtype: String",
+    );
+    assert_invalid(
+        &text_column.replace(
+            "    ttl: 1d\n",
+            &format!(
+                "    ttl: 1d\n    aggregations:\n{}",
+                entry("acc_percentage", "mean", "1h")
+            ),
+        ),
+        &[
+            "field `aggregations[0].function`",
+            "`mean` needs a numeric column; `acc_percentage` is String",
+        ],
+    );
+    // A correct declaration passes every check and is refused only because
+    // this version does not compute aggregations yet.
+    let repo = TestRepo::new("windowed", &with(&entry("conv_percentage", "count", "1h")));
+    let (code, _, stderr) = apply(&repo);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("field `aggregations`: windowed aggregations are checked but not computed"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("definitions.yaml"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
 fn apply_reads_a_module_bounded_and_only_from_a_regular_file() {
     let good = Definitions::new()
         .driver_stats("stats", "drivers", "Float32")

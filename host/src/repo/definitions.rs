@@ -136,6 +136,14 @@ pub struct RawFeatureView {
     pub transform: Option<RawTransform>,
     #[serde(default)]
     pub dead_letter: Option<RawDeadLetter>,
+    /// Windowed aggregations (stream feature views), Feast's fields.
+    #[serde(default)]
+    pub aggregations: Vec<RawAggregation>,
+    /// Feast's switch; fvhost always tiles.
+    #[serde(default)]
+    pub enable_tiling: Option<bool>,
+    #[serde(default)]
+    pub tiling_hop_size: Option<serde_yaml::Value>,
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
@@ -146,6 +154,19 @@ pub struct RawFeatureView {
 
 fn yes() -> bool {
     true
+}
+
+/// One entry of a view's `aggregations:` (Feast's `Aggregation`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAggregation {
+    pub column: String,
+    pub function: String,
+    pub time_window: serde_yaml::Value,
+    #[serde(default)]
+    pub slide_interval: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// One entry of a view's `schema:` (Feast's `Field`).

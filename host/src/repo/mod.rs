@@ -1,6 +1,7 @@
 //! The feature repo: `feature_store.yaml` plus YAML definitions that keep
 //! Feast's object model (entities, sources, feature views, stream feature views).
 
+pub mod aggregation;
 mod definitions;
 pub mod duration;
 mod load;

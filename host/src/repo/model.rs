@@ -95,8 +95,17 @@ pub struct FeatureView {
     pub transform: Option<TransformSpec>,
     /// Where events this view cannot apply go.
     pub dead_letter: DeadLetterTarget,
+    /// Windowed aggregations over the view's rows, when it declares any.
+    pub windowing: Option<Windowing>,
     /// The definitions file the view came from, for messages.
     pub defined_in: PathBuf,
+}
+
+/// A stream view's windowed aggregations and the hop their tiles span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Windowing {
+    pub aggregations: Vec<super::aggregation::Aggregation>,
+    pub hop: Duration,
 }
 
 /// Where a stream view's dead letters go (`dead_letter:` in its definition).
