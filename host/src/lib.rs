@@ -10,6 +10,7 @@
 //! - [`source`]: where events come from (Kafka);
 //! - [`format`]: message bytes into Arrow rows (JSON by a declared schema);
 //! - [`transform`]: the Wasm engine, modules, limits, the output schema check;
+//! - [`aggregate`]: windowed aggregations: tiles per entity per hop, exactly once;
 //! - [`online`]: Feast's online layout (keys, fields, values), the store seam
 //!   ([`online::OnlineStore`]) and its Redis implementation, reads in Feast's shape;
 //! - [`pipeline`]: the data path: the stream loop (intake and output overlapping), the
@@ -24,6 +25,7 @@
 //! - [`bounded_file`]: reading files whose paths others chose, bounded;
 //! - [`event_time`]: event times too far ahead of the host's clock.
 
+pub mod aggregate;
 pub mod bounded_file;
 pub mod cli;
 pub mod control;

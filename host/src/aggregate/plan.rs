@@ -1,0 +1,95 @@
+//! A view's aggregations resolved for computing: each with its column's
+//! type, window length in hops, and the empty partial it starts from.
+
+use super::partial::Partial;
+use crate::repo::Windowing;
+use crate::repo::aggregation::Aggregation;
+use crate::types::{FeatureType, ScalarType};
+
+/// How a view's windows are computed.
+#[derive(Debug, Clone)]
+pub struct WindowPlan {
+    aggregations: Vec<Aggregation>,
+    column_types: Vec<ScalarType>,
+    hop_micros: i64,
+    window_hops: Vec<i64>,
+}
+
+/// A windowing whose columns are not scalar columns of the view.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("aggregation `{0}`: its column is not a scalar column of the view")]
+pub struct PlanError(pub String);
+
+impl WindowPlan {
+    /// `columns`: the view's declared columns (name, type), which the
+    /// aggregations read.
+    pub fn new(
+        windowing: &Windowing,
+        columns: &[(String, FeatureType)],
+    ) -> Result<Self, PlanError> {
+        let hop_micros = i64::try_from(windowing.hop.as_micros())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let mut column_types = Vec::new();
+        let mut window_hops = Vec::new();
+        for aggregation in &windowing.aggregations {
+            let column_type = columns
+                .iter()
+                .find(|(name, _)| *name == aggregation.column)
+                .and_then(|(_, dtype)| match dtype {
+                    FeatureType::Scalar(scalar) => Some(*scalar),
+                    FeatureType::List(_) => None,
+                })
+                .ok_or_else(|| PlanError(aggregation.name.clone()))?;
+            column_types.push(column_type);
+            let window = i64::try_from(aggregation.time_window.as_micros()).unwrap_or(i64::MAX);
+            window_hops.push((window / hop_micros).max(1));
+        }
+        Ok(Self {
+            aggregations: windowing.aggregations.clone(),
+            column_types,
+            hop_micros,
+            window_hops,
+        })
+    }
+
+    pub fn aggregations(&self) -> &[Aggregation] {
+        &self.aggregations
+    }
+
+    /// The column type aggregation `i` reads.
+    pub fn column_type(&self, i: usize) -> ScalarType {
+        self.column_types[i]
+    }
+
+    /// The hop an event time falls in: hop `h` spans `[h * hop, (h + 1) * hop)`.
+    pub fn hop_of(&self, event_micros: i64) -> i64 {
+        event_micros.div_euclid(self.hop_micros)
+    }
+
+    /// Aggregation `i`'s window, in hops.
+    pub fn window_hops(&self, i: usize) -> i64 {
+        self.window_hops[i]
+    }
+
+    /// Most tiles an entity keeps: the longest window's hops.
+    pub fn most_tiles(&self) -> usize {
+        self.window_hops.iter().copied().max().unwrap_or(1) as usize
+    }
+
+    /// The oldest hop a window ending at `newest_hop` can hold.
+    pub fn first_retained_hop(&self, newest_hop: i64) -> i64 {
+        newest_hop - self.most_tiles() as i64 + 1
+    }
+
+    /// A tile before any event.
+    pub fn empty_tile(&self) -> Vec<Partial> {
+        (0..self.aggregations.len())
+            .map(|i| self.empty_partial(i))
+            .collect()
+    }
+
+    pub fn empty_partial(&self, i: usize) -> Partial {
+        Partial::empty(&self.aggregations[i], self.column_types[i])
+    }
+}

@@ -1,0 +1,195 @@
+//! One entity's windowed state for one view: its tiles (one per hop with
+//! events, the aggregations' partials), its newest event time, and the
+//! highest offset applied per source partition. Kept as one hash field
+//! (`_fv_state:<view>`) beside the entity's features, and replaced in the
+//! same atomic step that writes them, so the tiles, the offsets and the
+//! values Feast reads never disagree.
+
+use std::collections::BTreeMap;
+
+use super::partial::{CorruptTile, Partial, WindowValue};
+use super::plan::WindowPlan;
+use super::scalar::Scalar;
+
+/// Where an event came from, for exactly-once application: a source
+/// partition and the event's offset in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventOrigin {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// What became of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Folded into its tile.
+    Added,
+    /// Its offset was applied before (a replay after a crash or a rebalance).
+    Replayed,
+    /// Older than any window this entity will report again.
+    Expired,
+}
+
+/// An entity's tiles, newest event time and applied offsets.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntityState {
+    /// Hop index (event time / hop) → one partial per aggregation.
+    tiles: BTreeMap<i64, Vec<Partial>>,
+    newest_micros: Option<i64>,
+    /// Partition → highest offset applied.
+    applied: BTreeMap<i32, i64>,
+}
+
+const STATE_VERSION: u8 = 1;
+
+impl EntityState {
+    /// The newest event time applied, in microseconds.
+    pub fn newest_micros(&self) -> Option<i64> {
+        self.newest_micros
+    }
+
+    /// Hops that hold a tile, oldest first.
+    pub fn hops(&self) -> impl Iterator<Item = i64> + '_ {
+        self.tiles.keys().copied()
+    }
+
+    /// Applies one event: `values[i]` is the value of aggregation i's column.
+    pub fn apply(
+        &mut self,
+        plan: &WindowPlan,
+        event_micros: i64,
+        values: &[Option<Scalar>],
+        origin: Option<EventOrigin>,
+    ) -> Applied {
+        if let Some(origin) = origin {
+            if self
+                .applied
+                .get(&origin.partition)
+                .is_some_and(|&applied| origin.offset <= applied)
+            {
+                return Applied::Replayed;
+            }
+            self.applied.insert(origin.partition, origin.offset);
+        }
+        let hop = plan.hop_of(event_micros);
+        let newest = self
+            .newest_micros
+            .map_or(event_micros, |n| n.max(event_micros));
+        if hop < plan.first_retained_hop(plan.hop_of(newest)) {
+            return Applied::Expired;
+        }
+        self.newest_micros = Some(newest);
+        let tile = self.tiles.entry(hop).or_insert_with(|| plan.empty_tile());
+        for (partial, value) in tile.iter_mut().zip(values) {
+            partial.add(value.as_ref(), event_micros);
+        }
+        self.expire(plan);
+        Applied::Added
+    }
+
+    /// Drops the tiles no window ending at or after the newest event's hop can hold.
+    fn expire(&mut self, plan: &WindowPlan) {
+        if let Some(newest) = self.newest_micros {
+            let first = plan.first_retained_hop(plan.hop_of(newest));
+            self.tiles = self.tiles.split_off(&first);
+        }
+    }
+
+    /// Each aggregation's value over its window ending with the newest
+    /// event's hop; `None` before any event.
+    pub fn window_values(&self, plan: &WindowPlan) -> Option<Vec<WindowValue>> {
+        let newest_hop = plan.hop_of(self.newest_micros?);
+        Some(
+            plan.aggregations()
+                .iter()
+                .enumerate()
+                .map(|(i, aggregation)| {
+                    let first = newest_hop - plan.window_hops(i) + 1;
+                    let mut total = plan.empty_partial(i);
+                    for tile in self.tiles.range(first..=newest_hop).map(|(_, t)| t) {
+                        if let Some(partial) = tile.get(i) {
+                            total.merge(partial);
+                        }
+                    }
+                    total.finish(aggregation.function)
+                })
+                .collect(),
+        )
+    }
+
+    /// The state's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![STATE_VERSION];
+        match self.newest_micros {
+            None => out.push(0),
+            Some(newest) => {
+                out.push(1);
+                out.extend_from_slice(&newest.to_le_bytes());
+            }
+        }
+        out.extend_from_slice(&(self.applied.len() as u32).to_le_bytes());
+        for (partition, offset) in &self.applied {
+            out.extend_from_slice(&partition.to_le_bytes());
+            out.extend_from_slice(&offset.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.tiles.len() as u32).to_le_bytes());
+        for (hop, tile) in &self.tiles {
+            out.extend_from_slice(&hop.to_le_bytes());
+            out.extend_from_slice(&(tile.len() as u32).to_le_bytes());
+            for partial in tile {
+                partial.encode(&mut out);
+            }
+        }
+        out
+    }
+
+    /// Reads a state `encode` wrote for the same aggregations.
+    pub fn decode(mut bytes: &[u8], plan: &WindowPlan) -> Result<Self, CorruptTile> {
+        let bytes = &mut bytes;
+        let [version] = take::<1>(bytes)?;
+        if version != STATE_VERSION {
+            return Err(CorruptTile("unknown state version"));
+        }
+        let newest_micros = match take::<1>(bytes)? {
+            [0] => None,
+            _ => Some(i64::from_le_bytes(take(bytes)?)),
+        };
+        let mut applied = BTreeMap::new();
+        for _ in 0..u32::from_le_bytes(take(bytes)?) {
+            let partition = i32::from_le_bytes(take(bytes)?);
+            applied.insert(partition, i64::from_le_bytes(take(bytes)?));
+        }
+        let mut tiles = BTreeMap::new();
+        let tile_count = u32::from_le_bytes(take(bytes)?);
+        if tile_count as usize > plan.most_tiles() {
+            return Err(CorruptTile("more tiles than the windows keep"));
+        }
+        for _ in 0..tile_count {
+            let hop = i64::from_le_bytes(take(bytes)?);
+            let partials = u32::from_le_bytes(take(bytes)?) as usize;
+            if partials != plan.aggregations().len() {
+                return Err(CorruptTile("tile of other aggregations"));
+            }
+            let tile = (0..partials)
+                .map(|_| Partial::decode(bytes))
+                .collect::<Result<Vec<_>, _>>()?;
+            tiles.insert(hop, tile);
+        }
+        if !bytes.is_empty() {
+            return Err(CorruptTile("trailing bytes"));
+        }
+        Ok(Self {
+            tiles,
+            newest_micros,
+            applied,
+        })
+    }
+}
+
+fn take<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N], CorruptTile> {
+    let (head, rest) = bytes
+        .split_first_chunk::<N>()
+        .ok_or(CorruptTile("cut short"))?;
+    *bytes = rest;
+    Ok(*head)
+}
