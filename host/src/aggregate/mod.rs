@@ -14,13 +14,15 @@
 //! - [`partial`]: one aggregation's state over some events, merged, finished, encoded;
 //! - [`plan`]: a view's aggregations resolved (column types, windows in hops);
 //! - [`state`]: one entity's tiles, newest time and applied offsets;
-//! - [`values`]: window values as Feast `Value` bytes.
+//! - [`values`]: window values as Feast `Value` bytes;
+//! - [`write`]: a batch's events applied to the store, read-fold-swap per entity.
 
 pub mod partial;
 pub mod plan;
 pub mod scalar;
 pub mod state;
 pub mod values;
+pub mod write;
 
 pub use partial::{CorruptTile, Partial, WindowValue};
 pub use plan::WindowPlan;

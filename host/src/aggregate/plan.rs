@@ -21,23 +21,20 @@ pub struct WindowPlan {
 pub struct PlanError(pub String);
 
 impl WindowPlan {
-    /// `columns`: the view's declared columns (name, type), which the
-    /// aggregations read.
-    pub fn new(
-        windowing: &Windowing,
-        columns: &[(String, FeatureType)],
-    ) -> Result<Self, PlanError> {
+    /// The plan of a view's `windowing` (its aggregations read its columns).
+    pub fn new(windowing: &Windowing) -> Result<Self, PlanError> {
         let hop_micros = i64::try_from(windowing.hop.as_micros())
             .unwrap_or(i64::MAX)
             .max(1);
         let mut column_types = Vec::new();
         let mut window_hops = Vec::new();
         for aggregation in &windowing.aggregations {
-            let column_type = columns
+            let column_type = windowing
+                .columns
                 .iter()
-                .find(|(name, _)| *name == aggregation.column)
-                .and_then(|(_, dtype)| match dtype {
-                    FeatureType::Scalar(scalar) => Some(*scalar),
+                .find(|column| column.name == aggregation.column)
+                .and_then(|column| match column.dtype {
+                    FeatureType::Scalar(scalar) => Some(scalar),
                     FeatureType::List(_) => None,
                 })
                 .ok_or_else(|| PlanError(aggregation.name.clone()))?;

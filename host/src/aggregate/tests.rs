@@ -42,12 +42,12 @@ fn plan() -> WindowPlan {
     let windowing = Windowing {
         aggregations: functions.iter().map(|(f, w)| aggregation(f, *w)).collect(),
         hop: Duration::from_secs(300),
+        columns: vec![crate::repo::Feature {
+            name: "v".into(),
+            dtype: FeatureType::Scalar(ScalarType::Int64),
+        }],
     };
-    WindowPlan::new(
-        &windowing,
-        &[("v".into(), FeatureType::Scalar(ScalarType::Int64))],
-    )
-    .unwrap()
+    WindowPlan::new(&windowing).unwrap()
 }
 
 /// A small deterministic generator (xorshift), so a failure reproduces.

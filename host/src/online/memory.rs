@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use super::fields::ViewFields;
 use super::rows::OnlineRow;
-use super::store::{HashRead, OnlineStore, StoreError, WriteStats};
+use super::store::{GuardedUpdate, HashRead, OnlineStore, StoreError, WriteStats};
 use super::timestamp::{self, EventTime};
 
 /// One entity's hash: field → bytes.
@@ -75,6 +75,23 @@ impl OnlineStore for MemoryStore {
             stats.written += 1;
         }
         Ok(stats)
+    }
+
+    async fn compare_and_set(&self, updates: &[GuardedUpdate]) -> Result<Vec<bool>, StoreError> {
+        let mut hashes = self.hashes.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(updates
+            .iter()
+            .map(|update| {
+                let hash = hashes.entry(update.key.clone()).or_default();
+                if hash.get(&update.guard) != update.expected.as_ref() {
+                    return false;
+                }
+                for (field, value) in &update.set {
+                    hash.insert(field.clone(), value.clone());
+                }
+                true
+            })
+            .collect())
     }
 
     async fn read(&self, reads: &[HashRead]) -> Result<Vec<Vec<Option<Vec<u8>>>>, StoreError> {

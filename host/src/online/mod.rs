@@ -34,5 +34,5 @@ pub use fields::ViewFields;
 pub use memory::MemoryStore;
 pub use reader::{EntityRow, FeatureRef, OnlineResponse, get_online_features};
 pub use rows::{OnlineRow, RowFailure, build_rows, fold_newest, newest_per_entity};
-pub use store::{HashRead, OnlineStore, StoreError, WriteStats};
+pub use store::{GuardedUpdate, HashRead, OnlineStore, StoreError, WriteStats};
 pub use timestamp::EventTime;

@@ -25,6 +25,22 @@ pub trait OnlineStore: Send + Sync {
     /// Reads the named fields of each key, in request order; an absent
     /// key or field reads as `None`.
     async fn read(&self, reads: &[HashRead]) -> Result<Vec<Vec<Option<Vec<u8>>>>, StoreError>;
+
+    /// For each update, atomically: if its guard field still holds what the
+    /// caller read, sets its fields (and the key TTL). Returns, per update,
+    /// whether it was applied; a `false` means another writer came between
+    /// the caller's read and this call.
+    async fn compare_and_set(&self, updates: &[GuardedUpdate]) -> Result<Vec<bool>, StoreError>;
+}
+
+/// Fields to set on one key, if its guard field holds the expected value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardedUpdate {
+    pub key: Vec<u8>,
+    pub guard: Vec<u8>,
+    /// What the guard must hold; `None`: it must be absent.
+    pub expected: Option<Vec<u8>>,
+    pub set: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// The fields to read from one key's hash.
@@ -58,4 +74,6 @@ pub enum StoreError {
     RedisWrite(#[source] redis::RedisError),
     #[error("redis read failed: {0}")]
     RedisRead(#[source] redis::RedisError),
+    #[error("redis reply has {found} results for {expected} keys")]
+    RedisReply { expected: usize, found: usize },
 }

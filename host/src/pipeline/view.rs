@@ -74,7 +74,7 @@ impl ViewPipeline {
                 join_keys: view.join_keys.clone(),
                 timestamp_field: source.timestamp_field.clone(),
                 created_timestamp_column: source.created_timestamp_column.clone(),
-                features: view.features.clone(),
+                features: view.row_columns().to_vec(),
                 max_future_skew: source.max_future_skew,
             },
             keys: KeyBuilder::new(key_version, &join_keys, repo.project()),

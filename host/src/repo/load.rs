@@ -480,6 +480,16 @@ impl<'a> Loader<'a> {
             },
         };
         let windowing = self.windowing(&place, stream, &raw, &features);
+        if let Some(windowing) = &windowing {
+            features = windowing
+                .aggregations
+                .iter()
+                .map(|a| Feature {
+                    name: a.name.clone(),
+                    dtype: FeatureType::Scalar(a.output_type),
+                })
+                .collect();
+        }
         let transform = raw.transform.map(|t| TransformSpec {
             module: resolve(self.root, &t.module),
             config: flatten_config(&t.config),
@@ -593,7 +603,11 @@ impl<'a> Loader<'a> {
             "aggregations",
             "windowed aggregations are checked but not computed by this version of fvhost yet; remove them to run the view",
         ));
-        Some(Windowing { aggregations, hop })
+        Some(Windowing {
+            aggregations,
+            hop,
+            columns: columns.to_vec(),
+        })
     }
 
     /// One aggregation entry, checked; `None` after recording its errors.

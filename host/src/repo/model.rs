@@ -87,6 +87,7 @@ pub struct FeatureView {
     pub entities: Vec<String>,
     /// Join keys of all entities, in declaration order.
     pub join_keys: Vec<JoinKey>,
+    /// The features written online (with aggregations: their outputs).
     pub features: Vec<Feature>,
     pub ttl: Option<Duration>,
     pub online: bool,
@@ -106,6 +107,18 @@ pub struct FeatureView {
 pub struct Windowing {
     pub aggregations: Vec<super::aggregation::Aggregation>,
     pub hop: Duration,
+    /// The columns the view's rows carry (its `schema:`), which the aggregations read.
+    pub columns: Vec<Feature>,
+}
+
+impl FeatureView {
+    /// The columns the view's rows carry, checked against its transform's
+    /// output: its features, or with aggregations the columns they read.
+    pub fn row_columns(&self) -> &[Feature] {
+        self.windowing
+            .as_ref()
+            .map_or(&self.features, |w| &w.columns)
+    }
 }
 
 /// Where a stream view's dead letters go (`dead_letter:` in its definition).

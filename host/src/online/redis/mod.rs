@@ -13,11 +13,12 @@ use redis::aio::ConnectionManager;
 
 use super::fields::ViewFields;
 use super::rows::OnlineRow;
-use super::store::{HashRead, OnlineStore, StoreError, WriteStats};
+use super::store::{GuardedUpdate, HashRead, OnlineStore, StoreError, WriteStats};
 use super::timestamp;
 use crate::repo::{ConnectionString, OnlineStoreConfig};
 
 const WRITE_SCRIPT: &str = include_str!("script.lua");
+const SWAP_SCRIPT: &str = include_str!("swap.lua");
 
 /// Keys per script call: large enough to amortize the call, small enough to
 /// keep one call short on the server.
@@ -173,6 +174,56 @@ impl OnlineStore for RedisStore {
             written,
             skipped_older: rows.len() as u64 - written,
         })
+    }
+
+    async fn compare_and_set(&self, updates: &[GuardedUpdate]) -> Result<Vec<bool>, StoreError> {
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let script = redis::Script::new(SWAP_SCRIPT);
+        let mut pipeline = redis::pipe();
+        for chunk in updates.chunks(KEYS_PER_CALL) {
+            let mut call = redis::cmd("EVALSHA");
+            call.arg(script.get_hash()).arg(chunk.len());
+            for update in chunk {
+                call.arg(&update.key);
+            }
+            call.arg(self.ttl_seconds);
+            for update in chunk {
+                call.arg(&update.guard)
+                    .arg(if update.expected.is_some() { "1" } else { "0" })
+                    .arg(update.expected.as_deref().unwrap_or_default())
+                    .arg(update.set.len());
+                for (field, value) in &update.set {
+                    call.arg(field).arg(value);
+                }
+            }
+            pipeline.add_command(call);
+        }
+        let mut connection = self.connection.clone();
+        let replies: Vec<Vec<i64>> = match pipeline.query_async(&mut connection).await {
+            Ok(replies) => replies,
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script
+                    .prepare_invoke()
+                    .load_async(&mut connection)
+                    .await
+                    .map_err(StoreError::RedisWrite)?;
+                pipeline
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(StoreError::RedisWrite)?
+            }
+            Err(e) => return Err(StoreError::RedisWrite(e)),
+        };
+        let applied: Vec<bool> = replies.into_iter().flatten().map(|r| r == 1).collect();
+        if applied.len() != updates.len() {
+            return Err(StoreError::RedisReply {
+                expected: updates.len(),
+                found: applied.len(),
+            });
+        }
+        Ok(applied)
     }
 
     async fn read(&self, reads: &[HashRead]) -> Result<Vec<Vec<Option<Vec<u8>>>>, StoreError> {
