@@ -199,22 +199,18 @@ fn apply_checks_each_aggregation_naming_file_view_and_field() {
             "`mean` needs a numeric column; `acc_percentage` is String",
         ],
     );
-    // A correct declaration passes every check and is refused only because
-    // this version does not compute aggregations yet.
-    let repo = TestRepo::new("windowed", &with(&entry("conv_percentage", "count", "1h")));
-    let (code, _, stderr) = apply(&repo);
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains("field `aggregations`: windowed aggregations are checked but not computed"),
-        "{stderr}"
+    // A correct declaration applies; its features are the aggregates.
+    let repo = TestRepo::new(
+        "windowed",
+        &with(&(entry("conv_percentage", "count", "1h") + &entry("acc_percentage", "avg", "30m"))),
     );
-    assert_eq!(
-        stderr
-            .lines()
-            .filter(|l| l.contains("definitions.yaml"))
-            .count(),
-        1,
-        "{stderr}"
+    let (code, stdout, stderr) = apply(&repo);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains(
+            "stats [count_conv_percentage_3600s:Int64, avg_acc_percentage_1800s:Float64]"
+        ),
+        "{stdout}"
     );
 }
 

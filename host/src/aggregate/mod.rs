@@ -27,7 +27,8 @@ pub mod write;
 pub use partial::{CorruptTile, Partial, WindowValue};
 pub use plan::WindowPlan;
 pub use scalar::Scalar;
-pub use state::{Applied, EntityState, EventOrigin};
+pub use state::{Applied, EntityState, SourceOffset};
+pub use write::{EntityEvent, WindowStats, WindowWriteError, apply_events, state_field};
 
 #[cfg(test)]
 mod tests;

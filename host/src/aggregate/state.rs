@@ -14,7 +14,7 @@ use super::scalar::Scalar;
 /// Where an event came from, for exactly-once application: a source
 /// partition and the event's offset in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventOrigin {
+pub struct SourceOffset {
     pub partition: i32,
     pub offset: i64,
 }
@@ -59,7 +59,7 @@ impl EntityState {
         plan: &WindowPlan,
         event_micros: i64,
         values: &[Option<Scalar>],
-        origin: Option<EventOrigin>,
+        origin: Option<SourceOffset>,
     ) -> Applied {
         if let Some(origin) = origin {
             if self

@@ -70,7 +70,7 @@ impl Random {
 struct Event {
     micros: i64,
     value: Option<i64>,
-    origin: EventOrigin,
+    origin: SourceOffset,
 }
 
 /// Events of one entity: times spread over 3 hours, a tenth exactly on a hop
@@ -89,7 +89,7 @@ fn events(random: &mut Random, count: usize) -> Vec<Event> {
         partitions[partition].push_back(Event {
             micros,
             value: (random.below(8) != 0).then(|| random.below(50) as i64 - 10),
-            origin: EventOrigin {
+            origin: SourceOffset {
                 partition: partition as i32,
                 offset: offset as i64,
             },

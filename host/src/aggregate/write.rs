@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use super::partial::CorruptTile;
 use super::plan::WindowPlan;
 use super::scalar::Scalar;
-use super::state::{Applied, EntityState, EventOrigin};
+use super::state::{Applied, EntityState, SourceOffset};
 use super::values::encode_rows;
 use crate::online::value::CellError;
 use crate::online::{GuardedUpdate, HashRead, OnlineStore, StoreError, ViewFields, timestamp};
@@ -27,7 +27,7 @@ pub struct EntityEvent {
     /// The value of each aggregation's column, in the plan's order.
     pub values: Vec<Option<Scalar>>,
     /// Where the event came from; `None` for events without offsets (a push).
-    pub origin: Option<EventOrigin>,
+    pub origin: Option<SourceOffset>,
 }
 
 /// What one batch did to the windows.
@@ -261,7 +261,7 @@ mod tests {
                 key: format!("entity-{}", offset % 3).into_bytes(),
                 micros: 1_767_225_600_000_000 + offset * 1_000_000,
                 values: vec![Some(Scalar::Int(offset))],
-                origin: Some(EventOrigin {
+                origin: Some(SourceOffset {
                     partition: 0,
                     offset,
                 }),

@@ -119,6 +119,12 @@ pub fn batch_source<'a>(
 
 impl ViewPlan {
     pub fn new(repo: &FeatureRepo, pipeline: ViewPipeline) -> Result<Self, MaterializeError> {
+        if pipeline.window.is_some() {
+            return Err(MaterializeError::Source {
+                view: pipeline.view.name.clone(),
+                reason: "the view aggregates over windows, which fvhost computes on the stream only so far".into(),
+            });
+        }
         let source = batch_source(repo, &pipeline.view)?.clone();
         let SourceKind::File { path } = &source.kind else {
             return Err(MaterializeError::Source {

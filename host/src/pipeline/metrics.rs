@@ -90,6 +90,10 @@ view_counters! {
     commits,
     /// Commits the broker refused (during a rebalance, say); the batches were written.
     commit_failures,
+    /// Events of a windowed view applied before (a replay), skipped.
+    window_events_replayed,
+    /// Events of a windowed view older than any window their entity reports again.
+    window_events_expired,
     /// Microseconds spent waiting for the broker to fill a batch.
     poll_micros,
     /// Microseconds spent decoding messages and applying the watermark.

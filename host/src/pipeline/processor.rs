@@ -64,6 +64,8 @@ impl Default for ProcessorSettings {
 /// Part of a batch that transformed, and where it starts in the batch.
 pub struct Piece {
     pub first_row: usize,
+    /// Input rows the piece covers (its output may hold fewer: rejections).
+    pub input_rows: usize,
     pub transformed: TransformedBatch,
 }
 
@@ -165,6 +167,7 @@ impl Processor<'_> {
                 Ok(transformed) => {
                     processed.pieces.push(Piece {
                         first_row: 0,
+                        input_rows: input.num_rows(),
                         transformed,
                     });
                     processed.refused = rejections(&processed.pieces);
@@ -242,6 +245,7 @@ impl Processor<'_> {
             match self.call.call(input.slice(start, len)).await {
                 Ok(transformed) => pieces.push(Piece {
                     first_row: start,
+                    input_rows: len,
                     transformed,
                 }),
                 Err(error) if len == 1 || !error.worth_narrowing() => {

@@ -91,6 +91,12 @@ impl PushTarget {
             .filter(|v| v.source == name)
             .map(|view| ViewPipeline::new(repo, view, engine, cache, limits))
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(windowed) = views.iter().find(|v| v.window.is_some()) {
+            anyhow::bail!(
+                "view `{}` aggregates over windows, which fvhost computes on the stream only so far; push its events to its Kafka topic",
+                windowed.view.name
+            );
+        }
         Ok(Self {
             source: source.clone(),
             views,

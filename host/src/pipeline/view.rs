@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 
+use crate::aggregate::WindowPlan;
 use crate::online::{KeyBuilder, OnlineRow, RowFailure, ViewFields, build_rows, newest_per_entity};
 use crate::repo::{FeatureRepo, FeatureView, Source};
 use crate::transform::cache::ModuleCache;
@@ -24,6 +25,8 @@ pub struct ViewPipeline {
     pub transformer: Option<Transformer>,
     pub keys: KeyBuilder,
     pub fields: ViewFields,
+    /// The view's windowed aggregations, when it declares any.
+    pub window: Option<Arc<WindowPlan>>,
     version: String,
 }
 
@@ -76,6 +79,12 @@ impl ViewPipeline {
                 created_timestamp_column: source.created_timestamp_column.clone(),
                 features: view.row_columns().to_vec(),
                 max_future_skew: source.max_future_skew,
+            },
+            window: match &view.windowing {
+                Some(windowing) => Some(Arc::new(
+                    WindowPlan::new(windowing).map_err(|e| TransformError::Input(e.to_string()))?,
+                )),
+                None => None,
             },
             keys: KeyBuilder::new(key_version, &join_keys, repo.project()),
             fields: ViewFields::of(view),

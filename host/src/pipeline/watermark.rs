@@ -6,7 +6,12 @@
 //! and is counted and dead-lettered rather than written. One partition that
 //! runs ahead (a producer with a fast clock, a burst of new events) moves
 //! only its own watermark, so it cannot make the other partitions' events
-//! late. Without a delay every event is admitted.
+//! late. A partition assigned to the view that has delivered no event yet
+//! holds the watermark back entirely: reading a backlog, the consumer may
+//! hand over one partition's events long before another's, and those must
+//! not be late for it. (An assigned partition that stays empty keeps the
+//! watermark from advancing: events are then never refused as late.)
+//! Without a delay every event is admitted.
 //!
 //! Event times far in the future never get here: they are dead-lettered as
 //! `future_event` first (see [`super::event_time`]), so one bad timestamp
@@ -20,6 +25,8 @@ use std::time::Duration;
 pub struct Watermark {
     delay_micros: Option<i64>,
     newest: HashMap<i32, i64>,
+    /// The partitions the view reads now.
+    assigned: Vec<i32>,
 }
 
 impl Watermark {
@@ -27,7 +34,13 @@ impl Watermark {
         Self {
             delay_micros: delay.map(|d| d.as_micros().min(i64::MAX as u128) as i64),
             newest: HashMap::new(),
+            assigned: Vec::new(),
         }
+    }
+
+    /// The partitions the view reads now (after each rebalance).
+    pub fn set_assigned(&mut self, partitions: Vec<i32>) {
+        self.assigned = partitions;
     }
 
     /// Whether an event at `micros` from `partition` is on time; on-time
@@ -45,6 +58,9 @@ impl Watermark {
     /// there is a delay and some event was seen.
     pub fn current(&self) -> Option<i64> {
         let delay = self.delay_micros?;
+        if self.assigned.iter().any(|p| !self.newest.contains_key(p)) {
+            return None;
+        }
         let lowest = self.newest.values().min()?;
         Some(lowest.saturating_sub(delay))
     }
@@ -65,6 +81,23 @@ mod tests {
         assert!(w.admit(0, 20 * MINUTE));
         assert_eq!(w.current(), Some(15 * MINUTE));
         assert!(!w.admit(0, 14 * MINUTE));
+    }
+
+    #[test]
+    fn an_assigned_partition_not_seen_yet_holds_the_watermark_back() {
+        let mut w = Watermark::new(Some(Duration::from_secs(300)));
+        w.set_assigned(vec![0, 1]);
+        assert!(
+            w.admit(0, 600 * MINUTE),
+            "partition 0's backlog comes first"
+        );
+        assert_eq!(w.current(), None);
+        assert!(
+            w.admit(1, 10 * MINUTE),
+            "partition 1's early events are not late"
+        );
+        assert_eq!(w.current(), Some(5 * MINUTE));
+        assert!(!w.admit(1, 4 * MINUTE));
     }
 
     #[test]

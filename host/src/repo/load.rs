@@ -596,13 +596,6 @@ impl<'a> Loader<'a> {
         if self.errors.len() != before {
             return None;
         }
-        // The repo format and its checks come first; the tiles that compute
-        // the values are not in this version yet, and a view must not run
-        // without the features it declares.
-        self.errors.push(place.error(
-            "aggregations",
-            "windowed aggregations are checked but not computed by this version of fvhost yet; remove them to run the view",
-        ));
         Some(Windowing {
             aggregations,
             hop,

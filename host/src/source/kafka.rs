@@ -120,6 +120,14 @@ impl TopicConsumer {
         tokio::task::block_in_place(|| self.consumer.commit(&list, CommitMode::Sync))
     }
 
+    /// The partitions this member is assigned now (empty before the group join).
+    pub fn assigned_partitions(&self) -> Vec<i32> {
+        self.consumer
+            .assignment()
+            .map(|list| list.elements().iter().map(|e| e.partition()).collect())
+            .unwrap_or_default()
+    }
+
     /// Messages behind the end of the topic for this member's partitions, if known.
     pub fn lag(&self) -> Option<i64> {
         let assignment = self.consumer.assignment().ok()?;

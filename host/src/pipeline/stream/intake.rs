@@ -121,6 +121,7 @@ impl Intake {
             return Ok(Next::Stop);
         }
         self.take_new_version(&events);
+        self.watermark.set_assigned(consumer.assigned_partitions());
         let counters = self.counters();
         counters.add_time(|m| &m.poll_micros, polling);
         counters.add(|m| &m.messages, events.len() as u64);
@@ -137,7 +138,7 @@ impl Intake {
             .await;
         self.counters()
             .add_time(|m| &m.transform_micros, transforming);
-        let Some(pieces) = pieces else {
+        let Some((pieces, refused_rows)) = pieces else {
             tracing::info!(view = %self.current.pipeline.view.name, first = %events[0].origin, "shutdown during the batch's transform: left uncommitted, to be read again");
             return Ok(Next::Stop);
         };
@@ -150,6 +151,8 @@ impl Intake {
             version: Arc::clone(&self.current),
             letters,
             pieces,
+            input_events: origins,
+            refused_rows,
         }))
     }
 

@@ -14,6 +14,7 @@ mod decode;
 mod intake;
 mod output;
 mod transform;
+mod windows;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -98,6 +99,10 @@ struct Prepared {
     version: Arc<ViewVersion>,
     letters: Vec<DeadLetter>,
     pieces: Vec<Piece>,
+    /// Per input row of the transform, the index of its event.
+    input_events: Vec<usize>,
+    /// Input rows the transform rejected or failed on, in order.
+    refused_rows: Vec<usize>,
 }
 
 /// A view's counters and those of the version handling a batch: every

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
+use super::windows::entity_events;
 use super::{Counters, Prepared, StreamSettings, ViewStopped};
+use crate::aggregate::{EntityEvent, WindowStats, apply_events, state_field};
 use crate::offline::log::OfflineLog;
 use crate::online::{OnlineRow, OnlineStore, RowFailure, WriteStats};
 use crate::pipeline::dead_letter::{DeadLetter, DeadLetterKind, DeadLetterSink};
@@ -39,6 +41,26 @@ pub(super) struct Output {
 struct PieceRows {
     rows: Vec<OnlineRow>,
     failures: Vec<RowFailure>,
+}
+
+/// What a batch writes: one newest row per entity, or (a windowed view)
+/// every event for its entity's windows; and per piece the unwritable rows.
+enum BatchRows {
+    Entities(Vec<PieceRows>),
+    Windows {
+        events: Vec<EntityEvent>,
+        failures: Vec<Vec<RowFailure>>,
+    },
+}
+
+impl BatchRows {
+    /// Per piece, the output rows that cannot be written.
+    fn failures(&self) -> Vec<&[RowFailure]> {
+        match self {
+            Self::Entities(pieces) => pieces.iter().map(|p| p.failures.as_slice()).collect(),
+            Self::Windows { failures, .. } => failures.iter().map(Vec::as_slice).collect(),
+        }
+    }
 }
 
 impl Output {
@@ -95,16 +117,24 @@ impl Output {
         };
         let writing = Instant::now();
         let pipeline = &batch.version.pipeline;
-        let pieces: Vec<PieceRows> = batch
-            .pieces
-            .iter()
-            .map(|piece| {
-                let (rows, failures) = pipeline.online_rows(&piece.transformed.checked);
-                PieceRows { rows, failures }
-            })
-            .collect();
-        for piece in &pieces {
-            report_unwritable(&counters, &batch, &piece.failures);
+        let rows = match &pipeline.window {
+            Some(plan) => {
+                let (events, failures) = entity_events(&batch, plan);
+                BatchRows::Windows { events, failures }
+            }
+            None => BatchRows::Entities(
+                batch
+                    .pieces
+                    .iter()
+                    .map(|piece| {
+                        let (rows, failures) = pipeline.online_rows(&piece.transformed.checked);
+                        PieceRows { rows, failures }
+                    })
+                    .collect(),
+            ),
+        };
+        for failures in rows.failures() {
+            report_unwritable(&counters, &batch, failures);
         }
         if !self
             .store_dead_letters(&counters, &batch.letters, shutdown)
@@ -113,14 +143,28 @@ impl Output {
             return Ok(false);
         }
         let mut written = WriteStats::default();
-        for (piece, rows) in batch.pieces.iter().zip(&pieces) {
-            let Some(stats) = self.write_rows(&batch, &rows.rows, shutdown).await else {
-                return Ok(false);
-            };
-            written += stats;
-            if let Some(log) = &self.offline {
-                let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                let skip: Vec<usize> = rows.failures.iter().map(|f| f.batch_row).collect();
+        match &rows {
+            BatchRows::Entities(pieces) => {
+                for piece in pieces {
+                    let Some(stats) = self.write_rows(&batch, &piece.rows, shutdown).await else {
+                        return Ok(false);
+                    };
+                    written += stats;
+                }
+            }
+            BatchRows::Windows { events, .. } => {
+                let Some(stats) = self.write_windows(&batch, events, shutdown).await else {
+                    return Ok(false);
+                };
+                counters.add(|m| &m.window_events_replayed, stats.events_replayed);
+                counters.add(|m| &m.window_events_expired, stats.events_expired);
+                written.written += stats.keys_written;
+            }
+        }
+        if let Some(log) = &self.offline {
+            let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (piece, failures) in batch.pieces.iter().zip(rows.failures()) {
+                let skip: Vec<usize> = failures.iter().map(|f| f.batch_row).collect();
                 tokio::task::block_in_place(|| log.append(&piece.transformed.checked, &skip))?;
             }
         }
@@ -161,6 +205,40 @@ impl Output {
                 Ok(stats) => return Some(stats),
                 Err(e) => {
                     tracing::error!(view = %batch.version.pipeline.view.name, retry_in_ms = backoff.as_millis() as u64, "{e}; nothing committed, retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return None,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Applies a windowed view's events, retrying with backoff until the
+    /// store takes them; `None` if shutdown came first.
+    async fn write_windows(
+        &self,
+        batch: &Prepared,
+        events: &[EntityEvent],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<WindowStats> {
+        let pipeline = &batch.version.pipeline;
+        let plan = pipeline.window.as_ref()?;
+        let state_field = state_field(&pipeline.view.name);
+        let mut backoff = self.settings.write_backoff;
+        loop {
+            let applied = apply_events(
+                self.store.as_ref(),
+                plan,
+                &pipeline.fields,
+                &state_field,
+                events,
+            );
+            match applied.await {
+                Ok(stats) => return Some(stats),
+                Err(e) => {
+                    tracing::error!(view = %pipeline.view.name, retry_in_ms = backoff.as_millis() as u64, "{e}; nothing committed, retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => return None,

@@ -38,6 +38,7 @@ impl TransformCall for SlotCall<'_> {
 impl Intake {
     /// Transforms the batch (see [`Processor::process`]); the events whose
     /// rows were rejected or could not be transformed become dead letters.
+    /// Returns the pieces and the input rows refused.
     /// `None`: shutdown came before the batch was done, so it is left
     /// uncommitted rather than retried (a call in flight ends within its
     /// time limit; none is started after shutdown).
@@ -48,7 +49,7 @@ impl Intake {
         events: &[Event],
         letters: &mut Vec<DeadLetter>,
         shutdown: &watch::Receiver<bool>,
-    ) -> Option<Vec<Piece>> {
+    ) -> Option<(Vec<Piece>, Vec<usize>)> {
         let call = SlotCall {
             slots: &self.slots,
             pipeline: &self.current.pipeline,
@@ -87,6 +88,7 @@ impl Intake {
             }
             None => self.failed_streak = 0,
         }
-        Some(processed.pieces)
+        let refused_rows = processed.refused.iter().map(|r| r.row).collect();
+        Some((processed.pieces, refused_rows))
     }
 }

@@ -1,0 +1,79 @@
+//! A windowed view's batch as entity events: each output row with its
+//! entity key, event time, the values its aggregations read, and the
+//! partition and offset of the event it came from (what makes replays
+//! harmless, see [`crate::aggregate`]).
+//!
+//! An aggregating view's transform runs per event: its output rows are
+//! the input rows it kept, in order. A piece whose output does not line up
+//! with its input cannot be attributed to events, so its rows are reported
+//! unwritable rather than guessed at.
+
+use super::Prepared;
+use crate::aggregate::{EntityEvent, Scalar, SourceOffset, WindowPlan};
+use crate::online::{RowFailure, build_rows};
+
+/// The batch's entity events, in batch order, and per piece the output
+/// rows that cannot become one.
+pub(super) fn entity_events(
+    batch: &Prepared,
+    plan: &WindowPlan,
+) -> (Vec<EntityEvent>, Vec<Vec<RowFailure>>) {
+    let pipeline = &batch.version.pipeline;
+    let columns: Vec<Option<usize>> = plan
+        .aggregations()
+        .iter()
+        .map(|a| {
+            pipeline
+                .schema
+                .features
+                .iter()
+                .position(|f| f.name == a.column)
+        })
+        .collect();
+    let mut events = Vec::new();
+    let mut failures = Vec::new();
+    for piece in &batch.pieces {
+        let mut piece_failures = Vec::new();
+        let checked = &piece.transformed.checked;
+        let kept: Vec<usize> = (piece.first_row..piece.first_row + piece.input_rows)
+            .filter(|row| batch.refused_rows.binary_search(row).is_err())
+            .collect();
+        if kept.len() != checked.rows {
+            piece_failures.extend((0..checked.rows).map(|row| RowFailure {
+                batch_row: row,
+                reason: format!(
+                    "an aggregating view's transform returns one row per event it keeps: {} rows for {} events",
+                    checked.rows,
+                    kept.len()
+                ),
+            }));
+            failures.push(piece_failures);
+            continue;
+        }
+        let (rows, unwritable) = build_rows(checked, &pipeline.schema, &pipeline.keys);
+        piece_failures.extend(unwritable);
+        for row in rows {
+            let event = &batch.events[batch.input_events[kept[row.batch_row]]];
+            let values = columns
+                .iter()
+                .enumerate()
+                .map(|(i, column)| {
+                    column.and_then(|c| {
+                        Scalar::read(&checked.features[c], plan.column_type(i), row.batch_row)
+                    })
+                })
+                .collect();
+            events.push(EntityEvent {
+                key: row.key,
+                micros: row.event_time.micros,
+                values,
+                origin: Some(SourceOffset {
+                    partition: event.origin.partition,
+                    offset: event.origin.offset,
+                }),
+            });
+        }
+        failures.push(piece_failures);
+    }
+    (events, failures)
+}
