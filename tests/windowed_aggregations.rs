@@ -1,9 +1,9 @@
 //! Windowed aggregations on the stream, end to end: the real `fvhost`
 //! binary, librdkafka's mock cluster over TCP and a real redis-server. Every
-//! aggregate Feast reads is compared with a computation in this test, after
-//! a run in which the host was killed at random moments. (That replays are
-//! skipped is shown in `aggregate`'s unit tests: a batch applied halfway and
-//! read again, and an entity changed under a write.)
+//! aggregate Feast reads is compared with a computation in this test: after
+//! a run in which the host was killed at random moments, and after commits
+//! refused by the broker made the host read written batches again (a test
+//! that fails when replayed events are applied again).
 
 mod support;
 
@@ -218,4 +218,44 @@ fn assert_aggregates(
             "driver {driver}: the event time Feast reads is the newest event's"
         );
     }
+}
+
+#[test]
+fn batches_read_again_after_refused_commits_are_not_counted_twice() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("refusals", 1).unwrap();
+    let repo = TestRepo::new("windowed_refusals", &definitions("refusals"));
+    let rt = runtime();
+    let events = events();
+    let messages: Vec<_> = events.iter().map(message).collect();
+    let (first, rest) = messages.split_at(messages.len() / 3);
+    let host = HostProcess::start(repo.path(), &broker, &redis);
+    rt.block_on(broker.produce("refusals", first)).unwrap();
+    host.wait_for_log("stream view started", TIMEOUT);
+    // Every commit refused for a while, as to a member whose generation moved
+    // on: the member rejoins and reads its uncommitted batches again.
+    broker.cluster().request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION; 6],
+    );
+    for chunk in rest.chunks(rest.len().div_ceil(6)) {
+        rt.block_on(broker.produce("refusals", chunk)).unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let expected = expected(&events);
+    wait_for("every driver's count", TIMEOUT, || {
+        counts_match(&redis, &repo.project, &expected)
+    });
+    let exit = host.stop();
+    assert!(exit.success, "stderr:\n{}", exit.stderr);
+    let report = exit.report(VIEW);
+    assert!(report["commit_failures"].as_u64().unwrap() >= 1, "{report}");
+    assert!(
+        report["window_events_replayed"].as_u64().unwrap() > 0,
+        "a refused commit made the member read written events again: {report}"
+    );
+    assert_aggregates(&redis, &repo.project, &expected);
 }
