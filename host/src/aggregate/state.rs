@@ -38,9 +38,15 @@ pub struct EntityState {
     newest_micros: Option<i64>,
     /// Partition → highest offset applied.
     applied: BTreeMap<i32, i64>,
+    /// Counts the writes of this state: with the format version, the
+    /// prefix a compare-and-set checks (see [`EntityState::guard_prefix`]).
+    generation: u64,
 }
 
-const STATE_VERSION: u8 = 1;
+const STATE_VERSION: u8 = 2;
+
+/// Bytes at the front of a stored state that change with every write.
+pub const GUARD_PREFIX_BYTES: usize = 9;
 
 impl EntityState {
     /// The newest event time applied, in microseconds.
@@ -117,9 +123,21 @@ impl EntityState {
         )
     }
 
+    /// The state as written next: its generation one past the stored one.
+    pub fn next_generation(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// The front of stored `bytes` that a compare-and-set checks: the format
+    /// version and the generation, which every write changes.
+    pub fn guard_prefix(bytes: &[u8]) -> Vec<u8> {
+        bytes[..bytes.len().min(GUARD_PREFIX_BYTES)].to_vec()
+    }
+
     /// The state's bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![STATE_VERSION];
+        out.extend_from_slice(&self.generation.to_le_bytes());
         match self.newest_micros {
             None => out.push(0),
             Some(newest) => {
@@ -150,6 +168,7 @@ impl EntityState {
         if version != STATE_VERSION {
             return Err(CorruptTile("unknown state version"));
         }
+        let generation = u64::from_le_bytes(take(bytes)?);
         let newest_micros = match take::<1>(bytes)? {
             [0] => None,
             _ => Some(i64::from_le_bytes(take(bytes)?)),
@@ -182,6 +201,7 @@ impl EntityState {
             tiles,
             newest_micros,
             applied,
+            generation,
         })
     }
 }

@@ -170,6 +170,9 @@ fn fold(plan: &WindowPlan, key: &[u8], before: Option<Vec<u8>>, events: &[&Entit
     let window = (added + expired > 0)
         .then(|| state.window_values(plan))
         .flatten();
+    if window.is_some() {
+        state.next_generation();
+    }
     Folded {
         before,
         state,
@@ -201,7 +204,7 @@ impl Folded {
         GuardedUpdate {
             key: key.to_vec(),
             guard: state_field.to_vec(),
-            expected: self.before.clone(),
+            expected_prefix: self.before.as_deref().map(EntityState::guard_prefix),
             set,
         }
     }

@@ -83,7 +83,12 @@ impl OnlineStore for MemoryStore {
             .iter()
             .map(|update| {
                 let hash = hashes.entry(update.key.clone()).or_default();
-                if hash.get(&update.guard) != update.expected.as_ref() {
+                let holds = match (hash.get(&update.guard), &update.expected_prefix) {
+                    (None, None) => true,
+                    (Some(current), Some(prefix)) => current.starts_with(prefix),
+                    _ => false,
+                };
+                if !holds {
                     return false;
                 }
                 for (field, value) in &update.set {

@@ -33,13 +33,15 @@ pub trait OnlineStore: Send + Sync {
     async fn compare_and_set(&self, updates: &[GuardedUpdate]) -> Result<Vec<bool>, StoreError>;
 }
 
-/// Fields to set on one key, if its guard field holds the expected value.
+/// Fields to set on one key, if its guard field still starts with what the
+/// caller read (a writer that changes the field changes that prefix: a
+/// version or generation kept at its front).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuardedUpdate {
     pub key: Vec<u8>,
     pub guard: Vec<u8>,
-    /// What the guard must hold; `None`: it must be absent.
-    pub expected: Option<Vec<u8>>,
+    /// What the guard must start with; `None`: it must be absent.
+    pub expected_prefix: Option<Vec<u8>>,
     pub set: Vec<(Vec<u8>, Vec<u8>)>,
 }
 

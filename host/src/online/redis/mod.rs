@@ -191,8 +191,12 @@ impl OnlineStore for RedisStore {
             call.arg(self.ttl_seconds);
             for update in chunk {
                 call.arg(&update.guard)
-                    .arg(if update.expected.is_some() { "1" } else { "0" })
-                    .arg(update.expected.as_deref().unwrap_or_default())
+                    .arg(if update.expected_prefix.is_some() {
+                        "1"
+                    } else {
+                        "0"
+                    })
+                    .arg(update.expected_prefix.as_deref().unwrap_or_default())
                     .arg(update.set.len());
                 for (field, value) in &update.set {
                     call.arg(field).arg(value);

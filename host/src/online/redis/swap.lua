@@ -1,7 +1,7 @@
 -- fvhost: compare-and-set of hash fields, atomically per key (see mod.rs).
 -- KEYS: one Redis hash per entity.
 -- ARGV: ttl_seconds (0: none), then per key: guard field, '1' if a value is
---       expected ('0': the field must be absent), the expected value,
+--       expected ('0': the field must be absent), the prefix it must start with,
 --       n (fields to set), then n field/value pairs.
 -- Returns, per key, 1 if the guard held and the fields were set, else 0.
 local ttl = tonumber(ARGV[1])
@@ -12,7 +12,11 @@ for k = 1, #KEYS do
   local n = tonumber(ARGV[at + 3])
   local current = redis.call('HGET', KEYS[k], guard)
   local holds
-  if expects then holds = current == expected else holds = current == false end
+  if expects then
+    holds = current ~= false and string.sub(current, 1, #expected) == expected
+  else
+    holds = current == false
+  end
   if holds then
     local args = {}
     for i = 0, n - 1 do
