@@ -199,6 +199,15 @@ fn apply_checks_each_aggregation_naming_file_view_and_field() {
             "`mean` needs a numeric column; `acc_percentage` is String",
         ],
     );
+    assert_invalid(
+        &with(&entry("conv_percentage", "count", "1h"))
+            .replace("tiling_hop_size: 5m", "tiling_hop_size: 10ms"),
+        &["field `tiling_hop_size`", "must be at least 1s"],
+    );
+    assert_invalid(
+        &with(&entry("conv_percentage", "count", "30d")),
+        &["field `aggregations[0].time_window`", "spans 8640 hops"],
+    );
     // A correct declaration applies; its features are the aggregates.
     let repo = TestRepo::new(
         "windowed",

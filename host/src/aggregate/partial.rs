@@ -261,7 +261,11 @@ impl Partial {
                 }
                 let mut values = BTreeSet::new();
                 for _ in 0..count {
-                    values.insert(take_bytes(bytes)?.to_vec());
+                    let value = take_bytes(bytes)?;
+                    if value.len() > DISTINCT_KEY_MAX {
+                        return Err(CorruptTile("distinct value longer than kept"));
+                    }
+                    values.insert(value.to_vec());
                 }
                 Self::Distinct { values, overflowed }
             }
@@ -270,11 +274,22 @@ impl Partial {
     }
 }
 
-/// The key a distinct value is counted by (its type and bytes).
+/// Longest distinct-value key kept as is; longer values are kept as their
+/// SHA-256 (so a tile's size stays bounded whatever the values' length).
+const DISTINCT_KEY_MAX: usize = 64;
+
+/// The key a distinct value is counted by (its type and bytes, or a digest
+/// of them for long values; a collision is as unlikely as SHA-256's).
 fn encode_scalar_key(value: &Scalar) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
     let mut out = Vec::new();
     encode_scalar(value, &mut out);
-    out
+    if out.len() <= DISTINCT_KEY_MAX {
+        return out;
+    }
+    let mut digest = vec![0xff];
+    digest.extend_from_slice(&Sha256::digest(&out));
+    digest
 }
 
 fn encode_optional(value: Option<&Scalar>, out: &mut Vec<u8>) {

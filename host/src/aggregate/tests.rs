@@ -299,3 +299,22 @@ fn window_values_become_feast_values_of_the_output_types() {
     assert_eq!(encoded[0][2], mean);
     assert_eq!(encoded[0][7], vec![0x20, 2], "two distinct values");
 }
+
+#[test]
+fn long_distinct_values_are_kept_as_digests_so_a_tile_stays_small() {
+    let plan = plan();
+    let mut state = EntityState::default();
+    for i in 0..50 {
+        let long = Scalar::Bytes(vec![b'x'; 100_000 + i]);
+        let mut values = vec![Some(Scalar::Int(1)); 9];
+        values[7] = Some(long);
+        state.apply(&plan, BASE, &values, None);
+    }
+    let distinct = &state.window_values(&plan).unwrap()[7];
+    assert_eq!(distinct, &WindowValue::Value(Scalar::Int(50)));
+    assert!(
+        state.encode().len() < 10_000,
+        "{} bytes",
+        state.encode().len()
+    );
+}

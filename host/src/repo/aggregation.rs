@@ -13,6 +13,13 @@ use crate::types::{FeatureType, ScalarType};
 /// The hop used when a view gives no `tiling_hop_size` (Feast's default).
 pub const DEFAULT_HOP: Duration = Duration::from_secs(300);
 
+/// The shortest hop: tiles are kept per hop, so a hop of microseconds would
+/// make an entity's state grow with its event count.
+pub const MIN_HOP: Duration = Duration::from_secs(1);
+
+/// Most hops in one window: an entity keeps up to this many tiles.
+pub const MAX_HOPS_PER_WINDOW: u128 = 4096;
+
 /// A windowed aggregation of one column.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aggregation {
@@ -72,6 +79,14 @@ pub enum AggregationError {
     NotPositive,
     #[error("{window} is not a multiple of the hop ({hop})")]
     NotMultipleOfHop { window: String, hop: String },
+    #[error(
+        "{window} spans {hops} hops of {hop}; at most {MAX_HOPS_PER_WINDOW} are kept per entity (a longer tiling_hop_size)"
+    )]
+    TooManyHops {
+        window: String,
+        hop: String,
+        hops: u128,
+    },
 }
 
 impl AggregateFunction {
@@ -140,10 +155,19 @@ pub fn check_multiple_of_hop(window: Duration, hop: Duration) -> Result<(), Aggr
     if window.is_zero() {
         return Err(AggregationError::NotPositive);
     }
+    let show = super::duration::show_duration;
     if !window.as_nanos().is_multiple_of(hop.as_nanos()) {
         return Err(AggregationError::NotMultipleOfHop {
-            window: super::duration::show_duration(window),
-            hop: super::duration::show_duration(hop),
+            window: show(window),
+            hop: show(hop),
+        });
+    }
+    let hops = window.as_nanos() / hop.as_nanos();
+    if hops > MAX_HOPS_PER_WINDOW {
+        return Err(AggregationError::TooManyHops {
+            window: show(window),
+            hop: show(hop),
+            hops,
         });
     }
     Ok(())
@@ -212,6 +236,10 @@ mod tests {
         assert!(matches!(
             check_multiple_of_hop(Duration::from_secs(3700), hop),
             Err(AggregationError::NotMultipleOfHop { .. })
+        ));
+        assert!(matches!(
+            check_multiple_of_hop(Duration::from_secs(86_400 * 30), hop),
+            Err(AggregationError::TooManyHops { hops: 8640, .. })
         ));
     }
 }

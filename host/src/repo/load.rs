@@ -10,7 +10,9 @@ use std::sync::Arc;
 use arrow_schema::DataType;
 use serde::de::DeserializeOwned;
 
-use super::aggregation::{AggregateFunction, Aggregation, DEFAULT_HOP, check_multiple_of_hop};
+use super::aggregation::{
+    AggregateFunction, Aggregation, DEFAULT_HOP, MIN_HOP, check_multiple_of_hop,
+};
 use super::definitions::*;
 use super::duration::parse_duration;
 use super::model::*;
@@ -560,10 +562,12 @@ impl<'a> Loader<'a> {
         let hop = match raw.tiling_hop_size.as_ref().map(duration_text) {
             None => DEFAULT_HOP,
             Some(text) => match parse_duration(&text) {
-                Ok(hop) if !hop.is_zero() => hop,
+                Ok(hop) if hop >= MIN_HOP => hop,
                 Ok(_) => {
-                    self.errors
-                        .push(place.error("tiling_hop_size", "must be positive"));
+                    self.errors.push(place.error(
+                        "tiling_hop_size",
+                        "must be at least 1s (tiles are kept per hop)",
+                    ));
                     DEFAULT_HOP
                 }
                 Err(e) => {
