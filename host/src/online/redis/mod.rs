@@ -107,6 +107,30 @@ impl RedisStore {
             .clone()
     }
 
+    /// Runs a pipeline of `script`'s calls, loading the script first when
+    /// the server does not know it (a restarted or flushed server).
+    async fn run_scripted<T: redis::FromRedisValue>(
+        &self,
+        pipeline: &redis::Pipeline,
+        script: &redis::Script,
+    ) -> Result<T, StoreError> {
+        let mut connection = self.connection.clone();
+        match pipeline.query_async(&mut connection).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script
+                    .prepare_invoke()
+                    .load_async(&mut connection)
+                    .await
+                    .map_err(StoreError::RedisWrite)?;
+                pipeline
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(StoreError::RedisWrite)
+            }
+            result => result.map_err(StoreError::RedisWrite),
+        }
+    }
+
     fn pipeline(
         &self,
         script: &redis::Script,
@@ -153,22 +177,7 @@ impl OnlineStore for RedisStore {
         }
         let script = self.script(fields.features.len());
         let pipeline = self.pipeline(&script, fields, rows);
-        let mut connection = self.connection.clone();
-        let counts: Vec<u64> = match pipeline.query_async(&mut connection).await {
-            Ok(counts) => counts,
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                script
-                    .prepare_invoke()
-                    .load_async(&mut connection)
-                    .await
-                    .map_err(StoreError::RedisWrite)?;
-                pipeline
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(StoreError::RedisWrite)?
-            }
-            Err(e) => return Err(StoreError::RedisWrite(e)),
-        };
+        let counts: Vec<u64> = self.run_scripted(&pipeline, &script).await?;
         let written: u64 = counts.iter().sum();
         Ok(WriteStats {
             written,
@@ -204,22 +213,7 @@ impl OnlineStore for RedisStore {
             }
             pipeline.add_command(call);
         }
-        let mut connection = self.connection.clone();
-        let replies: Vec<Vec<i64>> = match pipeline.query_async(&mut connection).await {
-            Ok(replies) => replies,
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                script
-                    .prepare_invoke()
-                    .load_async(&mut connection)
-                    .await
-                    .map_err(StoreError::RedisWrite)?;
-                pipeline
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(StoreError::RedisWrite)?
-            }
-            Err(e) => return Err(StoreError::RedisWrite(e)),
-        };
+        let replies: Vec<Vec<i64>> = self.run_scripted(&pipeline, &script).await?;
         let applied: Vec<bool> = replies.into_iter().flatten().map(|r| r == 1).collect();
         if applied.len() != updates.len() {
             return Err(StoreError::RedisReply {

@@ -191,32 +191,21 @@ impl Output {
         Ok(true)
     }
 
-    /// Writes one piece's rows, retrying with backoff until the store takes
-    /// them; `None` if shutdown came first.
+    /// Writes one piece's rows, retrying until the store takes them;
+    /// `None` if shutdown came first.
     async fn write_rows(
         &self,
         batch: &Prepared,
         rows: &[OnlineRow],
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<WriteStats> {
-        let mut backoff = self.settings.write_backoff;
-        loop {
-            match self.store.write(&batch.version.pipeline.fields, rows).await {
-                Ok(stats) => return Some(stats),
-                Err(e) => {
-                    tracing::error!(view = %batch.version.pipeline.view.name, retry_in_ms = backoff.as_millis() as u64, "{e}; nothing committed, retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => return None,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
+        let fields = &batch.version.pipeline.fields;
+        self.retry(shutdown, || self.store.write(fields, rows))
+            .await
     }
 
-    /// Applies a windowed view's events, retrying with backoff until the
-    /// store takes them; `None` if shutdown came first.
+    /// Applies a windowed view's events, retrying until the store takes
+    /// them; `None` if shutdown came first.
     async fn write_windows(
         &self,
         batch: &Prepared,
@@ -226,27 +215,11 @@ impl Output {
         let pipeline = &batch.version.pipeline;
         let plan = pipeline.window.as_ref()?;
         let state_field = state_field(&pipeline.view.name);
-        let mut backoff = self.settings.write_backoff;
-        loop {
-            let applied = apply_events(
-                self.store.as_ref(),
-                plan,
-                &pipeline.fields,
-                &state_field,
-                events,
-            );
-            match applied.await {
-                Ok(stats) => return Some(stats),
-                Err(e) => {
-                    tracing::error!(view = %pipeline.view.name, retry_in_ms = backoff.as_millis() as u64, "{e}; nothing committed, retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => return None,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
+        let store = self.store.as_ref();
+        self.retry(shutdown, || {
+            apply_events(store, plan, &pipeline.fields, &state_field, events)
+        })
+        .await
     }
 
     /// Sends the batch's dead letters to the view's destination, retrying
@@ -257,18 +230,32 @@ impl Output {
         letters: &[DeadLetter],
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
+        let sent = self
+            .retry(shutdown, || self.dead_letters.send(letters))
+            .await;
+        if sent.is_some() {
+            counters.add(|m| &m.dead_letters, letters.len() as u64);
+        }
+        sent.is_some()
+    }
+
+    /// Runs `attempt` until it succeeds, waiting between failures (the
+    /// settings' backoff, doubling up to 30 s); nothing is committed
+    /// meanwhile. `None` if shutdown came first.
+    async fn retry<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+        mut attempt: impl FnMut() -> F,
+    ) -> Option<T> {
         let mut backoff = self.settings.write_backoff;
         loop {
-            match self.dead_letters.send(letters).await {
-                Ok(()) => {
-                    counters.add(|m| &m.dead_letters, letters.len() as u64);
-                    return true;
-                }
+            match attempt().await {
+                Ok(value) => return Some(value),
                 Err(e) => {
                     tracing::error!(view = %self.view, retry_in_ms = backoff.as_millis() as u64, "{e}; nothing committed, retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => return false,
+                        _ = shutdown.changed() => return None,
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
