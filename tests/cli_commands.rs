@@ -202,11 +202,28 @@ fn apply_checks_each_aggregation_naming_file_view_and_field() {
     assert_invalid(
         &with(&entry("conv_percentage", "count", "1h"))
             .replace("tiling_hop_size: 5m", "tiling_hop_size: 10ms"),
-        &["field `tiling_hop_size`", "must be at least 1s"],
+        &["field `tiling_hop_size`", "must be between 1s"],
     );
     assert_invalid(
         &with(&entry("conv_percentage", "count", "30d")),
         &["field `aggregations[0].time_window`", "spans 8640 hops"],
+    );
+    assert_invalid(
+        &with(
+            &entry("conv_percentage", "count", "1h")
+                .replace("time_window: 1h", "time_window: 1h\n        name: \"a:b\""),
+        ),
+        &["field `aggregations[0].name`", "cannot be a feature name"],
+    );
+    assert_invalid(
+        &with(&entry("conv_percentage", "count", "1h").replace(
+            "time_window: 1h",
+            "time_window: 1h\n        slide_interval: 2h",
+        )),
+        &[
+            "field `aggregations[0].slide_interval`",
+            "longer than the time_window",
+        ],
     );
     // A correct declaration applies; its features are the aggregates.
     let repo = TestRepo::new(

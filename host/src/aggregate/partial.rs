@@ -76,7 +76,7 @@ impl Partial {
     pub fn add(&mut self, value: Option<&Scalar>, event_micros: i64) {
         let Some(value) = value else { return };
         match self {
-            Self::Count(n) => *n += 1,
+            Self::Count(n) => *n = n.saturating_add(1),
             Self::SumInt(sum) => {
                 if let Scalar::Int(v) = value {
                     *sum += i128::from(*v);
@@ -109,7 +109,7 @@ impl Partial {
     /// Folds `other` (the same aggregation over other events) into `self`.
     pub fn merge(&mut self, other: &Self) {
         match (self, other) {
-            (Self::Count(a), Self::Count(b)) => *a += b,
+            (Self::Count(a), Self::Count(b)) => *a = a.saturating_add(*b),
             (Self::SumInt(a), Self::SumInt(b)) => *a += b,
             (Self::SumFloat(a), Self::SumFloat(b)) => *a += b,
             (
@@ -130,7 +130,7 @@ impl Partial {
                 let (n_a, n_b_f) = (*n as f64, *n_b as f64);
                 let delta = sum_b / n_b_f - *sum / n_a;
                 *m2 += m2_b + delta * delta * n_a * n_b_f / (n_a + n_b_f);
-                *n += n_b;
+                *n = n.saturating_add(*n_b);
                 *sum += sum_b;
             }
             (Self::Min(a), Self::Min(Some(b))) if a.as_ref().is_none_or(|a| b.less_than(a)) => {
@@ -239,11 +239,11 @@ impl Partial {
     /// Reads one partial from the front of `bytes`, advancing it.
     pub fn decode(bytes: &mut &[u8]) -> Result<Self, CorruptTile> {
         Ok(match take_u8(bytes)? {
-            1 => Self::Count(i64::from_le_bytes(take(bytes)?)),
+            1 => Self::Count(non_negative(i64::from_le_bytes(take(bytes)?))?),
             2 => Self::SumInt(i128::from_le_bytes(take(bytes)?)),
             3 => Self::SumFloat(f64::from_le_bytes(take(bytes)?)),
             4 => Self::Moments {
-                n: i64::from_le_bytes(take(bytes)?),
+                n: non_negative(i64::from_le_bytes(take(bytes)?))?,
                 sum: f64::from_le_bytes(take(bytes)?),
                 m2: f64::from_le_bytes(take(bytes)?),
             },
@@ -277,6 +277,13 @@ impl Partial {
 /// Longest distinct-value key kept as is; longer values are kept as their
 /// SHA-256 (so a tile's size stays bounded whatever the values' length).
 const DISTINCT_KEY_MAX: usize = 64;
+
+fn non_negative(count: i64) -> Result<i64, CorruptTile> {
+    if count < 0 {
+        return Err(CorruptTile("negative count"));
+    }
+    Ok(count)
+}
 
 /// The key a distinct value is counted by (its type and bytes, or a digest
 /// of them for long values; a collision is as unlikely as SHA-256's).

@@ -9,6 +9,12 @@ use crate::types::{FeatureType, ScalarType};
 /// How a view's windows are computed.
 #[derive(Debug, Clone)]
 pub struct WindowPlan {
+    /// What the stored tiles depend on (hop, functions, columns and their
+    /// types, windows): a state written under another plan has its tiles dropped.
+    fingerprint: u64,
+    /// The source the offsets are of (its topic): offsets stored for
+    /// another source are dropped.
+    source_fingerprint: u64,
     aggregations: Vec<Aggregation>,
     column_types: Vec<ScalarType>,
     hop_micros: i64,
@@ -42,12 +48,41 @@ impl WindowPlan {
             let window = i64::try_from(aggregation.time_window.as_micros()).unwrap_or(i64::MAX);
             window_hops.push((window / hop_micros).max(1));
         }
+        let canonical: String = std::iter::once(format!("hop={}", hop_micros))
+            .chain(
+                windowing
+                    .aggregations
+                    .iter()
+                    .zip(&column_types)
+                    .zip(&window_hops)
+                    .map(|((a, column_type), hops)| {
+                        format!("{:?}({}:{column_type})x{hops}", a.function, a.column)
+                    }),
+            )
+            .collect::<Vec<_>>()
+            .join("|");
         Ok(Self {
+            fingerprint: fingerprint(&canonical),
+            source_fingerprint: fingerprint(""),
             aggregations: windowing.aggregations.clone(),
             column_types,
             hop_micros,
             window_hops,
         })
+    }
+
+    /// The same plan for events of `source` (a Kafka topic).
+    pub fn for_source(mut self, source: &str) -> Self {
+        self.source_fingerprint = fingerprint(source);
+        self
+    }
+
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    pub fn source_fingerprint(&self) -> u64 {
+        self.source_fingerprint
     }
 
     pub fn aggregations(&self) -> &[Aggregation] {
@@ -89,4 +124,11 @@ impl WindowPlan {
     pub fn empty_partial(&self, i: usize) -> Partial {
         Partial::empty(&self.aggregations[i], self.column_types[i])
     }
+}
+
+/// A stable 64-bit digest of `text` (the first 8 bytes of its SHA-256).
+fn fingerprint(text: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(text.as_bytes());
+    u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
 }

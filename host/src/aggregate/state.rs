@@ -41,14 +41,26 @@ pub struct EntityState {
     /// Counts the writes of this state: with the format version, the
     /// prefix a compare-and-set checks (see [`EntityState::guard_prefix`]).
     generation: u64,
+    /// The plan and the source the tiles and offsets were kept for.
+    plan: u64,
+    source: u64,
 }
 
-const STATE_VERSION: u8 = 2;
+const STATE_VERSION: u8 = 3;
 
 /// Bytes at the front of a stored state that change with every write.
 pub const GUARD_PREFIX_BYTES: usize = 9;
 
 impl EntityState {
+    /// A state before any event, kept for `plan`.
+    pub fn for_plan(plan: &WindowPlan) -> Self {
+        Self {
+            plan: plan.fingerprint(),
+            source: plan.source_fingerprint(),
+            ..Self::default()
+        }
+    }
+
     /// The newest event time applied, in microseconds.
     pub fn newest_micros(&self) -> Option<i64> {
         self.newest_micros
@@ -138,6 +150,8 @@ impl EntityState {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![STATE_VERSION];
         out.extend_from_slice(&self.generation.to_le_bytes());
+        out.extend_from_slice(&self.plan.to_le_bytes());
+        out.extend_from_slice(&self.source.to_le_bytes());
         match self.newest_micros {
             None => out.push(0),
             Some(newest) => {
@@ -169,6 +183,8 @@ impl EntityState {
             return Err(CorruptTile("unknown state version"));
         }
         let generation = u64::from_le_bytes(take(bytes)?);
+        let stored_plan = u64::from_le_bytes(take(bytes)?);
+        let stored_source = u64::from_le_bytes(take(bytes)?);
         let newest_micros = match take::<1>(bytes)? {
             [0] => None,
             _ => Some(i64::from_le_bytes(take(bytes)?)),
@@ -177,6 +193,20 @@ impl EntityState {
         for _ in 0..u32::from_le_bytes(take(bytes)?) {
             let partition = i32::from_le_bytes(take(bytes)?);
             applied.insert(partition, i64::from_le_bytes(take(bytes)?));
+        }
+        if stored_source != plan.source_fingerprint() {
+            // Offsets of another topic say nothing about this one's events.
+            tracing::warn!("window state kept for another source: its applied offsets are dropped");
+            applied.clear();
+        }
+        if stored_plan != plan.fingerprint() {
+            // The view's aggregations or hop changed: the tiles mean something else now.
+            tracing::warn!("window state kept for other aggregations: its tiles start afresh");
+            return Ok(Self {
+                applied,
+                generation,
+                ..Self::for_plan(plan)
+            });
         }
         let mut tiles = BTreeMap::new();
         let tile_count = u32::from_le_bytes(take(bytes)?);
@@ -202,6 +232,8 @@ impl EntityState {
             newest_micros,
             applied,
             generation,
+            plan: stored_plan,
+            source: plan.source_fingerprint(),
         })
     }
 }

@@ -194,7 +194,7 @@ fn every_function_matches_an_independent_computation_over_random_events() {
     for entity in 0..200 {
         let count = 1 + random.below(60) as usize;
         let events = events(&mut random, count);
-        let mut state = EntityState::default();
+        let mut state = EntityState::for_plan(&plan);
         let added = apply_all(&plan, &mut state, &events);
         let found = state.window_values(&plan).unwrap();
         assert_close(
@@ -221,12 +221,12 @@ fn a_replayed_event_is_not_counted_twice_and_a_half_applied_batch_finishes() {
     let plan = plan();
     let mut random = Random(7);
     let events = events(&mut random, 40);
-    let mut once = EntityState::default();
+    let mut once = EntityState::for_plan(&plan);
     apply_all(&plan, &mut once, &events);
 
     // A crash after the first 25 events were stored; the batch is read
     // again from its start after the restart.
-    let mut replayed = EntityState::default();
+    let mut replayed = EntityState::for_plan(&plan);
     apply_all(&plan, &mut replayed, &events[..25]);
     let stored = EntityState::decode(&replayed.encode(), &plan).unwrap();
     let mut restarted = stored;
@@ -247,7 +247,7 @@ fn window_edges_follow_hops_lower_edge_in_upper_edge_out() {
         WindowValue::Value(Scalar::Int(n)) => *n,
         other => panic!("{other:?}"),
     };
-    let mut state = EntityState::default();
+    let mut state = EntityState::for_plan(&plan);
     let at = |hops: i64, micros: i64| BASE + hops * HOP + micros;
     let one = vec![Some(Scalar::Int(1)); 9];
     // Newest event at the very start of hop 12: the 1 h window is hops 1..=12.
@@ -265,7 +265,7 @@ fn window_edges_follow_hops_lower_edge_in_upper_edge_out() {
 fn states_survive_their_bytes_and_garbage_is_refused_not_a_panic() {
     let plan = plan();
     let mut random = Random(11);
-    let mut state = EntityState::default();
+    let mut state = EntityState::for_plan(&plan);
     apply_all(&plan, &mut state, &events(&mut random, 30));
     let bytes = state.encode();
     assert_eq!(EntityState::decode(&bytes, &plan).unwrap(), state);
@@ -286,7 +286,7 @@ fn states_survive_their_bytes_and_garbage_is_refused_not_a_panic() {
 #[test]
 fn window_values_become_feast_values_of_the_output_types() {
     let plan = plan();
-    let mut state = EntityState::default();
+    let mut state = EntityState::for_plan(&plan);
     let values = vec![Some(Scalar::Int(4)); 9];
     state.apply(&plan, BASE, &values, None);
     state.apply(&plan, BASE + 1, &vec![Some(Scalar::Int(8)); 9], None);
@@ -303,7 +303,7 @@ fn window_values_become_feast_values_of_the_output_types() {
 #[test]
 fn long_distinct_values_are_kept_as_digests_so_a_tile_stays_small() {
     let plan = plan();
-    let mut state = EntityState::default();
+    let mut state = EntityState::for_plan(&plan);
     for i in 0..50 {
         let long = Scalar::Bytes(vec![b'x'; 100_000 + i]);
         let mut values = vec![Some(Scalar::Int(1)); 9];
@@ -317,4 +317,63 @@ fn long_distinct_values_are_kept_as_digests_so_a_tile_stays_small() {
         "{} bytes",
         state.encode().len()
     );
+}
+
+#[test]
+fn a_state_kept_for_other_aggregations_or_another_topic_is_not_trusted() {
+    let plan = plan();
+    let mut random = Random(23);
+    let events = events(&mut random, 20);
+    let mut state = EntityState::for_plan(&plan);
+    apply_all(&plan, &mut state, &events);
+    let bytes = state.encode();
+
+    // Another topic: its offsets mean nothing here, so none of its events is a replay.
+    let other_topic = plan.clone().for_source("another-topic");
+    let mut moved = EntityState::decode(&bytes, &other_topic).unwrap();
+    let replays = events
+        .iter()
+        .filter(|e| {
+            let values = vec![e.value.map(Scalar::Int); 9];
+            moved.apply(&other_topic, e.micros, &values, Some(e.origin)) == Applied::Replayed
+        })
+        .count();
+    assert_eq!(replays, 0);
+
+    // Other aggregations: the tiles start afresh, the offsets still hold.
+    let mut windowing = Windowing {
+        aggregations: vec![aggregation("count", 12)],
+        hop: Duration::from_secs(300),
+        columns: vec![crate::repo::Feature {
+            name: "v".into(),
+            dtype: FeatureType::Scalar(ScalarType::Int64),
+        }],
+    };
+    let counting = WindowPlan::new(&windowing).unwrap();
+    let mut changed = EntityState::decode(&bytes, &counting).unwrap();
+    assert_eq!(changed.window_values(&counting), None, "no tiles kept");
+    assert!(
+        apply_all(&counting, &mut changed, &events).is_empty(),
+        "offsets kept"
+    );
+    windowing.hop = Duration::from_secs(600);
+    let longer_hops = WindowPlan::new(&windowing).unwrap();
+    assert_eq!(
+        EntityState::decode(&bytes, &longer_hops)
+            .unwrap()
+            .hops()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn counts_saturate_and_negative_stored_counts_are_refused() {
+    let mut count = Partial::Count(i64::MAX);
+    count.add(Some(&Scalar::Int(1)), 0);
+    count.merge(&Partial::Count(5));
+    assert_eq!(count, Partial::Count(i64::MAX));
+    let mut bytes = vec![1];
+    bytes.extend_from_slice(&(-3i64).to_le_bytes());
+    assert!(Partial::decode(&mut bytes.as_slice()).is_err());
 }

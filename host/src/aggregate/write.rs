@@ -149,12 +149,12 @@ struct Folded {
 fn fold(plan: &WindowPlan, key: &[u8], before: Option<Vec<u8>>, events: &[&EntityEvent]) -> Folded {
     let mut corrupt = false;
     let mut state = match before.as_deref().map(|b| EntityState::decode(b, plan)) {
-        None => EntityState::default(),
+        None => EntityState::for_plan(plan),
         Some(Ok(state)) => state,
         Some(Err(CorruptTile(why))) => {
             tracing::error!(key = ?key, "window state not fvhost's ({why}): started afresh");
             corrupt = true;
-            EntityState::default()
+            EntityState::for_plan(plan)
         }
     };
     let (mut added, mut replayed, mut expired) = (0, 0, 0);

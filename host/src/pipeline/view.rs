@@ -81,9 +81,16 @@ impl ViewPipeline {
                 max_future_skew: source.max_future_skew,
             },
             window: match &view.windowing {
-                Some(windowing) => Some(Arc::new(
-                    WindowPlan::new(windowing).map_err(|e| TransformError::Input(e.to_string()))?,
-                )),
+                Some(windowing) => {
+                    let topic = match &source.kind {
+                        crate::repo::SourceKind::Kafka(kafka) => kafka.topic.as_str(),
+                        _ => "",
+                    };
+                    let plan = WindowPlan::new(windowing)
+                        .map_err(|e| TransformError::Input(e.to_string()))?
+                        .for_source(topic);
+                    Some(Arc::new(plan))
+                }
                 None => None,
             },
             keys: KeyBuilder::new(key_version, &join_keys, repo.project()),

@@ -20,6 +20,9 @@ pub const MIN_HOP: Duration = Duration::from_secs(1);
 /// Most hops in one window: an entity keeps up to this many tiles.
 pub const MAX_HOPS_PER_WINDOW: u128 = 4096;
 
+/// The longest window (and hop): a year.
+pub const MAX_WINDOW: Duration = Duration::from_secs(366 * 86_400);
+
 /// A windowed aggregation of one column.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aggregation {
@@ -77,6 +80,8 @@ pub enum AggregationError {
     },
     #[error("must be positive")]
     NotPositive,
+    #[error("{0} is longer than the longest window fvhost keeps (366d)")]
+    TooLong(String),
     #[error("{window} is not a multiple of the hop ({hop})")]
     NotMultipleOfHop { window: String, hop: String },
     #[error(
@@ -156,6 +161,9 @@ pub fn check_multiple_of_hop(window: Duration, hop: Duration) -> Result<(), Aggr
         return Err(AggregationError::NotPositive);
     }
     let show = super::duration::show_duration;
+    if window > MAX_WINDOW {
+        return Err(AggregationError::TooLong(show(window)));
+    }
     if !window.as_nanos().is_multiple_of(hop.as_nanos()) {
         return Err(AggregationError::NotMultipleOfHop {
             window: show(window),

@@ -11,7 +11,7 @@ use arrow_schema::DataType;
 use serde::de::DeserializeOwned;
 
 use super::aggregation::{
-    AggregateFunction, Aggregation, DEFAULT_HOP, MIN_HOP, check_multiple_of_hop,
+    AggregateFunction, Aggregation, DEFAULT_HOP, MAX_WINDOW, MIN_HOP, check_multiple_of_hop,
 };
 use super::definitions::*;
 use super::duration::parse_duration;
@@ -562,11 +562,11 @@ impl<'a> Loader<'a> {
         let hop = match raw.tiling_hop_size.as_ref().map(duration_text) {
             None => DEFAULT_HOP,
             Some(text) => match parse_duration(&text) {
-                Ok(hop) if hop >= MIN_HOP => hop,
+                Ok(hop) if hop >= MIN_HOP && hop <= MAX_WINDOW => hop,
                 Ok(_) => {
                     self.errors.push(place.error(
                         "tiling_hop_size",
-                        "must be at least 1s (tiles are kept per hop)",
+                        "must be between 1s (tiles are kept per hop) and 366d",
                     ));
                     DEFAULT_HOP
                 }
@@ -647,6 +647,24 @@ impl<'a> Loader<'a> {
             Some(value) => window("slide_interval", value),
             None => time_window,
         };
+        if let (Some(slide), Some(time_window)) = (slide_interval, time_window)
+            && slide > time_window
+        {
+            self.errors.push(place.error(
+                &field("slide_interval"),
+                "is longer than the time_window (values advance every hop)",
+            ));
+        }
+        if let Some(name) = &entry.name
+            && (name.is_empty() || name.contains(':') || name.chars().any(char::is_control))
+        {
+            self.errors.push(place.error(
+                &field("name"),
+                format!(
+                    "{name:?} cannot be a feature name (empty, or holds `:` or a control character)"
+                ),
+            ));
+        }
         let output_type = match (function, column) {
             (Some(function), Some(column)) => function
                 .output_type(&entry.function, &entry.column, column.dtype)
