@@ -104,17 +104,6 @@ fn message(event: &Event) -> (String, Vec<u8>) {
     )
 }
 
-fn int64_value(v: i64) -> Vec<u8> {
-    let mut out = vec![0x20];
-    let mut v = v as u64;
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-    out
-}
-
 fn float64_of(bytes: &[u8]) -> f64 {
     assert_eq!(bytes.first(), Some(&0x29), "a Float64 Value: {bytes:?}");
     f64::from_le_bytes(bytes[1..9].try_into().unwrap())

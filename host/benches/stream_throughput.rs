@@ -374,14 +374,7 @@ fn windowed_repo(repo: &repo::FeatureRepo) -> repo::FeatureRepo {
         .unwrap();
     view.name = "driver_activity".into();
     view.transform = None;
-    view.features = windowing
-        .aggregations
-        .iter()
-        .map(|a| Feature {
-            name: a.name.clone(),
-            dtype: FeatureType::Scalar(a.output_type),
-        })
-        .collect();
+    view.features = windowing.features();
     view.windowing = Some(windowing);
     repo
 }

@@ -446,8 +446,18 @@ pub fn float_value(v: f32) -> Vec<u8> {
 
 /// A serialized `google.protobuf.Timestamp` of whole seconds, by hand.
 pub fn timestamp_value(seconds: i64) -> Vec<u8> {
-    let mut out = vec![0x08];
-    let mut v = seconds as u64;
+    varint_field(0x08, seconds)
+}
+
+/// A serialized `feast.types.Value` holding an Int64 (field 4), by hand.
+pub fn int64_value(v: i64) -> Vec<u8> {
+    varint_field(0x20, v)
+}
+
+/// A protobuf varint field: its tag byte, then the value 7 bits at a time.
+fn varint_field(tag: u8, value: i64) -> Vec<u8> {
+    let mut out = vec![tag];
+    let mut v = value as u64;
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;

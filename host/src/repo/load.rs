@@ -483,14 +483,7 @@ impl<'a> Loader<'a> {
         };
         let windowing = self.windowing(&place, stream, &raw, &features);
         if let Some(windowing) = &windowing {
-            features = windowing
-                .aggregations
-                .iter()
-                .map(|a| Feature {
-                    name: a.name.clone(),
-                    dtype: FeatureType::Scalar(a.output_type),
-                })
-                .collect();
+            features = windowing.features();
         }
         let transform = raw.transform.map(|t| TransformSpec {
             module: resolve(self.root, &t.module),

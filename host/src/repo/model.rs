@@ -111,6 +111,19 @@ pub struct Windowing {
     pub columns: Vec<Feature>,
 }
 
+impl Windowing {
+    /// The features the aggregations write: one per aggregation, its output type.
+    pub fn features(&self) -> Vec<Feature> {
+        self.aggregations
+            .iter()
+            .map(|a| Feature {
+                name: a.name.clone(),
+                dtype: FeatureType::Scalar(a.output_type),
+            })
+            .collect()
+    }
+}
+
 impl FeatureView {
     /// The columns the view's rows carry, checked against its transform's
     /// output: its features, or with aggregations the columns they read.

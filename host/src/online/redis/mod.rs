@@ -189,7 +189,9 @@ impl OnlineStore for RedisStore {
         if updates.is_empty() {
             return Ok(Vec::new());
         }
-        let script = redis::Script::new(SWAP_SCRIPT);
+        static SWAP: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(SWAP_SCRIPT));
+        let script = &*SWAP;
         let mut pipeline = redis::pipe();
         for chunk in updates.chunks(KEYS_PER_CALL) {
             let mut call = redis::cmd("EVALSHA");
@@ -213,7 +215,7 @@ impl OnlineStore for RedisStore {
             }
             pipeline.add_command(call);
         }
-        let replies: Vec<Vec<i64>> = self.run_scripted(&pipeline, &script).await?;
+        let replies: Vec<Vec<i64>> = self.run_scripted(&pipeline, script).await?;
         let applied: Vec<bool> = replies.into_iter().flatten().map(|r| r == 1).collect();
         if applied.len() != updates.len() {
             return Err(StoreError::RedisReply {
