@@ -117,7 +117,11 @@ fn stored(redis: &RedisServer, project: &str, driver: i64) -> HashMap<Vec<u8>, V
 }
 
 fn field(feature: &str) -> Vec<u8> {
-    feature_field(VIEW, feature).to_vec()
+    field_of(VIEW, feature)
+}
+
+fn field_of(view: &str, feature: &str) -> Vec<u8> {
+    feature_field(view, feature).to_vec()
 }
 
 fn counts_match(
@@ -184,9 +188,22 @@ fn assert_aggregates(
     project: &str,
     expected: &HashMap<i64, (i64, f64, f64, f64, i64)>,
 ) {
+    assert_view_aggregates(redis, project, VIEW, expected)
+}
+
+fn assert_view_aggregates(
+    redis: &RedisServer,
+    project: &str,
+    view: &str,
+    expected: &HashMap<i64, (i64, f64, f64, f64, i64)>,
+) {
     for (driver, (count, mean, max, sum, newest)) in expected {
         let hash = stored(redis, project, *driver);
-        let get = |feature: &str| hash.get(&field(feature)).cloned().unwrap_or_default();
+        let get = |feature: &str| {
+            hash.get(&field_of(view, feature))
+                .cloned()
+                .unwrap_or_default()
+        };
         assert_eq!(
             get("count_conv_rate_3600s"),
             int64_value(*count),
@@ -202,7 +219,7 @@ fn assert_aggregates(
         close(float64_of(&get("max_acc_rate_1800s")), *max, "max");
         close(float64_of(&get("acc_total")), *sum, "sum");
         assert_eq!(
-            hash.get(format!("_ts:{VIEW}").as_bytes()),
+            hash.get(format!("_ts:{view}").as_bytes()),
             Some(&timestamp_value(*newest)),
             "driver {driver}: the event time Feast reads is the newest event's"
         );
@@ -247,4 +264,223 @@ fn batches_read_again_after_refused_commits_are_not_counted_twice() {
         "a refused commit made the member read written events again: {report}"
     );
     assert_aggregates(&redis, &repo.project, &expected);
+}
+
+/// The aggregating view again, over a push source whose batch source is
+/// the same Parquet history.
+fn with_pushed_view(mut yaml: String) -> String {
+    yaml = yaml.replacen(
+        "sources:\n",
+        "sources:\n  - name: activity_push\n    type: push\n    batch_source: driver_stats_source\n",
+        1,
+    );
+    yaml.push_str(&format!(
+        "  - name: {PUSHED_VIEW}\n    entities: [driver]\n    source: activity_push\n    schema:\n      - name: conv_rate\n        dtype: Float64\n      - name: acc_rate\n        dtype: Float64\n    tiling_hop_size: 5m\n    aggregations:\n      - {{column: conv_rate, function: count, time_window: 1h}}\n      - {{column: conv_rate, function: mean, time_window: 1h}}\n      - {{column: acc_rate, function: max, time_window: 30m}}\n      - {{column: acc_rate, function: sum, time_window: 1h, name: acc_total}}\n"
+    ));
+    yaml
+}
+
+const PUSHED_VIEW: &str = "driver_activity_pushed";
+
+/// The events as the view's batch source: one Parquet file.
+fn write_history(path: &std::path::Path, events: &[Event]) {
+    use arrow_array::{Float64Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    use std::sync::Arc;
+
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("driver_id", DataType::Int64, false),
+        Field::new(
+            "event_timestamp",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("conv_rate", DataType::Float64, false),
+        Field::new("acc_rate", DataType::Float64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(
+                events.iter().map(|e| e.driver),
+            )),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(
+                    events.iter().map(|e| e.seconds * 1_000_000),
+                )
+                .with_timezone("UTC"),
+            ),
+            Arc::new(Float64Array::from_iter_values(
+                events.iter().map(|e| e.conv_rate),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                events.iter().map(|e| e.acc_rate),
+            )),
+        ],
+    )
+    .unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(256))
+        .build();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        schema,
+        Some(properties),
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+/// Runs `fvhost` against `redis` and returns its stdout, after checking it succeeded.
+fn fvhost(args: &[&str], redis: &RedisServer) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fvhost"))
+        .args(args)
+        .args(["--redis", &redis.url()])
+        .env(
+            "FVHOST_CACHE_DIR",
+            root().join("target/fvhost-test-module-cache"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fvhost {args:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn rfc3339(seconds: i64) -> String {
+    fvhost::online::EventTime::from_micros(seconds * 1_000_000).to_rfc3339()
+}
+
+/// Every driver's fields Feast reads (features and `_ts`), without the window state.
+fn feast_fields(redis: &RedisServer, project: &str) -> Vec<HashMap<Vec<u8>, Vec<u8>>> {
+    (1..=12)
+        .map(|driver| {
+            let mut hash = stored(redis, project, driver);
+            hash.retain(|field, _| !field.starts_with(b"_fv_state:"));
+            hash
+        })
+        .collect()
+}
+
+#[test]
+fn stream_and_materialize_over_the_same_events_write_identical_bytes() {
+    let events = events();
+    let expected = expected(&events);
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("history", 2).unwrap();
+    let repo = TestRepo::new("windowed_history", &definitions("history"));
+    write_history(&repo.path().join("data/driver_stats.parquet"), &events);
+    let path = repo.path().to_str().unwrap();
+
+    let streamed = RedisServer::start().unwrap();
+    let host = HostProcess::start(repo.path(), &broker, &streamed);
+    let messages: Vec<_> = events.iter().map(message).collect();
+    runtime()
+        .block_on(broker.produce("history", &messages))
+        .unwrap();
+    wait_for("every driver's count", TIMEOUT, || {
+        counts_match(&streamed, &repo.project, &expected)
+    });
+    assert!(host.stop().success);
+    assert_aggregates(&streamed, &repo.project, &expected);
+    let from_stream = feast_fields(&streamed, &repo.project);
+
+    // The whole history, materialized into an empty store.
+    let materialized = RedisServer::start().unwrap();
+    let (start, end) = (rfc3339(BASE - 3600), rfc3339(BASE + 4 * 3600));
+    let summary = fvhost(
+        &[
+            "materialize",
+            "-r",
+            path,
+            &start,
+            &end,
+            "--views",
+            VIEW,
+            "--json",
+        ],
+        &materialized,
+    );
+    let summary: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
+    assert_eq!(
+        summary["windows"]["events_added"].as_u64(),
+        Some(events.len() as u64),
+        "{summary}"
+    );
+    assert_eq!(
+        feast_fields(&materialized, &repo.project),
+        from_stream,
+        "materialize computes the stream's bytes"
+    );
+
+    // Over the stream's own state, twice, with edges inside hops: the hops
+    // touched are recomputed whole and replaced, so nothing is counted twice.
+    let (start, end) = (rfc3339(BASE + 7200 + 17), rfc3339(BASE + 9000 + 1));
+    for _ in 0..2 {
+        let summary = fvhost(
+            &[
+                "materialize",
+                "-r",
+                path,
+                &start,
+                &end,
+                "--views",
+                VIEW,
+                "--json",
+            ],
+            &streamed,
+        );
+        assert!(
+            summary.contains("\"read_start\":\"2026-01-01T02:00:00"),
+            "{summary}"
+        );
+        assert_eq!(feast_fields(&streamed, &repo.project), from_stream);
+    }
+}
+
+#[test]
+fn pushed_events_are_aggregated_like_streamed_ones() {
+    let events = events();
+    let expected = expected(&events);
+    let repo = TestRepo::new("windowed_push", &with_pushed_view(definitions("unused")));
+    let path = repo.path().to_str().unwrap();
+    let redis = RedisServer::start().unwrap();
+    let (first, second) = events.split_at(events.len() / 2);
+    for (i, part) in [first, second].into_iter().enumerate() {
+        let mut csv = String::from("driver_id,event_timestamp,conv_rate,acc_rate\n");
+        for e in part {
+            csv.push_str(&format!(
+                "{},{},{},{}\n",
+                e.driver,
+                rfc3339(e.seconds),
+                e.conv_rate,
+                e.acc_rate
+            ));
+        }
+        let file = repo.path().join(format!("push-{i}.csv"));
+        std::fs::write(&file, csv).unwrap();
+        let summary = fvhost(
+            &[
+                "push",
+                "-r",
+                path,
+                "--source",
+                "activity_push",
+                file.to_str().unwrap(),
+                "--to",
+                "online",
+            ],
+            &redis,
+        );
+        assert!(
+            summary.contains(&format!("\"events_aggregated\":{}", part.len())),
+            "{summary}"
+        );
+    }
+    assert_view_aggregates(&redis, &repo.project, PUSHED_VIEW, &expected);
 }

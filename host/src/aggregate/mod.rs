@@ -15,8 +15,10 @@
 //! - [`plan`]: a view's aggregations resolved (column types, windows in hops);
 //! - [`state`]: one entity's tiles, newest time and applied offsets;
 //! - [`values`]: window values as Feast `Value` bytes;
-//! - [`write`]: a batch's events applied to the store, read-fold-swap per entity.
+//! - [`write`]: a batch's events applied to the store, read-fold-swap per entity;
+//! - [`batch`]: a batch source's tiles recomputed whole hops at a time (materialize).
 
+pub mod batch;
 pub mod partial;
 pub mod plan;
 pub mod scalar;
@@ -24,11 +26,14 @@ pub mod state;
 pub mod values;
 pub mod write;
 
+pub use batch::RecomputedTiles;
 pub use partial::{CorruptTile, Partial, WindowValue};
 pub use plan::WindowPlan;
 pub use scalar::Scalar;
 pub use state::{Applied, EntityState, SourceOffset};
-pub use write::{EntityEvent, WindowStats, WindowWriteError, apply_events, state_field};
+pub use write::{
+    EntityEvent, WindowStats, WindowWriteError, apply_events, replace_hops, state_field,
+};
 
 #[cfg(test)]
 mod tests;

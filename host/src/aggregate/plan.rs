@@ -94,6 +94,11 @@ impl WindowPlan {
         self.column_types[i]
     }
 
+    /// A hop's length in microseconds.
+    pub fn hop_micros(&self) -> i64 {
+        self.hop_micros
+    }
+
     /// The hop an event time falls in: hop `h` spans `[h * hop, (h + 1) * hop)`.
     pub fn hop_of(&self, event_micros: i64) -> i64 {
         event_micros.div_euclid(self.hop_micros)

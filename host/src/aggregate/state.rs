@@ -6,6 +6,7 @@
 //! values Feast reads never disagree.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 
 use super::partial::{CorruptTile, Partial, WindowValue};
 use super::plan::WindowPlan;
@@ -103,6 +104,29 @@ impl EntityState {
         }
         self.expire(plan);
         Applied::Added
+    }
+
+    /// Replaces the tiles of `hops` with `recomputed`'s: a batch source's
+    /// tiles over those whole hops, computed from every event in them. The
+    /// applied offsets stay (they are the stream's), and the newest event
+    /// time never goes back. Replacing rather than adding is what makes a
+    /// materialization idempotent, and harmless over events the stream
+    /// already applied.
+    pub fn replace_hops(
+        &mut self,
+        plan: &WindowPlan,
+        hops: RangeInclusive<i64>,
+        recomputed: &EntityState,
+    ) {
+        self.tiles.retain(|hop, _| !hops.contains(hop));
+        for (hop, tile) in recomputed.tiles.range(hops) {
+            self.tiles.insert(*hop, tile.clone());
+        }
+        self.newest_micros = match (self.newest_micros, recomputed.newest_micros) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.expire(plan);
     }
 
     /// Drops the tiles no window ending at or after the newest event's hop can hold.

@@ -5,6 +5,7 @@
 //! is read and folded again, so nothing is lost or counted twice.
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 
 use super::partial::CorruptTile;
 use super::plan::WindowPlan;
@@ -78,67 +79,134 @@ pub async fn apply_events(
         });
         by_key[at].1.push(event);
     }
-    let mut stats = WindowStats::default();
-    let mut pending: Vec<usize> = (0..by_key.len()).collect();
-    for _ in 0..SWAP_ROUNDS {
+    let keys: Vec<&[u8]> = by_key.iter().map(|(key, _)| *key).collect();
+    let target = SwapTarget {
+        store,
+        plan,
+        fields,
+        state_field,
+    };
+    target
+        .swap_each(&keys, |i, before| fold(plan, keys[i], before, &by_key[i].1))
+        .await
+}
+
+/// Replaces, for each entity of `recomputed`, its tiles of `hops` with the
+/// recomputed ones (see [`EntityState::replace_hops`]) and writes its
+/// window values: a batch source's materialization. Entities the batch did
+/// not see are left as they are.
+pub async fn replace_hops(
+    store: &dyn OnlineStore,
+    plan: &WindowPlan,
+    fields: &ViewFields,
+    state_field: &[u8],
+    hops: RangeInclusive<i64>,
+    recomputed: &[(Vec<u8>, EntityState)],
+) -> Result<WindowStats, WindowWriteError> {
+    let keys: Vec<&[u8]> = recomputed.iter().map(|(key, _)| key.as_slice()).collect();
+    let target = SwapTarget {
+        store,
+        plan,
+        fields,
+        state_field,
+    };
+    target
+        .swap_each(&keys, |i, before| {
+            let (mut state, corrupt) = stored_state(plan, keys[i], before.as_deref());
+            state.replace_hops(plan, hops.clone(), &recomputed[i].1);
+            let window = state.window_values(plan);
+            state.next_generation();
+            Folded {
+                before,
+                state,
+                window,
+                added: 0,
+                replayed: 0,
+                expired: 0,
+                corrupt,
+            }
+        })
+        .await
+}
+
+/// Where a view's entity states are swapped.
+struct SwapTarget<'a> {
+    store: &'a dyn OnlineStore,
+    plan: &'a WindowPlan,
+    fields: &'a ViewFields,
+    state_field: &'a [u8],
+}
+
+impl SwapTarget<'_> {
+    /// For each of `keys`: reads its stored state, folds it with `fold(i,
+    /// stored)`, and writes the result guarded by what was read. An entity
+    /// another writer changed in between is read and folded again.
+    async fn swap_each(
+        &self,
+        keys: &[&[u8]],
+        fold: impl Fn(usize, Option<Vec<u8>>) -> Folded,
+    ) -> Result<WindowStats, WindowWriteError> {
+        let mut stats = WindowStats::default();
+        let mut pending: Vec<usize> = (0..keys.len()).collect();
+        for _ in 0..SWAP_ROUNDS {
+            if pending.is_empty() {
+                return Ok(stats);
+            }
+            let reads: Vec<HashRead> = pending
+                .iter()
+                .map(|&i| HashRead {
+                    key: keys[i].to_vec(),
+                    fields: vec![self.state_field.to_vec()],
+                })
+                .collect();
+            let stored = self.store.read(&reads).await?;
+            let mut folded = Vec::new();
+            for (&i, stored) in pending.iter().zip(stored) {
+                let entity = fold(i, stored.into_iter().next().flatten());
+                if entity.window.is_some() {
+                    folded.push((i, entity));
+                } else {
+                    // Nothing new for this entity (all replayed or expired): no write.
+                    stats.add(&entity);
+                }
+            }
+            let windows: Vec<_> = folded
+                .iter()
+                .filter_map(|(_, e)| e.window.clone())
+                .collect();
+            let encoded = encode_rows(self.plan, &windows)?;
+            let updates: Vec<GuardedUpdate> = folded
+                .iter()
+                .zip(encoded)
+                .map(|((i, entity), features)| {
+                    entity.update(keys[*i], self.fields, self.state_field, features)
+                })
+                .collect();
+            let applied = self.store.compare_and_set(&updates).await?;
+            pending = Vec::new();
+            for ((i, entity), swapped) in folded.iter().zip(applied) {
+                if swapped {
+                    stats.add(entity);
+                    stats.keys_written += 1;
+                } else {
+                    // Another writer changed the entity since it was read: fold again.
+                    pending.push(*i);
+                }
+            }
+        }
         if pending.is_empty() {
-            return Ok(stats);
+            Ok(stats)
+        } else {
+            Err(WindowWriteError::Contended)
         }
-        let reads: Vec<HashRead> = pending
-            .iter()
-            .map(|&i| HashRead {
-                key: by_key[i].0.to_vec(),
-                fields: vec![state_field.to_vec()],
-            })
-            .collect();
-        let stored = store.read(&reads).await?;
-        let mut folded = Vec::new();
-        for (&i, stored) in pending.iter().zip(stored) {
-            let before = stored.into_iter().next().flatten();
-            let entity = fold(plan, by_key[i].0, before, &by_key[i].1);
-            if entity.window.is_some() {
-                folded.push((i, entity));
-            } else {
-                // Nothing new for this entity (all replayed or expired): no write.
-                stats.add(&entity);
-            }
-        }
-        let windows: Vec<_> = folded
-            .iter()
-            .filter_map(|(_, e)| e.window.clone())
-            .collect();
-        let encoded = encode_rows(plan, &windows)?;
-        let updates: Vec<GuardedUpdate> = folded
-            .iter()
-            .zip(encoded)
-            .map(|((i, entity), features)| {
-                entity.update(by_key[*i].0, fields, state_field, features)
-            })
-            .collect();
-        let applied = store.compare_and_set(&updates).await?;
-        pending = Vec::new();
-        for ((i, entity), swapped) in folded.iter().zip(applied) {
-            if swapped {
-                stats.add(entity);
-                stats.keys_written += 1;
-            } else {
-                // Another writer changed the entity since it was read: fold again.
-                pending.push(*i);
-            }
-        }
-    }
-    if pending.is_empty() {
-        Ok(stats)
-    } else {
-        Err(WindowWriteError::Contended)
     }
 }
 
-/// One entity's events folded into its stored state.
+/// One entity's new state and what it took.
 struct Folded {
     before: Option<Vec<u8>>,
     state: EntityState,
-    /// The window values, when some event was added.
+    /// The window values, when the state changed.
     window: Option<Vec<super::partial::WindowValue>>,
     added: u64,
     replayed: u64,
@@ -146,17 +214,20 @@ struct Folded {
     corrupt: bool,
 }
 
-fn fold(plan: &WindowPlan, key: &[u8], before: Option<Vec<u8>>, events: &[&EntityEvent]) -> Folded {
-    let mut corrupt = false;
-    let mut state = match before.as_deref().map(|b| EntityState::decode(b, plan)) {
-        None => EntityState::for_plan(plan),
-        Some(Ok(state)) => state,
+/// The state stored for `key`, or a fresh one (`true`: what was stored is not fvhost's).
+fn stored_state(plan: &WindowPlan, key: &[u8], before: Option<&[u8]>) -> (EntityState, bool) {
+    match before.map(|b| EntityState::decode(b, plan)) {
+        None => (EntityState::for_plan(plan), false),
+        Some(Ok(state)) => (state, false),
         Some(Err(CorruptTile(why))) => {
             tracing::error!(key = ?key, "window state not fvhost's ({why}): started afresh");
-            corrupt = true;
-            EntityState::for_plan(plan)
+            (EntityState::for_plan(plan), true)
         }
-    };
+    }
+}
+
+fn fold(plan: &WindowPlan, key: &[u8], before: Option<Vec<u8>>, events: &[&EntityEvent]) -> Folded {
+    let (mut state, corrupt) = stored_state(plan, key, before.as_deref());
     let (mut added, mut replayed, mut expired) = (0, 0, 0);
     for event in events {
         match state.apply(plan, event.micros, &event.values, event.origin) {
@@ -306,6 +377,42 @@ mod tests {
         assert_eq!((more.events_replayed, more.events_added), (10, 6));
         // entity-0 holds offsets 0, 3, ..., 33: sum 198, a Feast Int64 Value.
         assert_eq!(sum_of(&store, "entity-0"), vec![0x20, 198, 1]);
+    }
+
+    #[test]
+    fn recomputed_hops_replace_tiles_and_keep_the_streams_offsets() {
+        let store = MemoryStore::new();
+        let plan = plan();
+        apply(&store, &events(0..30));
+        let streamed = store.contents();
+        let mut recomputed = crate::aggregate::RecomputedTiles::default();
+        for event in events(0..30) {
+            recomputed.add(&plan, &event);
+        }
+        let hops = plan.hop_of(events(0..1)[0].micros)..=plan.hop_of(events(29..30)[0].micros);
+        let entities = recomputed.into_entities();
+        for _ in 0..2 {
+            let stats = futures::executor::block_on(replace_hops(
+                &store,
+                &plan,
+                &fields(),
+                &state_field("w"),
+                hops.clone(),
+                &entities,
+            ))
+            .unwrap();
+            assert_eq!(stats.keys_written, 3);
+            assert_eq!(sum_of(&store, "entity-0"), sum_of_streamed(&streamed));
+        }
+        let replay = apply(&store, &events(0..30));
+        assert_eq!(
+            replay.events_replayed, 30,
+            "the stream's offsets survive a replacement"
+        );
+    }
+
+    fn sum_of_streamed(contents: &HashMap<Vec<u8>, crate::online::memory::Hash>) -> Vec<u8> {
+        contents[b"entity-0".as_slice()][b"sum0".as_slice()].clone()
     }
 
     /// A store whose first swap finds every entity changed by another writer.

@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::RepoArgs;
+use crate::aggregate::RecomputedTiles;
 use crate::online::OnlineConnection;
 use crate::pipeline::ViewPipeline;
-use crate::pipeline::materialize::{Progress, TimeRange, ViewPlan, ViewSummary, write_rows};
+use crate::pipeline::materialize::{
+    Progress, TimeRange, ViewPlan, ViewSummary, write_rows, write_windows,
+};
 use crate::pipeline::materialize_state::MaterializeState;
 use crate::repo::{FeatureRepo, FeatureView};
 use crate::transform::cache::{ModuleCache, default_dir};
@@ -141,21 +144,28 @@ async fn run(
             kafka_bootstrap(repo, view).as_deref(),
         )
         .with_context(|| format!("view `{}`: dead-letter destination", view.name))?;
-        let rows = tokio::task::block_in_place(|| {
-            plan.newest_rows(
-                range,
-                &mut summary,
-                &|p| bar.show(&view.name, p, started),
-                &dead_letters,
-            )
-        });
+        let show = |p| bar.show(&view.name, p, started);
+        let read = |summary: &mut ViewSummary| {
+            tokio::task::block_in_place(|| match plan.pipeline.window {
+                Some(_) => plan
+                    .recomputed_tiles(range, summary, &show, &dead_letters)
+                    .map(Scanned::Windows),
+                None => plan
+                    .newest_rows(range, summary, &show, &dead_letters)
+                    .map(Scanned::Rows),
+            })
+        };
+        let scanned = read(&mut summary);
         summary.read_seconds = started.elapsed().as_secs_f64();
-        let rows = rows.with_context(|| format!("materializing view `{}`", view.name))?;
+        let scanned = scanned.with_context(|| format!("materializing view `{}`", view.name))?;
         let writing = Instant::now();
-        write_rows(online.store.as_ref(), &plan, &rows, &mut summary, &|p| {
-            bar.show(&view.name, p, started)
-        })
-        .await?;
+        let store = online.store.as_ref();
+        match scanned {
+            Scanned::Rows(rows) => write_rows(store, &plan, &rows, &mut summary, &show).await?,
+            Scanned::Windows((hops, tiles)) => {
+                write_windows(store, &plan, hops, tiles, &mut summary, &show).await?
+            }
+        }
         summary.write_seconds = writing.elapsed().as_secs_f64();
         summary.seconds = started.elapsed().as_secs_f64();
         bar.finish();
@@ -181,6 +191,16 @@ async fn run(
                 summary.unwritable_rows,
                 summary.seconds
             );
+            if let Some(windows) = &summary.windows {
+                println!(
+                    "{}: windows recomputed over {} .. {} (whole hops): {} events aggregated, {} older than every window",
+                    summary.view,
+                    windows.read_start,
+                    windows.read_end,
+                    windows.events_added,
+                    windows.events_expired
+                );
+            }
         }
     }
     if dead_lettered > 0 {
@@ -190,6 +210,13 @@ async fn run(
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a view's scan kept: its newest row per entity, or (an aggregating
+/// view) its recomputed tiles and the hops they replace.
+enum Scanned {
+    Rows(Vec<crate::online::OnlineRow>),
+    Windows((std::ops::RangeInclusive<i64>, RecomputedTiles)),
 }
 
 /// The brokers of `view`'s source, when it is a Kafka source (for a Kafka

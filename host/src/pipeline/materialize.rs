@@ -6,6 +6,7 @@
 //! timestamp), so memory follows the number of entities, not of rows.
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,12 +16,15 @@ use arrow_schema::Schema;
 use serde::Serialize;
 
 use super::dead_letter::{DeadLetterSink, DeadLetterSinkError};
-use super::processor::{BlockingCall, Processed, Processor, ProcessorSettings};
-use super::view::ViewPipeline;
+use super::processor::{BlockingCall, Piece, Processed, Processor, ProcessorSettings};
+use super::view::{TransformedBatch, ViewPipeline};
+use super::windows::entity_events;
+use crate::aggregate::batch::{hops_touched, whole_hops};
+use crate::aggregate::{RecomputedTiles, WindowWriteError, replace_hops, state_field};
 use crate::offline::OfflineError;
 use crate::offline::files::parquet_files;
 use crate::offline::scan::{ScanRequest, ScanStats, Scanner};
-use crate::online::{OnlineRow, OnlineStore, StoreError, fold_newest};
+use crate::online::{EventTime, OnlineRow, OnlineStore, RowFailure, StoreError, fold_newest};
 use crate::repo::{FeatureRepo, FeatureView, Source, SourceKind, mapped_schema};
 use crate::transform::TransformError;
 
@@ -48,6 +52,8 @@ pub enum MaterializeError {
     #[error(transparent)]
     Write(#[from] StoreError),
     #[error(transparent)]
+    Windows(#[from] WindowWriteError),
+    #[error(transparent)]
     DeadLetters(#[from] DeadLetterSinkError),
 }
 
@@ -69,11 +75,26 @@ pub struct ViewSummary {
     pub entities: u64,
     pub keys_written: u64,
     pub keys_skipped_older: u64,
+    /// An aggregating view's windows: the time range read and its events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<WindowSummary>,
     /// Reading, transforming and keeping the newest rows.
     pub read_seconds: f64,
     /// Writing to Redis.
     pub write_seconds: f64,
     pub seconds: f64,
+}
+
+/// What materializing an aggregating view read: whole hops, so the range
+/// read is the one asked for widened to hop edges.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WindowSummary {
+    pub read_start: String,
+    pub read_end: String,
+    /// Events folded into the recomputed tiles.
+    pub events_added: u64,
+    /// Events older than any window their entity reports.
+    pub events_expired: u64,
 }
 
 /// Progress of one view, reported while it runs.
@@ -119,12 +140,6 @@ pub fn batch_source<'a>(
 
 impl ViewPlan {
     pub fn new(repo: &FeatureRepo, pipeline: ViewPipeline) -> Result<Self, MaterializeError> {
-        if pipeline.window.is_some() {
-            return Err(MaterializeError::Source {
-                view: pipeline.view.name.clone(),
-                reason: "the view aggregates over windows, which fvhost computes on the stream only so far".into(),
-            });
-        }
         let source = batch_source(repo, &pipeline.view)?.clone();
         let SourceKind::File { path } = &source.kind else {
             return Err(MaterializeError::Source {
@@ -139,7 +154,7 @@ impl ViewPlan {
                 .iter()
                 .map(|k| k.name.as_str())
                 .chain(source.created_timestamp_column.as_deref())
-                .chain(view.features.iter().map(|f| f.name.as_str()))
+                .chain(view.row_columns().iter().map(|f| f.name.as_str()))
                 .map(|name| source_name(&source, name).to_string())
                 .collect()
         });
@@ -173,10 +188,93 @@ impl ViewPlan {
         progress: &dyn Fn(Progress),
         dead_letters: &DeadLetterSink,
     ) -> Result<Vec<OnlineRow>, MaterializeError> {
+        let mut newest: HashMap<Vec<u8>, OnlineRow> = HashMap::new();
+        let pipeline = &self.pipeline;
+        self.scan(
+            range,
+            summary,
+            progress,
+            dead_letters,
+            |scanned, summary| {
+                for piece in &scanned.pieces {
+                    let checked = &piece.transformed.checked;
+                    summary.rows_out += checked.rows as u64;
+                    let failures =
+                        fold_newest(checked, &pipeline.schema, &pipeline.keys, &mut newest);
+                    report_unwritable(&pipeline.view.name, scanned.file, &failures);
+                    summary.unwritable_rows += failures.len() as u64;
+                }
+                newest.len()
+            },
+        )?;
+        Ok(newest.into_values().collect())
+    }
+
+    /// An aggregating view's tiles over every hop `range` touches,
+    /// recomputed from all the events of those hops (the range is widened
+    /// to hop edges), and the hops. Blocking, like [`Self::newest_rows`].
+    pub fn recomputed_tiles(
+        &self,
+        range: TimeRange,
+        summary: &mut ViewSummary,
+        progress: &dyn Fn(Progress),
+        dead_letters: &DeadLetterSink,
+    ) -> Result<(RangeInclusive<i64>, RecomputedTiles), MaterializeError> {
+        let pipeline = &self.pipeline;
+        let Some(plan) = pipeline.window.as_deref() else {
+            return Err(MaterializeError::Source {
+                view: pipeline.view.name.clone(),
+                reason: "the view declares no aggregations".into(),
+            });
+        };
+        let hops = hops_touched(plan, range.start_micros, range.end_micros);
+        let (start_micros, end_micros) = whole_hops(plan, &hops);
+        let read = TimeRange {
+            start_micros,
+            end_micros,
+        };
+        let mut tiles = RecomputedTiles::default();
+        self.scan(read, summary, progress, dead_letters, |scanned, summary| {
+            let (events, failures) = entity_events(
+                pipeline,
+                plan,
+                &scanned.pieces,
+                &scanned.refused_rows,
+                |_| None,
+            );
+            for failures in &failures {
+                report_unwritable(&pipeline.view.name, scanned.file, failures);
+                summary.unwritable_rows += failures.len() as u64;
+            }
+            summary.rows_out += events.len() as u64;
+            for event in &events {
+                tiles.add(plan, event);
+            }
+            tiles.entities()
+        })?;
+        summary.windows = Some(WindowSummary {
+            read_start: EventTime::from_micros(start_micros).to_rfc3339(),
+            read_end: EventTime::from_micros(end_micros).to_rfc3339(),
+            events_added: tiles.events_added,
+            events_expired: tiles.events_expired,
+        });
+        Ok((hops, tiles))
+    }
+
+    /// Scans `range` and hands each batch, transformed, to `take`, which
+    /// returns how many entities it holds so far (for the progress line).
+    fn scan(
+        &self,
+        range: TimeRange,
+        summary: &mut ViewSummary,
+        progress: &dyn Fn(Progress),
+        dead_letters: &DeadLetterSink,
+        mut take: impl FnMut(&ScannedPieces<'_>, &mut ViewSummary) -> usize,
+    ) -> Result<(), MaterializeError> {
         let runtime = tokio::runtime::Handle::current();
         let estimate = crate::offline::scan::estimate_rows(&self.scan_request(range))?;
         let mut scanner = Scanner::new(self.scan_request(range));
-        let mut newest: HashMap<Vec<u8>, OnlineRow> = HashMap::new();
+        let mut entities = 0;
         let mut rows_read_per_file: HashMap<PathBuf, u64> = HashMap::new();
         let mut last_report = Instant::now();
         while let Some(scanned) = scanner.next() {
@@ -189,16 +287,28 @@ impl ViewPlan {
             *first_row += batch.num_rows() as u64;
             let already_transformed =
                 scanned.transformed_for_view.as_deref() == Some(self.pipeline.view.name.as_str());
-            let checked_batches = if already_transformed {
+            let file = scanned.file.display().to_string();
+            let pieces = if already_transformed {
                 let checked = self.pipeline.schema.check(&batch).map_err(|error| {
                     MaterializeError::Transform {
-                        file: scanned.file.display().to_string(),
+                        file: file.clone(),
                         error: TransformError::from(error),
                     }
                 })?;
-                vec![checked]
+                ScannedPieces {
+                    file: &file,
+                    pieces: vec![Piece {
+                        first_row: 0,
+                        input_rows: checked.rows,
+                        transformed: TransformedBatch {
+                            checked,
+                            rejected: Vec::new(),
+                        },
+                    }],
+                    refused_rows: Vec::new(),
+                }
             } else {
-                let source = format!("materialize {}", scanned.file.display());
+                let source = format!("materialize {file}");
                 let processed = runtime.block_on(self.process(&batch, &source));
                 let letters = processed.row_letters(
                     &self.pipeline.dead_letter_context(),
@@ -209,44 +319,46 @@ impl ViewPlan {
                 summary.rejected_rows += processed.rejected_rows() as u64;
                 summary.failed_rows += processed.failed_rows() as u64;
                 runtime.block_on(dead_letters.send(&letters))?;
-                processed
-                    .pieces
-                    .into_iter()
-                    .map(|piece| piece.transformed.checked)
-                    .collect()
-            };
-            for checked in &checked_batches {
-                summary.rows_out += checked.rows as u64;
-                let failures = fold_newest(
-                    checked,
-                    &self.pipeline.schema,
-                    &self.pipeline.keys,
-                    &mut newest,
-                );
-                for failure in failures.iter().take(3) {
-                    tracing::warn!(view = %self.pipeline.view.name, file = %scanned.file.display(), "row not written: {}", failure.reason);
+                ScannedPieces {
+                    file: &file,
+                    refused_rows: processed.refused.iter().map(|r| r.row).collect(),
+                    pieces: processed.pieces,
                 }
-                summary.unwritable_rows += failures.len() as u64;
-            }
+            };
+            entities = take(&pieces, summary);
             if last_report.elapsed().as_millis() >= 200 {
                 progress(Progress {
                     rows_read: scanner.stats.rows_read,
                     rows_estimate: estimate,
                     keys_written: 0,
-                    entities: newest.len() as u64,
+                    entities: entities as u64,
                 });
                 last_report = Instant::now();
             }
         }
         summary.scan = scanner.stats;
-        summary.entities = newest.len() as u64;
+        summary.entities = entities as u64;
         progress(Progress {
             rows_read: scanner.stats.rows_read,
             rows_estimate: estimate.max(scanner.stats.rows_read),
             keys_written: 0,
-            entities: newest.len() as u64,
+            entities: entities as u64,
         });
-        Ok(newest.into_values().collect())
+        Ok(())
+    }
+}
+
+/// One scanned batch through the transform stage.
+struct ScannedPieces<'a> {
+    file: &'a str,
+    pieces: Vec<Piece>,
+    /// Input rows the transform refused, in order.
+    refused_rows: Vec<usize>,
+}
+
+fn report_unwritable(view: &str, file: &str, failures: &[RowFailure]) {
+    for failure in failures.iter().take(3) {
+        tracing::warn!(view, file, "row not written: {}", failure.reason);
     }
 }
 
@@ -312,6 +424,38 @@ pub async fn write_rows(
             rows_read: summary.scan.rows_read,
             rows_estimate: summary.scan.rows_read,
             keys_written: summary.keys_written + summary.keys_skipped_older,
+            entities: summary.entities,
+        });
+    }
+    Ok(())
+}
+
+/// Entities per replacement of their tiles.
+const WINDOW_CHUNK: usize = 4096;
+
+/// Replaces the stored tiles of `hops` with `tiles` entity by entity (see
+/// [`crate::aggregate::batch`]) and writes each entity's window values.
+pub async fn write_windows(
+    store: &dyn OnlineStore,
+    plan: &ViewPlan,
+    hops: RangeInclusive<i64>,
+    tiles: RecomputedTiles,
+    summary: &mut ViewSummary,
+    progress: &dyn Fn(Progress),
+) -> Result<(), MaterializeError> {
+    let pipeline = &plan.pipeline;
+    let Some(window) = pipeline.window.as_deref() else {
+        return Ok(());
+    };
+    let field = state_field(&pipeline.view.name);
+    for chunk in tiles.into_entities().chunks(WINDOW_CHUNK) {
+        let stats =
+            replace_hops(store, window, &pipeline.fields, &field, hops.clone(), chunk).await?;
+        summary.keys_written += stats.keys_written;
+        progress(Progress {
+            rows_read: summary.scan.rows_read,
+            rows_estimate: summary.scan.rows_read,
+            keys_written: summary.keys_written,
             entities: summary.entities,
         });
     }

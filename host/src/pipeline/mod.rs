@@ -5,6 +5,7 @@
 //! - [`processor`]: a view version's transform stage (retries, narrowing,
 //!   rejections, schema check), shared by the stream, materialize and push;
 //! - [`materialize`] (+ [`materialize_state`]), [`push`]: the batch side;
+//! - [`windows`]: a windowed view's transformed rows as entity events, for all three;
 //! - [`view`]: a view's processing independent of its source; [`version`]: a
 //!   view version as the loop sees it;
 //! - [`watermark`], [`dead_letter`], [`metrics`], [`fairness`]: what the loops keep track of.
@@ -23,6 +24,7 @@ pub mod stream;
 pub mod version;
 pub mod view;
 pub mod watermark;
+pub mod windows;
 
 pub use metrics::{MetricsSnapshot, ViewMetrics};
 pub use stream::{StreamLoop, StreamSettings, ViewStopped};

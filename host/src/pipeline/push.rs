@@ -19,10 +19,12 @@ use serde::Serialize;
 use super::dead_letter::DeadLetterSink;
 use super::processor::{BlockingCall, Processed, Processor, ProcessorSettings};
 use super::view::ViewPipeline;
+use super::windows::entity_events;
+use crate::aggregate::{apply_events, state_field};
 use crate::event_time::FutureLimit;
 use crate::offline::files::write_dir;
 use crate::offline::log::FileWriter;
-use crate::online::OnlineConnection;
+use crate::online::{OnlineConnection, RowFailure};
 use crate::repo::{FeatureRepo, Source, SourceKind};
 use crate::transform::cache::ModuleCache;
 use crate::transform::schema_check::to_utc_micros;
@@ -60,6 +62,9 @@ pub struct PushSummary {
     /// Rows a view's transform failed on, dead-lettered (summed over views).
     pub failed_rows: u64,
     pub unwritable_rows: u64,
+    /// Events added to the windows of views with aggregations (a push is
+    /// not deduplicated: pushing the same rows twice counts them twice).
+    pub events_aggregated: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offline_file: Option<String>,
 }
@@ -91,12 +96,6 @@ impl PushTarget {
             .filter(|v| v.source == name)
             .map(|view| ViewPipeline::new(repo, view, engine, cache, limits))
             .collect::<Result<Vec<_>, _>>()?;
-        if let Some(windowed) = views.iter().find(|v| v.window.is_some()) {
-            anyhow::bail!(
-                "view `{}` aggregates over windows, which fvhost computes on the stream only so far; push its events to its Kafka topic",
-                windowed.view.name
-            );
-        }
         Ok(Self {
             source: source.clone(),
             views,
@@ -221,11 +220,29 @@ impl PushTarget {
             summary.rejected_rows += processed.rejected_rows() as u64;
             summary.failed_rows += processed.failed_rows() as u64;
             dead_letters.send(&letters).await?;
+            if let Some(plan) = view.window.as_deref() {
+                let refused: Vec<usize> = processed.refused.iter().map(|r| r.row).collect();
+                let (events, failures) =
+                    entity_events(view, plan, &processed.pieces, &refused, |_| None);
+                let failures: Vec<_> = failures.into_iter().flatten().collect();
+                report_unwritable(&view.view.name, &failures);
+                summary.unwritable_rows += failures.len() as u64;
+                let state_field = state_field(&view.view.name);
+                let stats = apply_events(
+                    online.store.as_ref(),
+                    plan,
+                    &view.fields,
+                    &state_field,
+                    &events,
+                )
+                .await?;
+                summary.keys_written += stats.keys_written;
+                summary.events_aggregated += stats.events_added;
+                continue;
+            }
             for piece in &processed.pieces {
                 let (rows, failures) = view.online_rows(&piece.transformed.checked);
-                for failure in failures.iter().take(3) {
-                    tracing::warn!(view = %view.view.name, "pushed row not written: {}", failure.reason);
-                }
+                report_unwritable(&view.view.name, &failures);
                 summary.unwritable_rows += failures.len() as u64;
                 let stats = online.store.write(&view.fields, &rows).await?;
                 summary.keys_written += stats.written;
@@ -492,4 +509,10 @@ impl PushFile {
 
 fn open(path: &Path) -> anyhow::Result<std::fs::File> {
     std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn report_unwritable(view: &str, failures: &[RowFailure]) {
+    for failure in failures.iter().take(3) {
+        tracing::warn!(view, "pushed row not written: {}", failure.reason);
+    }
 }

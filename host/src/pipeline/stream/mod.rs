@@ -14,7 +14,6 @@ mod decode;
 mod intake;
 mod output;
 mod transform;
-mod windows;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use super::windows::entity_events;
 use super::{Counters, Prepared, StreamSettings, ViewStopped};
-use crate::aggregate::{EntityEvent, WindowStats, apply_events, state_field};
+use crate::aggregate::{EntityEvent, SourceOffset, WindowStats, apply_events, state_field};
 use crate::offline::log::OfflineLog;
 use crate::online::{OnlineRow, OnlineStore, RowFailure, WriteStats};
 use crate::pipeline::dead_letter::{DeadLetter, DeadLetterKind, DeadLetterSink};
 use crate::pipeline::metrics::ViewMetrics;
+use crate::pipeline::windows::entity_events;
 use crate::source::kafka::{Positions, TopicConsumer, advance};
 
 /// How often the consumer-lag gauge is refreshed.
@@ -119,7 +119,14 @@ impl Output {
         let pipeline = &batch.version.pipeline;
         let rows = match &pipeline.window {
             Some(plan) => {
-                let (events, failures) = entity_events(&batch, plan);
+                let (events, failures) =
+                    entity_events(pipeline, plan, &batch.pieces, &batch.refused_rows, |row| {
+                        let origin = &batch.events[batch.input_events[row]].origin;
+                        Some(SourceOffset {
+                            partition: origin.partition,
+                            offset: origin.offset,
+                        })
+                    });
                 BatchRows::Windows { events, failures }
             }
             None => BatchRows::Entities(
