@@ -62,6 +62,13 @@ fn apply_accepts_the_example_repo_and_probes_its_transform() {
         "{stdout}"
     );
     assert!(stdout.contains("probe ok (4 rows out)"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "driver_activity_1h [count_conv_rate_3600s:Int64, conv_rate_mean_1h:Float64]"
+        ),
+        "the example's aggregating view, its features named as Feast names them: {stdout}"
+    );
+    assert!(stdout.contains("2 aggregations in 300 s hops"), "{stdout}");
 }
 
 #[test]
@@ -399,7 +406,7 @@ fn quickstart_runs_end_to_end_from_the_checkout() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("every driver shows its newest event"),
+        stdout.contains("every driver shows its newest event and its last hour's count and mean"),
         "{stdout}"
     );
     assert!(stdout.contains("3 malformed, 1 too late"), "{stdout}");

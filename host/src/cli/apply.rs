@@ -88,8 +88,23 @@ fn view_line(view: &crate::repo::FeatureView, version: &str, probe: Option<usize
         Some(rows) => format!("probe ok ({rows} rows out)"),
         None => "probe skipped (input schema known at read time)".into(),
     };
+    let transform = match &view.transform {
+        Some(_) => format!("transform {version}"),
+        None => format!("no transform (version {version})"),
+    };
+    let windows = view
+        .windowing
+        .as_ref()
+        .map(|w| {
+            format!(
+                " | {} aggregations in {} s hops",
+                w.aggregations.len(),
+                w.hop.as_secs()
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "  {} [{}] <- {} | {} | transform {version} | {probe}",
+        "  {} [{}] <- {} | {} | {transform}{windows} | {probe}",
         view.name,
         features.join(", "),
         view.source,

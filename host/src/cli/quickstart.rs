@@ -3,7 +3,7 @@
 //! Builds the example transform, starts a Kafka-protocol broker (librdkafka's
 //! mock cluster, real TCP) and a redis-server on free loopback ports,
 //! produces driver events (several per driver, some out of order, a few
-//! malformed, one too late), runs the driver-ranking repo's stream view until
+//! malformed, then one too late), runs the driver-ranking repo's stream view until
 //! every event is handled, prints the online features next to the values
 //! computed independently from the events, and stops what it started.
 
@@ -37,6 +37,8 @@ pub struct QuickstartArgs {
 }
 
 const VIEW: &str = "driver_hourly_stats_stream";
+/// The example's view with windowed aggregations over the same topic.
+const WINDOWED_VIEW: &str = "driver_activity_1h";
 const TOPIC: &str = "drivers";
 
 pub async fn quickstart(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
@@ -69,11 +71,11 @@ pub async fn quickstart(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     let events = sample::events(args.drivers.max(1), chrono::Utc::now().timestamp());
     broker.produce(TOPIC, &events.messages).await?;
     step(&format!(
-        "produced {} messages to `{TOPIC}`: {} drivers, {} malformed, {} too late",
+        "produced {} messages to `{TOPIC}`: {} drivers, {} malformed ({} more, an hour late, follow once these are consumed)",
         events.messages.len(),
         events.expected.len(),
         events.malformed,
-        events.late
+        events.late_messages.len()
     ));
 
     let options = HostOptions {
@@ -83,13 +85,14 @@ pub async fn quickstart(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     };
     let (stop, shutdown) = watch::channel(false);
     let host = Host::start(&repo, &options, shutdown).await?;
-    step("fvhost running `driver_hourly_stats_stream` (Wasm transform: rates x 100)");
-    wait_until_consumed(
-        &host,
-        events.messages.len() as u64,
-        Duration::from_secs(120),
-    )
-    .await?;
+    step(&format!(
+        "fvhost running `{VIEW}` (Wasm transform: rates x 100) and `{WINDOWED_VIEW}` (count and mean of conv_rate over 1 h, 5 min tiles)"
+    ));
+    let produced = events.messages.len() as u64;
+    wait_until_consumed(&host, produced, Duration::from_secs(120)).await?;
+    broker.produce(TOPIC, &events.late_messages).await?;
+    let produced = produced + events.late_messages.len() as u64;
+    wait_until_consumed(&host, produced, Duration::from_secs(120)).await?;
     let _ = stop.send(true);
     let reports = host.wait().await;
     print_reports(&reports);
@@ -107,11 +110,20 @@ pub async fn quickstart(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let entities: Vec<String> = shown.iter().map(|id| format!("driver_id={id}")).collect();
     let response = super::get::read(&repo, &refs, &entities, false, Some(&redis_url)).await?;
-    let all_match = print_table(&shown, &response, &events.expected);
+    let newest_match = print_table(&shown, &response, &events.expected);
+    let refs = [
+        FeatureRef::parse(&format!("{WINDOWED_VIEW}:count_conv_rate_3600s"))
+            .map_err(anyhow::Error::msg)?,
+        FeatureRef::parse(&format!("{WINDOWED_VIEW}:conv_rate_mean_1h"))
+            .map_err(anyhow::Error::msg)?,
+    ];
+    let response = super::get::read(&repo, &refs, &entities, false, Some(&redis_url)).await?;
+    let windows_match = print_window_table(&shown, &response, &events.expected);
+    let all_match = newest_match && windows_match;
     step(if all_match {
-        "every driver shows its newest event, as computed from the produced events"
+        "every driver shows its newest event and its last hour's count and mean, as computed from the produced events"
     } else {
-        "MISMATCH: see the table above"
+        "MISMATCH: see the tables above"
     });
     drop(broker);
     drop(redis_server);
@@ -151,24 +163,27 @@ fn build_example_transform(examples: &Path) -> anyhow::Result<()> {
 async fn wait_until_consumed(host: &Host, produced: u64, timeout: Duration) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
-        let (seen, batches, commits, failures) =
-            host.metrics().iter().fold((0, 0, 0, 0), |acc, (_, m)| {
-                let s = m.snapshot();
-                (
-                    acc.0 + s.messages,
-                    acc.1 + s.batches,
-                    acc.2 + s.commits,
-                    acc.3 + s.batch_failures,
-                )
-            });
-        if seen >= produced && batches == commits {
+        let views: Vec<_> = host
+            .metrics()
+            .iter()
+            .map(|(view, m)| (view.clone(), m.snapshot()))
+            .collect();
+        if views
+            .iter()
+            .all(|(_, s)| s.messages >= produced && s.batches == s.commits)
+        {
             return Ok(());
         }
-        if failures > 0 {
+        if views.iter().any(|(_, s)| s.batch_failures > 0) {
             bail!("a batch failed; see the log above");
         }
         if started.elapsed() > timeout {
-            bail!("only {seen} of {produced} messages were handled within {timeout:?}");
+            let behind = views
+                .iter()
+                .map(|(view, s)| format!("{view}: {}", s.messages))
+                .collect::<Vec<_>>()
+                .join(", ");
+            bail!("not every view handled the {produced} messages within {timeout:?} ({behind})");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -240,6 +255,47 @@ fn print_table(
     all_match
 }
 
+/// Prints each driver's last-hour count and mean beside the expectation;
+/// true when all match.
+fn print_window_table(
+    ids: &[i64],
+    response: &crate::online::OnlineResponse,
+    expected: &BTreeMap<i64, sample::Expected>,
+) -> bool {
+    println!(
+        "{:>9}  {:>21}  {:>17}  check",
+        "driver_id", "count_conv_rate_3600s", "conv_rate_mean_1h"
+    );
+    let mut all_match = true;
+    for (i, id) in ids.iter().enumerate() {
+        let count = &response.results[1].values[i];
+        let mean = &response.results[2].values[i];
+        let check = match expected.get(id) {
+            Some(e) => {
+                let ok = count.as_i64() == Some(e.hour_count)
+                    && mean
+                        .as_f64()
+                        .is_some_and(|m| (m - e.hour_mean_conv_rate).abs() < 1e-9);
+                all_match &= ok;
+                if ok {
+                    "= events of the last hour"
+                } else {
+                    "MISMATCH"
+                }
+            }
+            None => {
+                let ok = count.is_null();
+                all_match &= ok;
+                if ok { "= no such driver" } else { "MISMATCH" }
+            }
+        };
+        let count = count.as_i64().map_or("-".into(), |c| c.to_string());
+        println!("{id:>9}  {count:>21}  {:>17}  {check}", show(mean));
+    }
+    println!();
+    all_match
+}
+
 fn show(value: &serde_json::Value) -> String {
     match value.as_f64() {
         Some(v) => format!("{v:.2}"),
@@ -260,16 +316,24 @@ mod sample {
     /// Events to produce and the expected newest values per driver.
     pub struct Sample {
         pub messages: Vec<(String, Vec<u8>)>,
+        /// Sent once the others are consumed: an hour behind them, so
+        /// behind every view's watermark whatever order the partitions'
+        /// events were read in.
+        pub late_messages: Vec<(String, Vec<u8>)>,
         pub expected: BTreeMap<i64, Expected>,
         pub malformed: usize,
-        pub late: usize,
     }
 
     pub struct Expected {
         pub conv_percentage: f32,
         pub acc_percentage: f32,
         pub event_timestamp: String,
+        /// Events in the hour ending with the 5-minute hop of the newest event.
+        pub hour_count: i64,
+        pub hour_mean_conv_rate: f64,
     }
+
+    const HOP: i64 = 300;
 
     const EVENTS_PER_DRIVER: i64 = 6;
 
@@ -287,11 +351,13 @@ mod sample {
                 EVENTS_PER_DRIVER as usize - 1,
                 EVENTS_PER_DRIVER as usize - 2,
             );
+            let mut sent = Vec::new();
             for i in order {
                 let ts = start + i * 60;
                 let conv = ((id * 7 + i * 13) % 100) as f64 / 100.0;
                 let acc = ((id * 3 + i * 29) % 100) as f64 / 100.0;
                 messages.push((id.to_string(), event(id, ts, conv, acc)));
+                sent.push((ts, conv));
                 if i == EVENTS_PER_DRIVER - 1 {
                     expected.insert(
                         id,
@@ -300,9 +366,22 @@ mod sample {
                             acc_percentage: (acc * 100.0) as f32,
                             event_timestamp: crate::online::EventTime::from_micros(ts * 1_000_000)
                                 .to_rfc3339(),
+                            hour_count: 0,
+                            hour_mean_conv_rate: 0.0,
                         },
                     );
                 }
+            }
+            if let Some(e) = expected.get_mut(&id) {
+                let newest = sent.iter().map(|(ts, _)| *ts).max().unwrap_or(start);
+                let end = (newest.div_euclid(HOP) + 1) * HOP;
+                let hour: Vec<f64> = sent
+                    .iter()
+                    .filter(|(ts, _)| *ts >= end - 3600 && *ts < end)
+                    .map(|(_, conv)| *conv)
+                    .collect();
+                e.hour_count = hour.len() as i64;
+                e.hour_mean_conv_rate = hour.iter().sum::<f64>() / hour.len().max(1) as f64;
             }
         }
         let bad: [&[u8]; 3] = [
@@ -313,12 +392,11 @@ mod sample {
         for payload in bad {
             messages.push(("1001".into(), payload.to_vec()));
         }
-        messages.push(("1001".into(), event(1001, start - 3600, 0.99, 0.99)));
         Sample {
             messages,
+            late_messages: vec![("1001".into(), event(1001, start - 3600, 0.99, 0.99))],
             expected,
             malformed: bad.len(),
-            late: 1,
         }
     }
 
