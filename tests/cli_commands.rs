@@ -232,6 +232,30 @@ fn apply_checks_each_aggregation_naming_file_view_and_field() {
             "longer than the time_window",
         ],
     );
+    let with_max_distinct = |function: &str, window: &str, max: &str| {
+        with(&entry("conv_percentage", function, window).replace(
+            &format!("time_window: {window}"),
+            &format!("time_window: {window}\n        max_distinct: {max}"),
+        ))
+    };
+    assert_invalid(
+        &with_max_distinct("count", "1h", "10"),
+        &[
+            "field `aggregations[0].max_distinct`",
+            "only count_distinct keeps distinct values",
+        ],
+    );
+    assert_invalid(
+        &with_max_distinct("count_distinct", "1h", "0"),
+        &["field `aggregations[0].max_distinct`", "at least 1"],
+    );
+    assert_invalid(
+        &with_max_distinct("count_distinct", "2d", "5000"),
+        &[
+            "field `aggregations[0].max_distinct`",
+            "5000 distinct values in each of the view's 576 tiles make 2880000 per entity",
+        ],
+    );
     // A correct declaration applies; its features are the aggregates.
     let repo = TestRepo::new(
         "windowed",

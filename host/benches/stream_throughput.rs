@@ -356,6 +356,7 @@ fn windowed_repo(repo: &repo::FeatureRepo) -> repo::FeatureRepo {
         slide_interval: hour,
         name: Aggregation::default_name(function, column, hour),
         output_type: output,
+        max_distinct: fvhost::repo::aggregation::DEFAULT_MAX_DISTINCT,
     };
     let windowing = Windowing {
         aggregations: vec![

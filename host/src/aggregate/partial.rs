@@ -8,10 +8,6 @@ use super::scalar::Scalar;
 use crate::repo::aggregation::{AggregateFunction, Aggregation};
 use crate::types::ScalarType;
 
-/// Most distinct values one tile keeps for `count_distinct`; past it the
-/// tile stops recording new values and the window's count is a lower bound.
-pub const DISTINCT_CAP: usize = 1000;
-
 /// One aggregation's state over some events. Null values are skipped by
 /// every function (a count counts the non-null values).
 #[derive(Debug, Clone, PartialEq)]
@@ -31,9 +27,12 @@ pub enum Partial {
     Max(Option<Scalar>),
     /// The value of the newest event (by event time; a tie goes to the later one).
     Last(Option<(i64, Scalar)>),
+    /// Up to `cap` distinct values (the aggregation's `max_distinct`); past
+    /// it no new value is recorded and the count is a lower bound.
     Distinct {
         values: BTreeSet<Vec<u8>>,
         overflowed: bool,
+        cap: usize,
     },
 }
 
@@ -68,6 +67,7 @@ impl Partial {
             CountDistinct => Self::Distinct {
                 values: BTreeSet::new(),
                 overflowed: false,
+                cap: aggregation.max_distinct,
             },
         }
     }
@@ -99,10 +99,12 @@ impl Partial {
             Self::Min(_) => Self::Min(Some(value.clone())),
             Self::Max(_) => Self::Max(Some(value.clone())),
             Self::Last(_) => Self::Last(Some((event_micros, value.clone()))),
-            _ => Self::Distinct {
+            Self::Distinct { cap, .. } => Self::Distinct {
                 values: BTreeSet::from([encode_scalar_key(value)]),
                 overflowed: false,
+                cap: *cap,
             },
+            _ => like.clone(),
         }
     }
 
@@ -145,15 +147,20 @@ impl Partial {
                 *a = Some((*time_b, b.clone()));
             }
             (
-                Self::Distinct { values, overflowed },
+                Self::Distinct {
+                    values,
+                    overflowed,
+                    cap,
+                },
                 Self::Distinct {
                     values: others,
                     overflowed: other_overflowed,
+                    ..
                 },
             ) => {
                 *overflowed |= other_overflowed;
                 for value in others {
-                    if values.len() >= DISTINCT_CAP && !values.contains(value) {
+                    if values.len() >= *cap && !values.contains(value) {
                         *overflowed = true;
                         continue;
                     }
@@ -225,7 +232,9 @@ impl Partial {
                     }
                 }
             }
-            Self::Distinct { values, overflowed } => {
+            Self::Distinct {
+                values, overflowed, ..
+            } => {
                 out.push(8);
                 out.push(u8::from(*overflowed));
                 out.extend_from_slice(&(values.len() as u32).to_le_bytes());
@@ -236,8 +245,9 @@ impl Partial {
         }
     }
 
-    /// Reads one partial from the front of `bytes`, advancing it.
-    pub fn decode(bytes: &mut &[u8]) -> Result<Self, CorruptTile> {
+    /// Reads one partial from the front of `bytes`, advancing it; a
+    /// `count_distinct` partial holds at most `max_distinct` values.
+    pub fn decode(bytes: &mut &[u8], max_distinct: usize) -> Result<Self, CorruptTile> {
         Ok(match take_u8(bytes)? {
             1 => Self::Count(non_negative(i64::from_le_bytes(take(bytes)?))?),
             2 => Self::SumInt(i128::from_le_bytes(take(bytes)?)),
@@ -256,7 +266,7 @@ impl Partial {
             8 => {
                 let overflowed = take_u8(bytes)? != 0;
                 let count = u32::from_le_bytes(take(bytes)?) as usize;
-                if count > DISTINCT_CAP {
+                if count > max_distinct {
                     return Err(CorruptTile("more distinct values than the cap"));
                 }
                 let mut values = BTreeSet::new();
@@ -267,7 +277,11 @@ impl Partial {
                     }
                     values.insert(value.to_vec());
                 }
-                Self::Distinct { values, overflowed }
+                Self::Distinct {
+                    values,
+                    overflowed,
+                    cap: max_distinct,
+                }
             }
             _ => return Err(CorruptTile("unknown partial")),
         })

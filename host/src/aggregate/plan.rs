@@ -3,7 +3,7 @@
 
 use super::partial::Partial;
 use crate::repo::Windowing;
-use crate::repo::aggregation::Aggregation;
+use crate::repo::aggregation::{AggregateFunction, Aggregation};
 use crate::types::{FeatureType, ScalarType};
 
 /// How a view's windows are computed.
@@ -56,7 +56,11 @@ impl WindowPlan {
                     .zip(&column_types)
                     .zip(&window_hops)
                     .map(|((a, column_type), hops)| {
-                        format!("{:?}({}:{column_type})x{hops}", a.function, a.column)
+                        let cap = match a.function {
+                            AggregateFunction::CountDistinct => format!("<={}", a.max_distinct),
+                            _ => String::new(),
+                        };
+                        format!("{:?}({}:{column_type}){cap}x{hops}", a.function, a.column)
                     }),
             )
             .collect::<Vec<_>>()

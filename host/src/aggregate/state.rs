@@ -244,7 +244,7 @@ impl EntityState {
                 return Err(CorruptTile("tile of other aggregations"));
             }
             let tile = (0..partials)
-                .map(|_| Partial::decode(bytes))
+                .map(|i| Partial::decode(bytes, plan.aggregations()[i].max_distinct))
                 .collect::<Result<Vec<_>, _>>()?;
             tiles.insert(hop, tile);
         }

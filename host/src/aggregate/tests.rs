@@ -24,6 +24,7 @@ fn aggregation(function: &str, window_hops: u64) -> Aggregation {
         output_type: parsed
             .output_type(function, "v", FeatureType::Scalar(ScalarType::Int64))
             .unwrap(),
+        max_distinct: crate::repo::aggregation::DEFAULT_MAX_DISTINCT,
     }
 }
 
@@ -320,6 +321,49 @@ fn long_distinct_values_are_kept_as_digests_so_a_tile_stays_small() {
 }
 
 #[test]
+fn count_distinct_is_exact_up_to_its_max_distinct_then_a_lower_bound() {
+    let mut capped = aggregation("count_distinct", 12);
+    capped.max_distinct = 5;
+    let windowing = Windowing {
+        aggregations: vec![capped],
+        hop: Duration::from_secs(300),
+        columns: vec![crate::repo::Feature {
+            name: "v".into(),
+            dtype: FeatureType::Scalar(ScalarType::Int64),
+        }],
+    };
+    let plan = WindowPlan::new(&windowing).unwrap();
+    let count_after = |values: &[i64]| {
+        let mut state = EntityState::for_plan(&plan);
+        for (i, v) in values.iter().enumerate() {
+            // Spread over three hops: the window merges their tiles.
+            let micros = BASE + (i as i64 % 3) * HOP;
+            state.apply(&plan, micros, &[Some(Scalar::Int(*v))], None);
+        }
+        let again = EntityState::decode(&state.encode(), &plan).unwrap();
+        assert_eq!(again, state, "the cap survives the state's bytes");
+        state.window_values(&plan).unwrap()[0].clone()
+    };
+    assert_eq!(
+        count_after(&[1, 2, 3, 1, 2, 3, 4, 5]),
+        WindowValue::Value(Scalar::Int(5)),
+        "exact at the cap"
+    );
+    assert_eq!(
+        count_after(&[1, 2, 3, 4, 5, 6, 7, 8, 9]),
+        WindowValue::Value(Scalar::Int(5)),
+        "past it, a lower bound"
+    );
+    let mut wider = windowing.clone();
+    wider.aggregations[0].max_distinct = 6;
+    assert_ne!(
+        WindowPlan::new(&wider).unwrap().fingerprint(),
+        plan.fingerprint(),
+        "tiles kept under another cap are not reused"
+    );
+}
+
+#[test]
 fn a_state_kept_for_other_aggregations_or_another_topic_is_not_trusted() {
     let plan = plan();
     let mut random = Random(23);
@@ -375,5 +419,5 @@ fn counts_saturate_and_negative_stored_counts_are_refused() {
     assert_eq!(count, Partial::Count(i64::MAX));
     let mut bytes = vec![1];
     bytes.extend_from_slice(&(-3i64).to_le_bytes());
-    assert!(Partial::decode(&mut bytes.as_slice()).is_err());
+    assert!(Partial::decode(&mut bytes.as_slice(), 1000).is_err());
 }

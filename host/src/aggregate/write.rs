@@ -312,6 +312,7 @@ mod tests {
                 slide_interval: window,
                 name: "sum_v_3600s".into(),
                 output_type: ScalarType::Int64,
+                max_distinct: 1000,
             }],
             hop: Duration::from_secs(300),
             columns: vec![Feature {

@@ -23,6 +23,14 @@ pub const MAX_HOPS_PER_WINDOW: u128 = 4096;
 /// The longest window (and hop): a year.
 pub const MAX_WINDOW: Duration = Duration::from_secs(366 * 86_400);
 
+/// Distinct values a `count_distinct` tile keeps when `max_distinct` is not given.
+pub const DEFAULT_MAX_DISTINCT: usize = 1000;
+
+/// Most distinct values an entity's tiles may keep for one `count_distinct`
+/// (`max_distinct` times the tiles the view keeps), so its stored state
+/// stays bounded (at most 65 bytes a value).
+pub const MAX_DISTINCT_PER_ENTITY: u128 = 1 << 20;
+
 /// A windowed aggregation of one column.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aggregation {
@@ -39,6 +47,9 @@ pub struct Aggregation {
     pub name: String,
     /// The value's type (see [`AggregateFunction::output_type`]).
     pub output_type: ScalarType,
+    /// For `count_distinct`: the distinct values one tile (and one window)
+    /// counts exactly; past it the count is a lower bound.
+    pub max_distinct: usize,
 }
 
 /// The functions fvhost computes, by the names Feast's engines accept.

@@ -167,6 +167,9 @@ pub struct RawAggregation {
     pub slide_interval: Option<serde_yaml::Value>,
     #[serde(default)]
     pub name: Option<String>,
+    /// fvhost's: distinct values a `count_distinct` counts exactly.
+    #[serde(default)]
+    pub max_distinct: Option<u64>,
 }
 
 /// One entry of a view's `schema:` (Feast's `Field`).

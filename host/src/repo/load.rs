@@ -11,7 +11,8 @@ use arrow_schema::DataType;
 use serde::de::DeserializeOwned;
 
 use super::aggregation::{
-    AggregateFunction, Aggregation, DEFAULT_HOP, MAX_WINDOW, MIN_HOP, check_multiple_of_hop,
+    AggregateFunction, Aggregation, DEFAULT_HOP, DEFAULT_MAX_DISTINCT, MAX_DISTINCT_PER_ENTITY,
+    MAX_WINDOW, MIN_HOP, check_multiple_of_hop,
 };
 use super::definitions::*;
 use super::duration::parse_duration;
@@ -591,6 +592,29 @@ impl<'a> Loader<'a> {
             }
         }
         if self.errors.len() != before {
+            // Indexes below name raw entries only when every one was kept.
+            return None;
+        }
+        let tiles = aggregations
+            .iter()
+            .map(|a| a.time_window.as_nanos() / hop.as_nanos().max(1))
+            .max()
+            .unwrap_or(1);
+        for (i, aggregation) in aggregations.iter().enumerate() {
+            let kept = tiles.saturating_mul(aggregation.max_distinct as u128);
+            if aggregation.function == AggregateFunction::CountDistinct
+                && kept > MAX_DISTINCT_PER_ENTITY
+            {
+                self.errors.push(place.error(
+                    &format!("aggregations[{i}].max_distinct"),
+                    format!(
+                        "{} distinct values in each of the view's {tiles} tiles make {kept} per entity; at most {MAX_DISTINCT_PER_ENTITY} are kept (a lower max_distinct, or a longer tiling_hop_size)",
+                        aggregation.max_distinct
+                    ),
+                ));
+            }
+        }
+        if self.errors.len() != before {
             return None;
         }
         Some(Windowing {
@@ -665,6 +689,22 @@ impl<'a> Loader<'a> {
                 .ok(),
             _ => None,
         };
+        let max_distinct = match (entry.max_distinct, function) {
+            (None, _) => DEFAULT_MAX_DISTINCT,
+            (Some(_), Some(f)) if f != AggregateFunction::CountDistinct => {
+                self.errors.push(place.error(
+                    &field("max_distinct"),
+                    "only count_distinct keeps distinct values",
+                ));
+                DEFAULT_MAX_DISTINCT
+            }
+            (Some(0), _) => {
+                self.errors
+                    .push(place.error(&field("max_distinct"), "must be at least 1"));
+                DEFAULT_MAX_DISTINCT
+            }
+            (Some(n), _) => usize::try_from(n).unwrap_or(usize::MAX),
+        };
         if self.errors.len() != before {
             return None;
         }
@@ -680,6 +720,7 @@ impl<'a> Loader<'a> {
             time_window,
             slide_interval,
             output_type,
+            max_distinct,
         })
     }
 }
