@@ -2,9 +2,14 @@
 //! type, window length in hops, and the empty partial it starts from.
 
 use super::partial::Partial;
+use super::scalar::Scalar;
 use crate::repo::Windowing;
 use crate::repo::aggregation::{AggregateFunction, Aggregation};
 use crate::types::{FeatureType, ScalarType};
+
+/// Longest text or bytes value `min`, `max` and `last` keep (see
+/// [`WindowPlan::refuse_values`]).
+pub const MAX_KEPT_VALUE_BYTES: usize = 1024;
 
 /// How a view's windows are computed.
 #[derive(Debug, Clone)]
@@ -121,6 +126,33 @@ impl WindowPlan {
     /// The oldest hop a window ending at `newest_hop` can hold.
     pub fn first_retained_hop(&self, newest_hop: i64) -> i64 {
         newest_hop - self.most_tiles() as i64 + 1
+    }
+
+    /// Why an event's `values` (one per aggregation) cannot be kept, if so:
+    /// `min`, `max` and `last` keep a value itself in every tile, so a text
+    /// or bytes value over [`MAX_KEPT_VALUE_BYTES`] would make the entity's
+    /// state grow with it.
+    pub fn refuse_values(&self, values: &[Option<Scalar>]) -> Option<String> {
+        self.aggregations
+            .iter()
+            .zip(values)
+            .find_map(|(aggregation, value)| {
+                let keeps_value = matches!(
+                    aggregation.function,
+                    AggregateFunction::Min | AggregateFunction::Max | AggregateFunction::Last
+                );
+                match value {
+                    Some(Scalar::Bytes(bytes)) if keeps_value && bytes.len() > MAX_KEPT_VALUE_BYTES => {
+                        Some(format!(
+                            "column `{}`: {} keeps its value in each tile; {} bytes is over the {MAX_KEPT_VALUE_BYTES} it keeps",
+                            aggregation.column,
+                            aggregation.function_name,
+                            bytes.len()
+                        ))
+                    }
+                    _ => None,
+                }
+            })
     }
 
     /// A tile before any event.

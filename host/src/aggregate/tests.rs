@@ -421,3 +421,24 @@ fn counts_saturate_and_negative_stored_counts_are_refused() {
     bytes.extend_from_slice(&(-3i64).to_le_bytes());
     assert!(Partial::decode(&mut bytes.as_slice(), 1000).is_err());
 }
+
+#[test]
+fn long_text_for_min_max_or_last_is_refused_naming_the_column() {
+    let plan = plan();
+    let mut values = vec![Some(Scalar::Int(1)); 9];
+    assert_eq!(plan.refuse_values(&values), None);
+    values[7] = Some(Scalar::Bytes(vec![b'x'; 5000]));
+    assert_eq!(
+        plan.refuse_values(&values),
+        None,
+        "count_distinct keeps a digest of a long value"
+    );
+    values[8] = Some(Scalar::Bytes(vec![b'x'; 1025]));
+    let refused = plan.refuse_values(&values).unwrap();
+    assert!(
+        refused.contains("column `v`: last keeps its value in each tile; 1025 bytes"),
+        "{refused}"
+    );
+    values[8] = Some(Scalar::Bytes(vec![b'x'; 1024]));
+    assert_eq!(plan.refuse_values(&values), None, "1024 bytes are kept");
+}

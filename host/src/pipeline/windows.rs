@@ -60,7 +60,7 @@ pub fn entity_events(
         let (rows, unwritable) = build_rows(checked, &pipeline.schema, &pipeline.keys);
         piece_failures.extend(unwritable);
         for row in rows {
-            let values = columns
+            let values: Vec<Option<Scalar>> = columns
                 .iter()
                 .enumerate()
                 .map(|(i, column)| {
@@ -69,6 +69,13 @@ pub fn entity_events(
                     })
                 })
                 .collect();
+            if let Some(reason) = plan.refuse_values(&values) {
+                piece_failures.push(RowFailure {
+                    batch_row: row.batch_row,
+                    reason,
+                });
+                continue;
+            }
             events.push(EntityEvent {
                 key: row.key,
                 micros: row.event_time.micros,
