@@ -21,12 +21,21 @@ pub enum Scalar {
 
 impl Scalar {
     /// The value of `array[row]`, an array of `dtype`'s canonical Arrow type
-    /// (the schema check guarantees it); `None` for a null.
+    /// (the schema check guarantees it); `None` for a null, and for a
+    /// float NaN, which every aggregation skips like a null (as pandas does).
     pub fn read(array: &ArrayRef, dtype: ScalarType, row: usize) -> Option<Self> {
         if array.is_null(row) {
             return None;
         }
-        Some(match dtype {
+        let value = Self::read_valid(array, dtype, row);
+        match value {
+            Self::Float(v) if v.is_nan() => None,
+            value => Some(value),
+        }
+    }
+
+    fn read_valid(array: &ArrayRef, dtype: ScalarType, row: usize) -> Self {
+        match dtype {
             ScalarType::Int32 => Self::Int(array.as_primitive::<Int32Type>().value(row).into()),
             ScalarType::Int64 => Self::Int(array.as_primitive::<Int64Type>().value(row)),
             ScalarType::UnixTimestamp => {
@@ -41,7 +50,7 @@ impl Scalar {
                 Self::Bytes(array.as_string::<i32>().value(row).as_bytes().to_vec())
             }
             ScalarType::Bytes => Self::Bytes(array.as_binary::<i32>().value(row).to_vec()),
-        })
+        }
     }
 
     /// The value as a float, for sums and moments of numeric columns.
@@ -63,5 +72,29 @@ impl Scalar {
             (Self::Bytes(a), Self::Bytes(b)) => a < b,
             (a, b) => a.as_f64() < b.as_f64(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::Float64Array;
+
+    use super::*;
+
+    #[test]
+    fn a_nan_is_skipped_like_a_null_and_infinities_are_values() {
+        let array: ArrayRef = Arc::new(Float64Array::from(vec![
+            Some(f64::NAN),
+            None,
+            Some(f64::INFINITY),
+            Some(0.5),
+        ]));
+        let read = |row| Scalar::read(&array, ScalarType::Float64, row);
+        assert_eq!(read(0), None);
+        assert_eq!(read(1), None);
+        assert_eq!(read(2), Some(Scalar::Float(f64::INFINITY)));
+        assert_eq!(read(3), Some(Scalar::Float(0.5)));
     }
 }

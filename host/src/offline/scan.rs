@@ -41,6 +41,8 @@ pub struct ScanStats {
     pub row_groups_read: u64,
     pub rows_read: u64,
     pub rows_in_range: u64,
+    /// Rows without an event time: in no range, counted and logged.
+    pub rows_without_timestamp: u64,
 }
 
 /// One batch of rows inside the range.
@@ -195,6 +197,16 @@ impl Scanner {
                 "is not a timestamp".into(),
             ));
         };
+        let without = times.null_count() as u64;
+        if without > 0 {
+            tracing::warn!(
+                file = %path.display(),
+                column = %self.request.timestamp_column,
+                rows = without,
+                "rows without an event time are skipped"
+            );
+            self.stats.rows_without_timestamp += without;
+        }
         let (start, end) = (self.request.start_micros, self.request.end_micros);
         let keep: BooleanArray = times
             .iter()

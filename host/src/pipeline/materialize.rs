@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
-use arrow_schema::Schema;
+use arrow_schema::{DataType, Schema};
 use serde::Serialize;
 
+use super::conform::{ConformError, conform, declared_types};
 use super::dead_letter::{DeadLetterSink, DeadLetterSinkError};
 use super::processor::{BlockingCall, Piece, Processed, Processor, ProcessorSettings};
 use super::view::{TransformedBatch, ViewPipeline};
@@ -49,6 +50,8 @@ pub enum MaterializeError {
     Offline(#[from] OfflineError),
     #[error("{file}: {error}")]
     Transform { file: String, error: TransformError },
+    #[error("{file}: {error}")]
+    Conform { file: String, error: ConformError },
     #[error(transparent)]
     Write(#[from] StoreError),
     #[error(transparent)]
@@ -115,6 +118,9 @@ pub struct ViewPlan {
     pub files: Vec<PathBuf>,
     /// Columns to read as named in the files; `None` when a transform may read any.
     pub columns: Option<Vec<String>>,
+    /// For a view without a transform, the types its columns are cast to
+    /// (as a push's are) before the schema check.
+    declared: Option<HashMap<String, DataType>>,
 }
 
 /// The batch (file) source behind a view: its own, or its stream or push source's `batch_source`.
@@ -158,11 +164,18 @@ impl ViewPlan {
                 .map(|name| source_name(&source, name).to_string())
                 .collect()
         });
+        let declared = pipeline.transformer.is_none().then(|| {
+            declared_types(std::slice::from_ref(&pipeline))
+                .into_iter()
+                .map(|(name, dtype)| (name.to_string(), dtype))
+                .collect()
+        });
         Ok(Self {
             pipeline,
             source,
             files,
             columns,
+            declared,
         })
     }
 
@@ -288,6 +301,15 @@ impl ViewPlan {
             let already_transformed =
                 scanned.transformed_for_view.as_deref() == Some(self.pipeline.view.name.as_str());
             let file = scanned.file.display().to_string();
+            let batch = match &self.declared {
+                Some(declared) if !already_transformed => {
+                    conform(batch, declared).map_err(|error| MaterializeError::Conform {
+                        file: file.clone(),
+                        error: in_file(error, file_first_row),
+                    })?
+                }
+                _ => batch,
+            };
             let pieces = if already_transformed {
                 let checked = self.pipeline.schema.check(&batch).map_err(|error| {
                     MaterializeError::Transform {
@@ -345,6 +367,22 @@ impl ViewPlan {
             entities: entities as u64,
         });
         Ok(())
+    }
+}
+
+/// `error` with its row counted from the start of the file.
+fn in_file(error: ConformError, file_first_row: u64) -> ConformError {
+    match error {
+        ConformError::Value {
+            row,
+            column,
+            declared,
+        } => ConformError::Value {
+            row: row + file_first_row as usize,
+            column,
+            declared,
+        },
+        other => other,
     }
 }
 

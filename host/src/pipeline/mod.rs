@@ -4,7 +4,8 @@
 //!   transform) and an output (dead letters, write, commit) that overlap;
 //! - [`processor`]: a view version's transform stage (retries, narrowing,
 //!   rejections, schema check), shared by the stream, materialize and push;
-//! - [`materialize`] (+ [`materialize_state`]), [`push`]: the batch side;
+//! - [`materialize`] (+ [`materialize_state`]), [`push`]: the batch side, their input
+//!   cast to the declared types by [`conform`];
 //! - [`windows`]: a windowed view's transformed rows as entity events, for all three;
 //! - [`view`]: a view's processing independent of its source; [`version`]: a
 //!   view version as the loop sees it;
@@ -13,6 +14,7 @@
 //! The control path (registry, deploys, starting views, the host) is
 //! [`crate::control`]; nothing here depends on it.
 
+pub mod conform;
 pub mod dead_letter;
 pub mod fairness;
 pub mod materialize;

@@ -13,9 +13,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arrow_array::{Array, RecordBatch, TimestampMicrosecondArray};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use arrow_schema::{DataType, Schema};
 use serde::Serialize;
 
+use super::conform::{conform, declared_types};
 use super::dead_letter::DeadLetterSink;
 use super::processor::{BlockingCall, Processed, Processor, ProcessorSettings};
 use super::view::ViewPipeline;
@@ -27,7 +28,6 @@ use crate::offline::log::FileWriter;
 use crate::online::{OnlineConnection, RowFailure};
 use crate::repo::{FeatureRepo, Source, SourceKind};
 use crate::transform::cache::ModuleCache;
-use crate::transform::schema_check::to_utc_micros;
 use crate::transform::{Limits, TransformEngine};
 
 /// Where pushed rows go; Feast's `PushMode`.
@@ -65,6 +65,8 @@ pub struct PushSummary {
     /// Events added to the windows of views with aggregations (a push is
     /// not deduplicated: pushing the same rows twice counts them twice).
     pub events_aggregated: u64,
+    /// Events older than any window their entity reports again (counted, not applied).
+    pub events_expired: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offline_file: Option<String>,
 }
@@ -238,6 +240,7 @@ impl PushTarget {
                 .await?;
                 summary.keys_written += stats.keys_written;
                 summary.events_aggregated += stats.events_added;
+                summary.events_expired += stats.events_expired;
                 continue;
             }
             for piece in &processed.pieces {
@@ -310,105 +313,17 @@ impl PushTarget {
         Ok(())
     }
 
-    /// The type each view declares for a pushed column: timestamps, join
-    /// keys, and the features of views without a transform.
+    /// The type each view declares for a pushed column (see [`declared_types`]).
     pub fn declared_types(&self) -> HashMap<&str, DataType> {
-        let mut wanted: HashMap<&str, DataType> = HashMap::new();
-        for view in &self.views {
-            let schema = &view.schema;
-            let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-            wanted.insert(&schema.timestamp_field, utc.clone());
-            if let Some(created) = &schema.created_timestamp_column {
-                wanted.insert(created, utc);
-            }
-            for key in &schema.join_keys {
-                wanted
-                    .entry(&key.name)
-                    .or_insert(key.value_type.arrow_type());
-            }
-            if view.transformer.is_none() {
-                for feature in &schema.features {
-                    wanted
-                        .entry(&feature.name)
-                        .or_insert(feature.dtype.arrow_type());
-                }
-            }
-        }
-        wanted
+        declared_types(&self.views)
     }
 
-    /// Casts pushed columns to what the views declare, so a CSV's inferred
-    /// Float64 becomes a declared Float32 and a timestamp text becomes a
-    /// timestamp. Columns no view declares are left as they are. A value
-    /// that does not fit its declared type fails the push (never a null).
+    /// Casts pushed columns to what the views declare (see [`conform`]); a
+    /// value that does not fit fails the push, naming its row and column.
     fn conform(&self, batch: RecordBatch) -> anyhow::Result<RecordBatch> {
-        let wanted = self.declared_types();
-        let schema = batch.schema();
-        let mut fields = Vec::with_capacity(schema.fields().len());
-        let mut columns = Vec::with_capacity(schema.fields().len());
-        for (field, column) in schema.fields().iter().zip(batch.columns()) {
-            match wanted.get(field.name().as_str()) {
-                Some(to) if to != field.data_type() => {
-                    let failed = |e: String| {
-                        anyhow::anyhow!(
-                            "column `{}` ({}) cannot become {to}: {e}",
-                            field.name(),
-                            field.data_type()
-                        )
-                    };
-                    if field.data_type() == &DataType::Boolean || to == &DataType::Boolean {
-                        return Err(failed("booleans and numbers do not convert".into()));
-                    }
-                    let cast = if matches!(to, DataType::Timestamp(..)) {
-                        to_utc_micros(column).ok_or_else(|| failed("not a timestamp".into()))?
-                    } else {
-                        let strict = arrow_cast::CastOptions {
-                            safe: false,
-                            ..Default::default()
-                        };
-                        arrow_cast::cast_with_options(column, to, &strict)
-                            .map_err(|e| failed(e.to_string()))?
-                    };
-                    if let Some(row) = first_lossy_row(column, &cast) {
-                        anyhow::bail!(
-                            "row {row}: column `{}`: the value does not fit {to} (unreadable or out of range); nothing was pushed",
-                            field.name()
-                        );
-                    }
-                    fields.push(Field::new(field.name(), to.clone(), true));
-                    columns.push(cast);
-                }
-                _ => {
-                    fields.push(field.as_ref().clone());
-                    columns.push(column.clone());
-                }
-            }
-        }
-        Ok(RecordBatch::try_new(
-            Arc::new(Schema::new(fields)),
-            columns,
-        )?)
+        conform(batch, &self.declared_types())
+            .map_err(|e| anyhow::anyhow!("{e}; nothing was pushed"))
     }
-}
-
-/// The first row whose value a cast lost: a value that became null (text
-/// that is not a timestamp), or a finite number that became infinite (1e300
-/// as a Float32).
-fn first_lossy_row(input: &arrow_array::ArrayRef, output: &arrow_array::ArrayRef) -> Option<usize> {
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::{Float32Type, Float64Type};
-    let became_null = (0..input.len()).find(|&row| input.is_valid(row) && output.is_null(row));
-    if became_null.is_some() || output.data_type() != &DataType::Float32 {
-        return became_null;
-    }
-    let input = arrow_cast::cast(input, &DataType::Float64).ok()?;
-    let (before, after) = (
-        input.as_primitive::<Float64Type>(),
-        output.as_primitive::<Float32Type>(),
-    );
-    (0..input.len()).find(|&row| {
-        after.is_valid(row) && before.value(row).is_finite() && !after.value(row).is_finite()
-    })
 }
 
 /// The pushed rows through `view`'s transform stage (retries, narrowing).
