@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what fvhost needs on a fresh Debian machine with a Rust toolchain:
-# the wasm32-wasip2 target, redis-server, and a C toolchain for librdkafka.
+# the wasm32-wasip2 target, redis-server, a C toolchain for librdkafka, and
+# Python 3 with componentize-py (in a virtualenv cached at
+# ~/.cache/fvhost/py-venv) for Python transforms.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
@@ -13,6 +15,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v cc >/dev/null || missing+=(build-essential)
 command -v make >/dev/null || missing+=(make)
 command -v perl >/dev/null || missing+=(perl)
+command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   as_root apt-get update -qq
@@ -22,4 +26,13 @@ fi
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   echo "setup: adding the wasm32-wasip2 Rust target" >&2
   rustup target add wasm32-wasip2
+fi
+
+# componentize-py builds Python transforms (`fvhost build`); pinned, cached.
+COMPONENTIZE_PY_VERSION=0.25.1
+PY_VENV="${FVHOST_PY_VENV:-$HOME/.cache/fvhost/py-venv}"
+if ! "$PY_VENV/bin/componentize-py" --version 2>/dev/null | grep -q "$COMPONENTIZE_PY_VERSION"; then
+  echo "setup: installing componentize-py $COMPONENTIZE_PY_VERSION into $PY_VENV" >&2
+  python3 -m venv "$PY_VENV"
+  "$PY_VENV/bin/pip" install --quiet "componentize-py==$COMPONENTIZE_PY_VERSION"
 fi

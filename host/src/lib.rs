@@ -21,11 +21,13 @@
 //! - [`tenancy`]: host.yaml, tenants, their limits and admin credentials;
 //! - [`local`]: a redis-server and a Kafka-protocol broker on loopback, for the
 //!   quickstart and the tests;
+//! - [`authoring`]: tools for transform authors (`fvhost build`, the Python SDK it carries);
 //! - [`cli`]: the `fvhost` commands;
 //! - [`bounded_file`]: reading files whose paths others chose, bounded;
 //! - [`event_time`]: event times too far ahead of the host's clock.
 
 pub mod aggregate;
+pub mod authoring;
 pub mod bounded_file;
 pub mod cli;
 pub mod control;

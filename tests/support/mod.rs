@@ -38,6 +38,29 @@ pub fn driver_stats_module() -> PathBuf {
         .join("driver_stats.wasm")
 }
 
+/// The example transform in Python (`examples/python/driver_stats`),
+/// built with `fvhost build` (componentize-py, from the project's setup).
+pub fn python_driver_stats_module() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = root().join("examples/python/driver_stats");
+            let out = Command::new(env!("CARGO_BIN_EXE_fvhost"))
+                .arg("build")
+                .arg(&dir)
+                .output()
+                .expect("running fvhost build");
+            assert!(
+                out.status.success(),
+                "fvhost build {}:\n{}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            dir.join("build/driver_stats.wasm")
+        })
+        .clone()
+}
+
 /// A test guest from `tests/guests`, built from source.
 pub fn test_guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();

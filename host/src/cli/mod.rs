@@ -1,10 +1,11 @@
 //! The `fvhost` commands: `apply`, `run`, `materialize`, `materialize-incremental`,
 //! `push`, `serve`, `get-online-features`, `deploy`, `rollback`, `status`,
-//! `dead-letters`, `quickstart`. Each parses its arguments and drives the
+//! `dead-letters`, `quickstart`, `build`. Each parses its arguments and drives the
 //! library; none holds logic of its own beyond printing.
 
 mod admin;
 mod apply;
+mod build;
 mod dead_letters;
 mod get;
 mod materialize;
@@ -56,6 +57,8 @@ pub enum Command {
     DeadLetters(dead_letters::DeadLettersArgs),
     /// Run the whole pipeline on this machine with a local broker and redis-server.
     Quickstart(quickstart::QuickstartArgs),
+    /// Build a transform from its folder: Rust (cargo, wasm32-wasip2) or Python (componentize-py).
+    Build(build::BuildArgs),
 }
 
 /// Options every command that touches a repo shares.
@@ -93,6 +96,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(args) => admin::rollback(args).await,
         Command::Status(args) => admin::status(args).await,
         Command::Quickstart(args) => quickstart::quickstart(args).await,
+        Command::Build(args) => build::run(args),
     }
 }
 

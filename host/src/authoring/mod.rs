@@ -1,0 +1,8 @@
+//! Tools for transform authors: building a transform from its folder
+//! whatever its language ([`build`]), with the Python guest SDK shipped
+//! inside the binary ([`python_sdk`]).
+
+pub mod build;
+pub mod python_sdk;
+
+pub use build::{BuildError, Built, Language, build};
