@@ -197,3 +197,62 @@ fn the_python_example_writes_the_rust_examples_bytes() {
     assert_eq!(rust.len(), 40);
     assert_eq!(python, rust, "the same keys, fields and bytes");
 }
+
+fn fvhost(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_fvhost"))
+        .args(args)
+        .env(
+            "FVHOST_CACHE_DIR",
+            root().join("target/fvhost-test-module-cache"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fvhost {args:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn a_new_python_transform_passes_its_test_builds_and_applies_from_its_repo_entry() {
+    let work = tempfile::tempdir().unwrap();
+    let os = |s: &str| std::ffi::OsString::from(s);
+    fvhost(&[
+        &os("new"),
+        &os("scale"),
+        &os("--lang"),
+        &os("python"),
+        &os("--dir"),
+        work.path().as_os_str(),
+    ]);
+    let dir = work.path().join("scale");
+    let unit = Command::new("python3")
+        .args(["-m", "unittest"])
+        .current_dir(&dir)
+        .env("PYTHONPATH", root().join("guest-sdk/python"))
+        .output()
+        .unwrap();
+    assert!(
+        unit.status.success(),
+        "the scaffold's own test: {}",
+        String::from_utf8_lossy(&unit.stderr)
+    );
+    fvhost(&[&os("build"), dir.as_os_str()]);
+    let repo = work.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    std::fs::write(
+        repo.join("feature_store.yaml"),
+        "project: scaffolded\nprovider: local\nonline_store:\n  type: redis\n  connection_string: \"127.0.0.1:6379\"\n",
+    )
+    .unwrap();
+    std::fs::copy(dir.join("view.yaml"), repo.join("view.yaml")).unwrap();
+    let applied = fvhost(&[&os("apply"), &os("-r"), repo.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&applied.stdout);
+    assert!(
+        stdout.contains("scale [value_scaled:Float64]") && stdout.contains("probe ok"),
+        "{stdout}"
+    );
+}

@@ -1,8 +1,11 @@
 //! Tools for transform authors: building a transform from its folder
 //! whatever its language ([`build`]), with the Python guest SDK shipped
-//! inside the binary ([`python_sdk`]).
+//! inside the binary ([`python_sdk`]); a new transform folder to start
+//! from ([`scaffold`]).
 
 pub mod build;
 pub mod python_sdk;
+pub mod scaffold;
 
 pub use build::{BuildError, Built, Language, build};
+pub use scaffold::{ScaffoldError, Scaffolded, scaffold};

@@ -1,6 +1,6 @@
 //! The `fvhost` commands: `apply`, `run`, `materialize`, `materialize-incremental`,
 //! `push`, `serve`, `get-online-features`, `deploy`, `rollback`, `status`,
-//! `dead-letters`, `quickstart`, `build`. Each parses its arguments and drives the
+//! `dead-letters`, `quickstart`, `build`, `new`. Each parses its arguments and drives the
 //! library; none holds logic of its own beyond printing.
 
 mod admin;
@@ -9,6 +9,7 @@ mod build;
 mod dead_letters;
 mod get;
 mod materialize;
+mod new;
 mod push;
 mod quickstart;
 mod run;
@@ -59,6 +60,8 @@ pub enum Command {
     Quickstart(quickstart::QuickstartArgs),
     /// Build a transform from its folder: Rust (cargo, wasm32-wasip2) or Python (componentize-py).
     Build(build::BuildArgs),
+    /// Create a transform folder to start from (Python or Rust): the transform, its unit test, a repo entry.
+    New(new::NewArgs),
 }
 
 /// Options every command that touches a repo shares.
@@ -97,6 +100,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => admin::status(args).await,
         Command::Quickstart(args) => quickstart::quickstart(args).await,
         Command::Build(args) => build::run(args),
+        Command::New(args) => new::run(args),
     }
 }
 
