@@ -255,4 +255,33 @@ fn a_new_python_transform_passes_its_test_builds_and_applies_from_its_repo_entry
         stdout.contains("scale [value_scaled:Float64]") && stdout.contains("probe ok"),
         "{stdout}"
     );
+    // The author's loop: sample events through the module as the host runs it.
+    let events = work.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        "{\"entity_id\": 1, \"event_timestamp\": \"2026-01-01T00:00:00Z\", \"value\": 0.5}\n\
+         {\"entity_id\": 2, \"event_timestamp\": \"2026-01-01T00:00:01Z\", \"value\": -1.0}\n\
+         {\"entity_id\": 3, \"event_timestamp\": \"2026-01-01T00:00:02Z\"}\n",
+    )
+    .unwrap();
+    let tested = fvhost(&[
+        &os("test-transform"),
+        dir.join("build/scale.wasm").as_os_str(),
+        &os("-r"),
+        repo.as_os_str(),
+        &os("--view"),
+        &os("scale"),
+        &os("--events"),
+        events.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&tested.stdout);
+    for expected in [
+        "batch 0: 3 events in, 2 rows out, 1 refused",
+        "entity_id | event_timestamp     | value_scaled",
+        "1         | 2026-01-01T00:00:00 | 5.0",
+        "3         | 2026-01-01T00:00:02 | null",
+        "row 1: rejected_by_transform: value -1.0 is negative",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} in:\n{stdout}");
+    }
 }

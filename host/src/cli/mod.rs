@@ -1,6 +1,6 @@
 //! The `fvhost` commands: `apply`, `run`, `materialize`, `materialize-incremental`,
 //! `push`, `serve`, `get-online-features`, `deploy`, `rollback`, `status`,
-//! `dead-letters`, `quickstart`, `build`, `new`. Each parses its arguments and drives the
+//! `dead-letters`, `quickstart`, `build`, `new`, `test-transform`. Each parses its arguments and drives the
 //! library; none holds logic of its own beyond printing.
 
 mod admin;
@@ -14,6 +14,7 @@ mod push;
 mod quickstart;
 mod run;
 mod serve;
+mod test_transform;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +63,8 @@ pub enum Command {
     Build(build::BuildArgs),
     /// Create a transform folder to start from (Python or Rust): the transform, its unit test, a repo entry.
     New(new::NewArgs),
+    /// Run a transform module on sample events as the host would for a view (no Kafka, no Redis).
+    TestTransform(test_transform::TestTransformArgs),
 }
 
 /// Options every command that touches a repo shares.
@@ -101,6 +104,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Quickstart(args) => quickstart::quickstart(args).await,
         Command::Build(args) => build::run(args),
         Command::New(args) => new::run(args),
+        Command::TestTransform(args) => test_transform::run(args).await,
     }
 }
 
