@@ -76,7 +76,10 @@ pub async fn test_transform(
         ViewPipeline::new(repo, &definition, &engine, &cache, &limits)
     })
     .map_err(|e| anyhow::anyhow!("view `{view}` with {}: {e}", module.display()))?;
-    let (inputs, undecodable) = read_events(&pipeline, events, batch_rows.max(1))?;
+    let Events {
+        batches: inputs,
+        undecodable,
+    } = read_events(&pipeline, events, batch_rows.max(1))?;
     let mut batches = Vec::new();
     for input in inputs {
         let call = BlockingCall(&pipeline);
@@ -110,12 +113,15 @@ pub async fn test_transform(
     })
 }
 
+/// An events file as input batches.
+struct Events {
+    batches: Vec<RecordBatch>,
+    /// Lines the source's decoder refused: (line, reason).
+    undecodable: Vec<(usize, String)>,
+}
+
 /// The events file as input batches, and the lines its decoder refused.
-fn read_events(
-    pipeline: &ViewPipeline,
-    path: &Path,
-    batch_rows: usize,
-) -> anyhow::Result<(Vec<RecordBatch>, Vec<(usize, String)>)> {
+fn read_events(pipeline: &ViewPipeline, path: &Path, batch_rows: usize) -> anyhow::Result<Events> {
     let json_lines = path
         .extension()
         .is_some_and(|e| e == "jsonl" || e == "ndjson" || e == "json");
@@ -150,7 +156,10 @@ fn read_events(
         if pending > 0 {
             batches.push(decoder.finish()?);
         }
-        return Ok((batches, undecodable));
+        return Ok(Events {
+            batches,
+            undecodable,
+        });
     }
     let file = PushFile::open(path)?;
     let declared = declared_types(std::slice::from_ref(pipeline));
@@ -165,7 +174,10 @@ fn read_events(
             offset += length;
         }
     }
-    Ok((batches, Vec::new()))
+    Ok(Events {
+        batches,
+        undecodable: Vec::new(),
+    })
 }
 
 /// `batch` as a text table of at most `max_rows` rows.
