@@ -14,13 +14,13 @@ class Transformer(exports.Transformer):
     def init(self, config):
         try:
             runtime.init(config)
-        except Exception as error:  # every failure is the host's to report
+        except BaseException as error:  # noqa: BLE001 - every failure is the host's to report
             raise Err(runtime.describe(error))
 
     def transform(self, batch):
         try:
             data, rejected = runtime.run(batch)
-        except Exception as error:
+        except BaseException as error:  # noqa: BLE001 - exit, KeyboardInterrupt, ... too
             raise Err(runtime.describe(error))
         return types.Output(
             batch=data,

@@ -17,11 +17,21 @@ class Column:
     int64, anything with a float or `/` is float64; `cast` narrows.
     """
 
-    __slots__ = ("dtype", "values")
+    __slots__ = ("dtype", "values", "name")
 
-    def __init__(self, values, dtype):
+    def __init__(self, values, dtype, name=None):
         self.values = list(values)
         self.dtype = dtype
+        # The batch column it was read from, for messages.
+        self.name = name
+
+    def _where(self, row):
+        return f"column `{self.name}` row {row}" if self.name else f"row {row}"
+
+    def __bool__(self):
+        raise TypeError(
+            "a Column has no single truth value; use .any(), .all(), or batch.filter(mask)"
+        )
 
     def __len__(self):
         return len(self.values)
@@ -42,8 +52,51 @@ class Column:
 
     def map(self, function, dtype=None):
         """`function` applied to each non-null value; the result's type is
-        `dtype`, or this column's."""
-        return Column([None if v is None else function(v) for v in self.values], dtype or self.dtype)
+        `dtype`, else the type of its first non-null result (int64,
+        float64, bool, string, bytes), else this column's."""
+        values = [None if v is None else function(v) for v in self.values]
+        if dtype is None:
+            first = next((v for v in values if v is not None), None)
+            dtype = self.dtype if first is None or isinstance(first, list) else _scalar_type(first)
+        for i, value in enumerate(values):
+            check_value(dtype, value, f"{self._where(i)} (from map)")
+        return Column(values, dtype)
+
+    def round(self, digits=0):
+        """Each value rounded to `digits` decimals (floats stay floats)."""
+        return Column([None if v is None else round(v, digits) for v in self.values], self.dtype)
+
+    def _present(self):
+        return [v for v in self.values if v is not None]
+
+    def count(self):
+        """Non-null values."""
+        return len(self._present())
+
+    def sum(self):
+        """Sum of the non-null values (0 when there are none)."""
+        return sum(self._present())
+
+    def mean(self):
+        """Mean of the non-null values, or None."""
+        present = self._present()
+        return sum(present) / len(present) if present else None
+
+    def min(self):
+        present = self._present()
+        return min(present) if present else None
+
+    def max(self):
+        present = self._present()
+        return max(present) if present else None
+
+    def any(self):
+        """True if some non-null value is true."""
+        return any(self._present())
+
+    def all(self):
+        """True if every non-null value is true."""
+        return all(self._present())
 
     def cast(self, dtype):
         """The values as `dtype`: numbers between ints and floats (float32
@@ -59,9 +112,14 @@ class Column:
             convert = bool
         else:
             convert = lambda v: v  # noqa: E731 - lists, bytes: only relabelled, then checked
-        values = [None if v is None else convert(v) for v in self.values]
+        values = []
+        for i, v in enumerate(self.values):
+            try:
+                values.append(None if v is None else convert(v))
+            except (ValueError, TypeError, OverflowError) as e:
+                raise ValueError(f"{self._where(i)}: cannot cast {v!r} to {dtype!r} ({e})") from None
         for i, value in enumerate(values):
-            check_value(dtype, value, f"row {i}")
+            check_value(dtype, value, self._where(i))
         return Column(values, dtype)
 
     def is_null(self):
@@ -79,22 +137,40 @@ class Column:
             pairs = ((v, other) for v in self.values)
         return Column([None if a is None or b is None else op(a, b) for a, b in pairs], result_type)
 
-    def _numeric_type(self, other, division=False):
-        other_type = other.dtype if isinstance(other, Column) else (float64 if isinstance(other, float) else int64)
-        if not self.dtype.is_numeric or not (other_type.is_numeric or other_type.kind == "timestamp"):
-            raise TypeError(f"arithmetic on {self.dtype!r} and {other_type!r}")
+    def _numeric_type(self, other, division=False, op="arithmetic"):
+        other_type = other.dtype if isinstance(other, Column) else _scalar_type(other)
+        if not self.dtype.is_numeric or not other_type.is_numeric:
+            raise TypeError(f"{op} on {self.dtype!r} and {other_type!r}")
         if division or self.dtype.kind == "float" or other_type.kind == "float":
             return float64
         return int64
 
+    def _time_type(self, other, op):
+        """The result of timestamp arithmetic, or None when neither side is a timestamp:
+        timestamp - timestamp is an int64 in their unit; timestamp +/- int a timestamp."""
+        other_type = other.dtype if isinstance(other, Column) else _scalar_type(other)
+        if self.dtype.kind != "timestamp" and other_type.kind != "timestamp":
+            return None
+        if op == "-" and self.dtype.kind == other_type.kind == "timestamp":
+            if self.dtype.unit != other_type.unit:
+                raise TypeError(f"timestamps in {self.dtype.unit} and {other_type.unit}: cast one first")
+            return int64
+        if self.dtype.kind == "timestamp" and other_type.kind == "int" and op in "+-":
+            return self.dtype
+        if op == "+" and other_type.kind == "timestamp" and self.dtype.kind == "int":
+            return other_type
+        raise TypeError(f"{self.dtype!r} {op} {other_type!r}: timestamps take ints in their unit")
+
     def __add__(self, other):
-        return self._binary(other, lambda a, b: a + b, self._numeric_type(other))
+        result = self._time_type(other, "+") or self._numeric_type(other)
+        return self._binary(other, lambda a, b: a + b, result)
 
     def __radd__(self, other):
         return self.__add__(other)
 
     def __sub__(self, other):
-        return self._binary(other, lambda a, b: a - b, self._numeric_type(other))
+        result = self._time_type(other, "-") or self._numeric_type(other)
+        return self._binary(other, lambda a, b: a - b, result)
 
     def __rsub__(self, other):
         return self._binary(other, lambda a, b: b - a, self._numeric_type(other))
@@ -116,6 +192,29 @@ class Column:
 
     def __mod__(self, other):
         return self._binary(other, lambda a, b: None if b == 0 else a % b, self._numeric_type(other))
+
+    def _logical(self, other, op):
+        other_type = other.dtype if isinstance(other, Column) else _scalar_type(other)
+        if self.dtype.kind != "bool" or other_type.kind != "bool":
+            raise TypeError(f"& | need bool columns, not {self.dtype!r} and {other_type!r}")
+        return self._binary(other, op, bool_)
+
+    def __and__(self, other):
+        return self._logical(other, lambda a, b: a and b)
+
+    def __rand__(self, other):
+        return self.__and__(other)
+
+    def __or__(self, other):
+        return self._logical(other, lambda a, b: a or b)
+
+    def __ror__(self, other):
+        return self.__or__(other)
+
+    def __invert__(self):
+        if self.dtype.kind != "bool":
+            raise TypeError(f"~ needs a bool column, not {self.dtype!r}")
+        return self.map(lambda v: not v, bool_)
 
     def __neg__(self):
         return self.map(lambda v: -v)
@@ -206,7 +305,9 @@ class Batch:
 
     def __getitem__(self, name):
         try:
-            return self._columns[name]
+            column = self._columns[name]
+            column.name = name
+            return column
         except KeyError:
             raise KeyError(f"no column `{name}` (the batch has {', '.join(self._columns) or 'none'})") from None
 

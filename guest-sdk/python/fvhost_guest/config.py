@@ -4,6 +4,10 @@ Scalars arrive as their YAML text (`factor: 100` reads as `"100"`);
 nested values arrive as JSON text.
 """
 
+# Imported here, not inside a function: componentize-py bundles only the
+# modules imported when the component is built.
+import json
+
 
 class ConfigError(ValueError):
     """A config value that does not parse, naming the key."""
@@ -58,6 +62,4 @@ class Config:
         return self.get(key, default)
 
     def json(self, key, default=None):
-        import json
-
         return self._parsed(key, default, json.loads, "JSON")

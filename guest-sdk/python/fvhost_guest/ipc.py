@@ -384,8 +384,24 @@ def _write_array(dtype, values, nodes, buffers, body, name):
             _write_array(dtype.item, flat, nodes, buffers, body, f"{name}.item")
         else:
             raise IpcError(f"column `{name}`: cannot write {dtype!r}")
-    except struct.error as e:
-        raise IpcError(f"column `{name}`: a value does not fit {dtype!r} ({e})") from None
+    except (struct.error, TypeError, AttributeError, UnicodeEncodeError) as e:
+        raise IpcError(f"column `{name}`: {_first_misfit(dtype, values) or e}") from None
+
+
+def _first_misfit(dtype, values):
+    """Which value of a column does not fit its type, and why."""
+    from .types import check_value
+
+    for row, value in enumerate(values):
+        try:
+            check_value(dtype, value, f"row {row}")
+            if isinstance(value, str):
+                value.encode("utf-8")
+        except (TypeError, OverflowError) as e:
+            return str(e)
+        except UnicodeEncodeError as e:
+            return f"row {row}: text that is not valid Unicode ({e.reason})"
+    return None
 
 
 def _write_offsets(parts, large, buffers, body):

@@ -10,7 +10,8 @@ except ImportError:  # running natively: tests, fvhost's own tooling
 
 
 def _emit(level, message):
-    message = str(message)
+    # Valid UTF-8 whatever the message holds (lone surrogates escaped).
+    message = str(message).encode("utf-8", errors="backslashreplace").decode("utf-8")
     if _host is not None:
         _host.log(getattr(_host.Level, level.upper()), message)
     else:

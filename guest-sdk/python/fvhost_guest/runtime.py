@@ -30,10 +30,28 @@ def register(function, init=None):
 
 
 def describe(error):
-    """One line for the host: the exception's type and message, and where."""
-    frames = traceback.extract_tb(error.__traceback__)
-    where = f" (at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
-    return f"{type(error).__name__}: {error}{where}"
+    """One line for the host: where, the exception's type and its message
+    (the location first, so it survives the host cutting a long message).
+    Never raises: a message that cannot be read or encoded is replaced."""
+    try:
+        frames = traceback.extract_tb(error.__traceback__)
+        where = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}: " if frames else ""
+    except Exception:  # noqa: BLE001 - a broken traceback still gets a message
+        where = ""
+    try:
+        message = str(error)
+    except BaseException:  # noqa: BLE001 - an exception whose __str__ raises
+        message = "(its message could not be read)"
+    if isinstance(error, MemoryError):
+        message = "out of memory: the transform reached the view's memory limit" + (f" ({message})" if message else "")
+    elif isinstance(error, SystemExit):
+        message = f"the transform called exit({error.code!r}); a transform returns a batch or raises"
+    return clean(f"{where}{type(error).__name__}: {message}")
+
+
+def clean(text):
+    """`text` as valid UTF-8 for the host: lone surrogates escaped."""
+    return str(text).encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 def init(pairs):
@@ -58,8 +76,11 @@ def call(batch, config=None):
         raise TransformError(f"{function.__name__} returned {type(out).__name__}, not a Batch")
     rejected = dict(batch.rejected)
     rejected.update(out.rejected)
+    for row in rejected:
+        if not isinstance(row, int) or not 0 <= row < batch.num_rows:
+            raise TransformError(f"rejected row {row!r}, which is not a row of the {batch.num_rows}-row input")
     out._rejected = rejected
-    return out.without_rejected(), sorted(rejected.items())
+    return out.without_rejected(), sorted((row, clean(reason)) for row, reason in rejected.items())
 
 
 def run(data):

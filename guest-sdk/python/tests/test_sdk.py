@@ -48,6 +48,42 @@ class ColumnTest(unittest.TestCase):
             Column([1, 1 << 40], int64).cast(int32)
 
 
+    def test_a_column_has_no_truth_value_and_masks_combine(self):
+        c = Column([1, None, 3], int64)
+        with self.assertRaisesRegex(TypeError, "no single truth value"):
+            bool(c > 1)
+        self.assertEqual(((c > 1) & (c < 5)).to_list(), [False, None, True])
+        self.assertEqual(((c > 2) | (c < 2)).to_list(), [True, None, True])
+        self.assertEqual((~(c > 1)).to_list(), [True, None, False])
+        self.assertTrue((c > 2).any())
+        self.assertEqual((c.sum(), c.count(), c.mean(), c.max()), (4, 2, 2.0, 3))
+
+    def test_timestamps_subtract_to_ints_and_move_by_ints(self):
+        t = Column([10, 20], timestamp())
+        self.assertEqual(((t - t).dtype, (t + 5).dtype), (int64, timestamp()))
+        with self.assertRaisesRegex(TypeError, "timestamps take ints"):
+            t * 2
+
+    def test_errors_name_the_column_and_row(self):
+        b = testing.batch_of({"label": (["a", "b"], string)})
+        with self.assertRaisesRegex(ValueError, "column `label` row 0: cannot cast 'a'"):
+            b["label"].cast(float32)
+        with self.assertRaisesRegex(ipc.IpcError, "column `x`: row 1: 'y' is not a number"):
+            ipc.write_stream([("x", float64, [1.0, "y"])], 2)
+
+    def test_a_failure_is_described_location_first_and_as_valid_text(self):
+        try:
+            raise ValueError("bad \udcff " + "x" * 10_000)
+        except ValueError as error:
+            described = runtime.describe(error)
+        self.assertRegex(described, r"^test_sdk.py:\d+: ValueError: bad \\udcff")
+        described.encode("utf-8")
+        try:
+            raise SystemExit(3)
+        except SystemExit as error:
+            self.assertIn("called exit(3)", runtime.describe(error))
+
+
 class BatchTest(unittest.TestCase):
     def batch(self):
         return testing.batch_of({"id": ([1, 2, 3], int64), "rate": ([0.5, None, 2.0], float64)})
@@ -84,6 +120,7 @@ class BatchTest(unittest.TestCase):
         self.assertEqual(config.float("missing", 2.5), 2.5)
         with self.assertRaisesRegex(ConfigError, "config key `bad`"):
             config.float("bad")
+        self.assertEqual(Config([("tiers", '{"a": 1}')]).json("tiers"), {"a": 1})
 
 
 class IpcTest(unittest.TestCase):
