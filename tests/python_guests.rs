@@ -1,8 +1,10 @@
 //! Python transforms: the guest SDK's pure-Python Arrow IPC against
-//! arrow-rs's bytes for every type a Feast feature or key can have, and the
+//! arrow-rs's bytes for every type a Feast feature or key can have; the
 //! example transform written in Python writing exactly the Rust example's
-//! bytes to Redis (the real `fvhost` binary, the mock Kafka cluster over
-//! TCP, real redis-servers).
+//! bytes to Redis; hostile Python transforms contained by a tenant's limits
+//! with the reasons a Rust one gets; the author's loop (new, build, test,
+//! test-transform). The real `fvhost` binary, the mock Kafka cluster over
+//! TCP, real redis-servers.
 
 mod support;
 
@@ -284,4 +286,95 @@ fn a_new_python_transform_passes_its_test_builds_and_applies_from_its_repo_entry
     ] {
         assert!(stdout.contains(expected), "{expected:?} in:\n{stdout}");
     }
+}
+
+/// The hostile Python transform (tests/guests/python_hostile), built once.
+fn python_hostile_module() -> std::path::PathBuf {
+    let dir = root().join("tests/guests/python_hostile");
+    let os = |s: &str| std::ffi::OsString::from(s);
+    fvhost(&[&os("build"), dir.as_os_str()]);
+    dir.join("build/python_hostile.wasm")
+}
+
+/// Each Python attack and what its dead letters must say.
+const PYTHON_ATTACKS: &[(&str, &str)] = &[
+    ("loop", "time limit of 300 ms per batch exceeded"),
+    (
+        "memory",
+        "MemoryError: out of memory: the transform reached the view's memory limit",
+    ),
+    (
+        "escape",
+        "filesystem: denied (FileNotFoundError); environment: 0 variables, 0 arguments; network: denied (no socket module)",
+    ),
+    (
+        "raise",
+        "transform.py:49: ValueError: hostile guest raised on purpose",
+    ),
+    ("exit", "SystemExit: the transform called exit(3)"),
+];
+
+#[test]
+fn hostile_python_transforms_are_contained_by_the_tenants_limits() {
+    let module = python_hostile_module();
+    let mut definitions = Definitions::new();
+    for (attack, _) in PYTHON_ATTACKS {
+        definitions = definitions
+            .kafka_source(attack, DRIVER_EVENT_SCHEMA)
+            .stream_view(
+                &format!("py_{attack}"),
+                attack,
+                &[("conv_rate", "Float64")],
+                &module,
+                &format!("attack: {attack}"),
+            )
+            .dead_letter("{type: redis_stream}");
+    }
+    let repo = TestRepo::new("py_hostile", &definitions.yaml());
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("host.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "tenants:\n  - name: py_hostile\n    repo: {}\n    token_env: PY_HOSTILE_TOKEN\n    limits: {{memory: 32MiB, time_per_batch: 300ms, output: 1MiB, output_rows: 1000, instances_in_flight: 1}}\n",
+            repo.path().display()
+        ),
+    )
+    .unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    let redis = RedisServer::start().unwrap();
+    for (attack, _) in PYTHON_ATTACKS {
+        broker.create_topic(attack, 1).unwrap();
+        let events: Vec<_> = (1..4)
+            .map(|d| (d.to_string(), driver_event(d, 1_767_225_600, 0.5, 0.25)))
+            .collect();
+        runtime().block_on(broker.produce(attack, &events)).unwrap();
+    }
+    let host = HostProcess::start_config(
+        &config,
+        &broker,
+        &redis,
+        &[("PY_HOSTILE_TOKEN", "py-hostile-token-4a1c")],
+    );
+    let mut connection = redis_connection(&redis);
+    for (attack, reason) in PYTHON_ATTACKS {
+        let view = format!("py_{attack}");
+        wait_for(&view, Duration::from_secs(180), || {
+            redis_dead_letters(&mut connection, "py_hostile", &view).len() == 3
+        });
+        for letter in redis_dead_letters(&mut connection, "py_hostile", &view) {
+            assert_eq!(text(&letter, "kind"), "batch_failed", "{view}: {letter:?}");
+            assert!(
+                text(&letter, "reason").contains(reason),
+                "{view}: {:?} should say {reason:?}",
+                text(&letter, "reason")
+            );
+        }
+    }
+    let exit = host.stop();
+    assert!(
+        exit.success,
+        "the host survived every attack: {}",
+        exit.stderr
+    );
 }
