@@ -47,8 +47,10 @@ pub async fn run(args: TestTransformArgs) -> anyhow::Result<ExitCode> {
                 String::new()
             }
         );
-        for output in &batch.output {
-            print!("{}", table(output, args.rows));
+        if args.rows > 0 {
+            for output in &batch.output {
+                print!("{}", table(output, args.rows));
+            }
         }
         for refused in &batch.refused {
             println!(

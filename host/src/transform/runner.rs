@@ -104,23 +104,33 @@ impl Transformer {
         input: &[u8],
         input_rows: usize,
     ) -> Result<TransformOutput, TransformError> {
+        let started = std::time::Instant::now();
         let instance = code
             .pre
             .instantiate_async(&mut *store)
             .await
             .map_err(|e| self.trap(store, e))?;
+        let instantiated = started.elapsed();
         instance
             .fvhost_transform_transformer()
             .call_init(&mut *store, &self.config)
             .await
             .map_err(|e| self.trap(store, e))?
             .map_err(|e| TransformError::Init(guest_text::error(&e)))?;
+        let initialized = started.elapsed();
         let output = instance
             .fvhost_transform_transformer()
             .call_transform(&mut *store, input)
             .await
             .map_err(|e| self.trap(store, e))?
             .map_err(|e| TransformError::Returned(guest_text::error(&e)))?;
+        tracing::trace!(
+            view = %self.view,
+            instantiate_us = instantiated.as_micros() as u64,
+            init_us = (initialized - instantiated).as_micros() as u64,
+            transform_us = (started.elapsed() - initialized).as_micros() as u64,
+            "transform call"
+        );
         if output.batch.len() > self.limits.output_bytes {
             return Err(LimitExceeded::new(
                 LimitName::OutputBytes,
