@@ -10,8 +10,8 @@ as Float64, as the stream's JSON carries them) are written as Parquet, then:
   - Feast 0.67: the same transform as a pandas function over the DataFrame,
     then `store.write_to_online_store(...)`,
 each into a freshly flushed redis-server; the three leave identical Redis
-contents (checked). Each fvhost run goes once unmeasured first, so the
-modules' optimized code is cached (as on a host that has run a while).
+contents (checked). The modules are built with `fvhost build --precompile`,
+so their optimized code is cached, as on a host that has run a while.
 Prints progress on stderr and one JSON line on stdout.
 
 Needs a virtualenv with feast[redis]==0.67.0 (made under WORK if missing),
@@ -131,8 +131,8 @@ def main():
         fvhost = str(Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "fvhost")
     modules = {}
     for language, folder in [("rust", "examples/transforms/driver_stats"), ("python", "examples/python/driver_stats")]:
-        out = subprocess.run([fvhost, "build", str(ROOT / folder)], check=True, capture_output=True, text=True)
-        modules[language] = out.stdout.split(" transform ", 1)[1].rsplit(" in ", 1)[0]
+        out = subprocess.run([fvhost, "build", "--precompile", str(ROOT / folder)], check=True, capture_output=True, text=True)
+        modules[language] = out.stdout.splitlines()[0].split(" transform ", 1)[1].rsplit(" in ", 1)[0]
         log(f"{language} module: {modules[language]}")
 
     port = free_port()
@@ -170,10 +170,6 @@ def compare(args, work, py, feast, fvhost, modules, port):
         (repo / "definitions.yaml").write_text(FVHOST_DEFINITIONS.replace("MODULE", module))
         (repo / "data" / "events.parquet").write_bytes(data.read_bytes())
         command = [fvhost, "materialize", "-r", str(repo), "2025-12-31T00:00:00Z", "2026-01-02T00:00:00Z", "--json"]
-        log(f"{language}: warm-up run (compiles and caches the module's optimized code)")
-        subprocess.run(command, check=True, capture_output=True, env=dict(os.environ, FVHOST_LOG="warn"))
-        time.sleep(20 if language == "python" else 2)  # the optimized compile finishes in the background of the first run
-        subprocess.run(command, check=True, capture_output=True, env=dict(os.environ, FVHOST_LOG="warn"))
         flush()
         wall, peak_kib, output = measured_run(command, dict(os.environ, FVHOST_LOG="warn"))
         summary = json.loads(output.strip().splitlines()[-1])
