@@ -277,6 +277,29 @@ fn a_new_python_transform_passes_its_test_builds_and_applies_from_its_repo_entry
         events.as_os_str(),
     ]);
     let stdout = String::from_utf8_lossy(&tested.stdout);
+    // CSV too, its columns cast to the view's declared types as a push's are.
+    let csv = work.path().join("events.csv");
+    std::fs::write(
+        &csv,
+        "entity_id,event_timestamp,value\n7,2026-01-01T00:00:00Z,2\n8,2026-01-01T00:00:01Z,-3\n",
+    )
+    .unwrap();
+    let from_csv = fvhost(&[
+        &os("test-transform"),
+        dir.join("build/scale.wasm").as_os_str(),
+        &os("-r"),
+        repo.as_os_str(),
+        &os("--view"),
+        &os("scale"),
+        &os("--events"),
+        csv.as_os_str(),
+    ]);
+    let csv_out = String::from_utf8_lossy(&from_csv.stdout);
+    assert!(
+        csv_out.contains("batch 0: 2 events in, 1 rows out, 1 refused")
+            && csv_out.contains("7         | 2026-01-01T00:00:00 | 20.0"),
+        "{csv_out}"
+    );
     for expected in [
         "batch 0: 3 events in, 2 rows out, 1 refused",
         "entity_id | event_timestamp     | value_scaled",
