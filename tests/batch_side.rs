@@ -618,12 +618,20 @@ fn the_stream_offline_log_materializes_back_to_the_values_served_online() {
     }
 }
 
-#[test]
-fn the_http_server_pushes_and_reads_in_feasts_shapes() {
-    let repo = TestRepo::new("batch_http", DEFINITIONS);
-    let redis = RedisServer::start().unwrap();
+/// A `fvhost serve` child, killed when dropped (also when a test panics).
+struct Serve(std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `fvhost serve` over `repo` on a free port, once it answers /health.
+fn start_serve(repo: &TestRepo, redis: &RedisServer) -> (Serve, u16) {
     let port = fvhost::local::free_port().unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_fvhost"))
+    let server = Command::new(env!("CARGO_BIN_EXE_fvhost"))
         .args([
             "serve",
             "-r",
@@ -641,6 +649,7 @@ fn the_http_server_pushes_and_reads_in_feasts_shapes() {
         )
         .spawn()
         .unwrap();
+    let server = Serve(server);
     wait_for(
         "the server to answer /health",
         Duration::from_secs(30),
@@ -649,6 +658,73 @@ fn the_http_server_pushes_and_reads_in_feasts_shapes() {
                 && http(port, "GET", "/health", None).0 == 200
         },
     );
+    (server, port)
+}
+
+#[test]
+fn the_http_server_rides_out_a_redis_restart_and_says_503_while_redis_is_down() {
+    let repo = TestRepo::new("batch_http_outage", DEFINITIONS);
+    let mut redis = RedisServer::start().unwrap();
+    let (_server, port) = start_serve(&repo, &redis);
+    let read = serde_json::json!({
+        "entities": {"driver_id": [1001]},
+        "features": ["driver_hourly_stats_fresh:conv_rate"]
+    });
+    assert_eq!(
+        http(port, "POST", "/get-online-features", Some(&read)).0,
+        200
+    );
+    assert_eq!(http(port, "GET", "/ready", None).0, 200);
+
+    // Restarted while the server was idle: its connection is dead, and the
+    // first request finds out.
+    redis.restart().unwrap();
+    let (status, body) = http(port, "POST", "/get-online-features", Some(&read));
+    assert_eq!(status, 200, "the first read after a restart: {body}");
+
+    redis.kill();
+    let (status, body) = http(port, "POST", "/get-online-features", Some(&read));
+    assert_eq!(
+        status, 503,
+        "the store's outage is the server's trouble: {body}"
+    );
+    assert!(body.starts_with("{\"error\":\"redis read failed"), "{body}");
+    let (status, body) = http(port, "GET", "/ready", None);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        http(port, "GET", "/health", None).0,
+        200,
+        "the process is alive"
+    );
+
+    redis.restart().unwrap();
+    let (status, body) = http(port, "POST", "/get-online-features", Some(&read));
+    assert_eq!(status, 200, "the first request after the restart: {body}");
+    let push = serde_json::json!({
+        "push_source_name": "driver_stats_push",
+        "df": {
+            "driver_id": [1001], "event_timestamp": ["2026-01-01T02:00:00Z"],
+            "created": ["2026-01-01T02:00:00Z"], "conv_rate": [0.5], "acc_rate": [0.5],
+            "avg_daily_trips": [10]
+        },
+        "to": "online"
+    });
+    let (status, body) = http(port, "POST", "/push", Some(&push));
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = http(port, "GET", "/nowhere", None);
+    assert_eq!(status, 404);
+    assert!(body.contains("no route GET /nowhere"), "{body}");
+    let (status, body) = http(port, "GET", "/push", None);
+    assert_eq!(status, 405);
+    assert!(body.contains("/push does not take GET"), "{body}");
+}
+
+#[test]
+fn the_http_server_pushes_and_reads_in_feasts_shapes() {
+    let repo = TestRepo::new("batch_http", DEFINITIONS);
+    let redis = RedisServer::start().unwrap();
+    let (mut server, port) = start_serve(&repo, &redis);
 
     let push = serde_json::json!({
         "push_source_name": "driver_stats_push",
@@ -812,10 +888,10 @@ fn the_http_server_pushes_and_reads_in_feasts_shapes() {
     );
 
     let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status();
     assert!(
-        server.wait().unwrap().success(),
+        server.0.wait().unwrap().success(),
         "the server stops cleanly on SIGTERM"
     );
 }

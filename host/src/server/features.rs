@@ -72,7 +72,7 @@ pub async fn get_online_features(
             request.full_feature_names,
         )
         .await
-        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        .map_err(|e| ApiError::of(&e))?;
     Ok(Json(response))
 }
 

@@ -66,8 +66,11 @@ impl ServerState {
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
         .route("/push", post(push::push))
         .route("/get-online-features", post(features::get_online_features))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -80,7 +83,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("binding {address}"))?;
-    tracing::info!(address = %listener.local_addr()?, "serving /push, /get-online-features and /health");
+    tracing::info!(address = %listener.local_addr()?, "serving /push, /get-online-features, /health and /ready");
     listen::serve(
         listener,
         router(Arc::new(state)),
@@ -100,9 +103,79 @@ impl ApiError {
         Self(StatusCode::BAD_REQUEST, message.to_string())
     }
 
+    /// A failed push or read: 503 when the online store did not answer (the
+    /// server's trouble, worth a retry), 400 otherwise (the request's).
+    pub fn of(error: &anyhow::Error) -> Self {
+        let message = chain_text(error);
+        if error
+            .chain()
+            .any(|cause| cause.downcast_ref::<crate::online::StoreError>().is_some())
+        {
+            tracing::warn!("online store unavailable: {message}");
+            return Self(StatusCode::SERVICE_UNAVAILABLE, message);
+        }
+        Self::bad_request(message)
+    }
+
     pub fn internal(message: impl std::fmt::Display) -> Self {
         Self(StatusCode::INTERNAL_SERVER_ERROR, message.to_string())
     }
+}
+
+/// An error and its causes as one line, each cause once (a cause whose
+/// text ends the previous one's adds nothing).
+pub fn chain_text(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if parts
+            .last()
+            .is_some_and(|previous| previous.ends_with(&text))
+        {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
+}
+
+/// `GET /ready`: whether the online store answers (`/health` says only
+/// that the process is up, as a liveness probe should).
+async fn ready(
+    axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
+) -> Result<&'static str, ApiError> {
+    let mut connection = state.online.redis.clone();
+    let command = redis::cmd("PING");
+    let ping = command.query_async::<String>(&mut connection);
+    match tokio::time::timeout(std::time::Duration::from_secs(2), ping).await {
+        Ok(Ok(_)) => Ok("ready"),
+        Ok(Err(e)) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the online store does not answer: {e}"),
+        )),
+        Err(_) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the online store did not answer within 2 s".into(),
+        )),
+    }
+}
+
+/// Unknown paths and methods answer JSON like every other error.
+async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route {method} {}; the routes are POST /push, POST /get-online-features, GET /health, GET /ready",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not take {method}", uri.path()),
+    )
 }
 
 impl IntoResponse for ApiError {

@@ -49,7 +49,7 @@ pub async fn push(
     let summary = target
         .push(&state.repo, batch, request.to, Some(&state.online))
         .await
-        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        .map_err(|e| ApiError::of(&e))?;
     Ok(Json(summary))
 }
 

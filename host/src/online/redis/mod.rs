@@ -108,26 +108,29 @@ impl RedisStore {
     }
 
     /// Runs a pipeline of `script`'s calls, loading the script first when
-    /// the server does not know it (a restarted or flushed server).
+    /// the server does not know it (a restarted or flushed server), and once
+    /// more when the connection had dropped (see [`again_after`]).
     async fn run_scripted<T: redis::FromRedisValue>(
         &self,
         pipeline: &redis::Pipeline,
         script: &redis::Script,
     ) -> Result<T, StoreError> {
         let mut connection = self.connection.clone();
-        match pipeline.query_async(&mut connection).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                script
-                    .prepare_invoke()
-                    .load_async(&mut connection)
-                    .await
-                    .map_err(StoreError::RedisWrite)?;
-                pipeline
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(StoreError::RedisWrite)
+        let mut reconnected = false;
+        loop {
+            match pipeline.query_async(&mut connection).await {
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    script
+                        .prepare_invoke()
+                        .load_async(&mut connection)
+                        .await
+                        .map_err(StoreError::RedisWrite)?;
+                }
+                Err(e) if !reconnected && again_after(&e) => reconnected = true,
+                result => return result.map_err(StoreError::RedisWrite),
             }
-            result => result.map_err(StoreError::RedisWrite),
         }
     }
 
@@ -240,9 +243,20 @@ impl OnlineStore for RedisStore {
             pipeline.add_command(call);
         }
         let mut connection = self.connection.clone();
-        pipeline
-            .query_async(&mut connection)
-            .await
-            .map_err(StoreError::RedisRead)
+        match pipeline.query_async(&mut connection).await {
+            Err(e) if again_after(&e) => pipeline.query_async(&mut connection).await,
+            result => result,
+        }
+        .map_err(StoreError::RedisRead)
     }
+}
+
+/// Whether a request failed because the connection had dropped (a
+/// restarted redis-server): the connection manager has reconnected by the
+/// next request, so it is sent once more. Safe for every request here:
+/// reads change nothing, a newer-wins write applied twice leaves the same
+/// state, and a compare-and-set applied before the drop fails its guard
+/// the second time and is read and folded again.
+fn again_after(error: &redis::RedisError) -> bool {
+    error.is_connection_dropped() || error.is_io_error() || error.is_unrecoverable_error()
 }
