@@ -704,7 +704,8 @@ fn the_http_server_rides_out_a_redis_restart_and_says_503_while_redis_is_down() 
         "push_source_name": "driver_stats_push",
         "df": {
             "driver_id": [1001], "event_timestamp": ["2026-01-01T02:00:00Z"],
-            "created": ["2026-01-01T02:00:00Z"], "conv_rate": [0.5], "acc_rate": [0.5],
+            // Epoch seconds, the form Feast's server takes for a timestamp.
+            "created": [1_767_232_800], "conv_rate": [0.5], "acc_rate": [0.5],
             "avg_daily_trips": [10]
         },
         "to": "online"

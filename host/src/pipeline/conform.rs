@@ -99,7 +99,10 @@ fn cast_column(name: &str, column: &ArrayRef, to: &DataType) -> Result<ArrayRef,
         return Err(failed("booleans and numbers do not convert".into()));
     }
     let cast = if matches!(to, DataType::Timestamp(..)) {
-        to_utc_micros(column).ok_or_else(|| failed("not a timestamp".into()))?
+        match epoch_seconds(column) {
+            Some(micros) => micros,
+            None => to_utc_micros(column).ok_or_else(|| failed("not a timestamp".into()))?,
+        }
     } else {
         let strict = arrow_cast::CastOptions {
             safe: false,
@@ -115,6 +118,29 @@ fn cast_column(name: &str, column: &ArrayRef, to: &DataType) -> Result<ArrayRef,
         });
     }
     Ok(cast)
+}
+
+/// A numeric column for a timestamp, read as seconds since the epoch (the
+/// form Feast's feature server takes for a UnixTimestamp), as UTC
+/// microseconds; `None` for other columns. A value out of range becomes a
+/// null, which the caller reports as a value that does not fit.
+fn epoch_seconds(column: &ArrayRef) -> Option<ArrayRef> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float64Type;
+    if !column.data_type().is_numeric() {
+        return None;
+    }
+    let seconds = arrow_cast::cast(column, &DataType::Float64).ok()?;
+    let micros: arrow_array::TimestampMicrosecondArray = seconds
+        .as_primitive::<Float64Type>()
+        .iter()
+        .map(|s| {
+            s.map(|s| s * 1e6)
+                .filter(|m| m.is_finite() && m.abs() < 9.2e18)
+                .map(|m| m.round() as i64)
+        })
+        .collect();
+    Some(Arc::new(micros.with_timezone("UTC")))
 }
 
 /// The first row whose value a cast lost: a value that became null (text
@@ -161,6 +187,32 @@ mod tests {
             refused
                 .to_string()
                 .contains("column `rate` (Utf8) cannot become Float64"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn numbers_for_a_timestamp_are_epoch_seconds() {
+        let utc = DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("UTC".into()));
+        let wanted = HashMap::from([("rate", utc)]);
+        let cast = conform(
+            batch(Arc::new(Int64Array::from(vec![1_657_184_400]))),
+            &wanted,
+        )
+        .unwrap();
+        let micros = cast
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow_array::TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(micros.value(0), 1_657_184_400_000_000);
+        let refused = conform(
+            batch(Arc::new(arrow_array::Float64Array::from(vec![1e300]))),
+            &wanted,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(refused, ConformError::Value { row: 0, .. }),
             "{refused}"
         );
     }
