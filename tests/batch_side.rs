@@ -830,6 +830,16 @@ fn the_http_server_pushes_and_reads_in_feasts_shapes() {
             serde_json::json!("last tuesday"),
             "row 1: column `event_timestamp`: the value does not fit",
         ),
+        (
+            "avg_daily_trips",
+            serde_json::json!("seven"),
+            "df column `avg_daily_trips`: row 1 is a string but row 0 is a number",
+        ),
+        (
+            "avg_daily_trips",
+            serde_json::json!(["7", "seven"]),
+            "row 1: column `avg_daily_trips`: the value does not fit Int64",
+        ),
     ] {
         let mut df = serde_json::json!({
             "driver_id": [1003, 1004],
@@ -839,6 +849,8 @@ fn the_http_server_pushes_and_reads_in_feasts_shapes() {
         });
         if value.is_boolean() {
             df[column] = serde_json::json!([value, value]);
+        } else if value.is_array() {
+            df[column] = value;
         } else {
             df[column][1] = value;
         }

@@ -132,7 +132,29 @@ fn columns_to_batch(
 }
 
 /// One column's JSON values as an Arrow array of the type they infer to.
+/// Values of different kinds (a number and a string) are refused naming
+/// the first row that differs.
 fn column_to_array(values: &[serde_json::Value]) -> Result<arrow_array::ArrayRef, String> {
+    let kind = |value: &serde_json::Value| match value {
+        serde_json::Value::Null => None,
+        serde_json::Value::Bool(_) => Some("a boolean"),
+        serde_json::Value::Number(_) => Some("a number"),
+        serde_json::Value::String(_) => Some("a string"),
+        serde_json::Value::Array(_) => Some("a list"),
+        serde_json::Value::Object(_) => Some("an object"),
+    };
+    let mut first: Option<(usize, &str)> = None;
+    for (row, value) in values.iter().enumerate() {
+        match (first, kind(value)) {
+            (None, Some(found)) => first = Some((row, found)),
+            (Some((first_row, expected)), Some(found)) if found != expected => {
+                return Err(format!(
+                    "row {row} is {found} but row {first_row} is {expected}; a column's values are of one kind"
+                ));
+            }
+            _ => {}
+        }
+    }
     let mut lines = Vec::with_capacity(values.len() * 8);
     for value in values {
         lines.extend_from_slice(b"{\"v\":");
