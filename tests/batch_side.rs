@@ -713,6 +713,36 @@ fn the_http_server_rides_out_a_redis_restart_and_says_503_while_redis_is_down() 
     let (status, body) = http(port, "POST", "/push", Some(&push));
     assert_eq!(status, 200, "{body}");
 
+    // Feast's write_to_online_store route: a view's own rows, no push source.
+    let write = serde_json::json!({
+        "feature_view_name": "driver_hourly_stats",
+        "df": {
+            "driver_id": [1002], "event_timestamp": ["2026-01-01T03:00:00Z"],
+            "created": ["2026-01-01T03:00:00Z"], "conv_rate": [0.125], "acc_rate": [0.5],
+            "avg_daily_trips": [3]
+        },
+        "allow_registry_cache": true
+    });
+    let (status, body) = http(port, "POST", "/write-to-online-store", Some(&write));
+    assert_eq!(status, 200, "{body}");
+    let written = serde_json::json!({
+        "entities": {"driver_id": [1002]},
+        "features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:avg_daily_trips"]
+    });
+    let (status, body) = http(port, "POST", "/get-online-features", Some(&written));
+    assert_eq!(status, 200, "{body}");
+    let response: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(response["results"][1]["values"], serde_json::json!([0.125]));
+    assert_eq!(response["results"][2]["values"], serde_json::json!([3]));
+    let (status, body) = http(
+        port,
+        "POST",
+        "/write-to-online-store",
+        Some(&serde_json::json!({"feature_view_name": "nope", "df": {"driver_id": [1]}})),
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains("no feature view `nope`"), "{body}");
+
     let (status, body) = http(port, "GET", "/nowhere", None);
     assert_eq!(status, 404);
     assert!(body.contains("no route GET /nowhere"), "{body}");

@@ -104,6 +104,38 @@ impl PushTarget {
         })
     }
 
+    /// Writes straight to `view`'s online store, as Feast's
+    /// `write_to_online_store` does: the rows are the view's own (join keys,
+    /// timestamps, features), cast to its declared types and checked, with
+    /// no transform run. A view whose features fvhost computes (windowed
+    /// aggregations) is refused: its events are pushed instead.
+    pub fn direct(
+        repo: &FeatureRepo,
+        view: &str,
+        engine: &TransformEngine,
+        cache: &ModuleCache,
+    ) -> anyhow::Result<Self> {
+        let mut definition = repo
+            .view(view)
+            .ok_or_else(|| anyhow::anyhow!("no feature view `{view}` in the repo"))?
+            .clone();
+        if definition.windowing.is_some() {
+            anyhow::bail!(
+                "view `{view}` aggregates over windows, which fvhost computes from events: push the events to its source instead"
+            );
+        }
+        definition.transform = None;
+        let source = repo
+            .source(&definition.source)
+            .ok_or_else(|| anyhow::anyhow!("source `{}` is not in the repo", definition.source))?
+            .clone();
+        let pipeline = ViewPipeline::new(repo, &definition, engine, cache, &Limits::default())?;
+        Ok(Self {
+            source,
+            views: vec![pipeline],
+        })
+    }
+
     /// Pushes `batch` to the online store (through `online`) and/or the
     /// offline store. A row that cannot be pushed refuses the whole push.
     pub async fn push(

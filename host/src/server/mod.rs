@@ -1,5 +1,6 @@
 //! fvhost's HTTP server, on Feast's feature-server routes so Feast clients
-//! can talk to it: `POST /push`, `POST /get-online-features`, `GET /health`.
+//! can talk to it: `POST /push`, `POST /write-to-online-store`,
+//! `POST /get-online-features`, `GET /health`, and `GET /ready`.
 
 pub mod admin;
 pub mod auth;
@@ -28,6 +29,8 @@ use axum::routing::{get, post};
 pub struct ServerState {
     pub repo: FeatureRepo,
     pub push_targets: HashMap<String, PushTarget>,
+    /// Per view, the target of `/write-to-online-store` (or why it has none).
+    pub direct_targets: HashMap<String, Result<PushTarget, String>>,
     pub online: OnlineConnection,
     /// Largest `/push` body read.
     pub max_push_bytes: usize,
@@ -50,12 +53,22 @@ impl ServerState {
             let target = PushTarget::new(&repo, &source.name, &engine, &cache, &Limits::default())?;
             push_targets.insert(source.name.clone(), target);
         }
+        let direct_targets = repo
+            .views
+            .iter()
+            .map(|view| {
+                let target = PushTarget::direct(&repo, &view.name, &engine, &cache)
+                    .map_err(|e| format!("{e:#}"));
+                (view.name.clone(), target)
+            })
+            .collect();
         let online = OnlineConnection::open(&repo.config.online_store, redis_url)
             .await
             .context("connecting to the Redis online store")?;
         Ok(Self {
             repo,
             push_targets,
+            direct_targets,
             online,
             max_push_bytes: DEFAULT_MAX_PUSH_BYTES,
         })
@@ -68,6 +81,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
         .route("/push", post(push::push))
+        .route("/write-to-online-store", post(push::write_to_online_store))
         .route("/get-online-features", post(features::get_online_features))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -165,7 +179,7 @@ async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError
     ApiError(
         StatusCode::NOT_FOUND,
         format!(
-            "no route {method} {}; the routes are POST /push, POST /get-online-features, GET /health, GET /ready",
+            "no route {method} {}; the routes are POST /push, POST /write-to-online-store, POST /get-online-features, GET /health, GET /ready",
             uri.path()
         ),
     )

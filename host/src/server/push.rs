@@ -53,6 +53,48 @@ pub async fn push(
     Ok(Json(summary))
 }
 
+/// Feast's `write_to_online_store` request: a view's own rows. Its
+/// `allow_registry_cache` is accepted and ignored (fvhost reads its repo
+/// once, at start).
+#[derive(Debug, Deserialize)]
+pub struct WriteRequest {
+    pub feature_view_name: String,
+    pub df: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `POST /write-to-online-store`: the rows written to the view as they are
+/// (no transform), cast to its declared types and checked like a push.
+pub async fn write_to_online_store(
+    State(state): State<Arc<ServerState>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<PushSummary>, ApiError> {
+    let limit = BodyLimit {
+        what: "the /write-to-online-store body",
+        max_bytes: state.max_push_bytes,
+        discard_excess: true,
+    };
+    let request: WriteRequest = read_json(body, &headers, limit, "a write request").await?;
+    let target = match state.direct_targets.get(&request.feature_view_name) {
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "no feature view `{}` in the repo",
+                request.feature_view_name
+            )));
+        }
+        Some(Err(why)) => return Err(ApiError::bad_request(why)),
+        Some(Ok(target)) => target,
+    };
+    refuse_inexact_integers(&request.df, &target.declared_types())
+        .map_err(ApiError::bad_request)?;
+    let batch = columns_to_batch(&request.df).map_err(ApiError::bad_request)?;
+    let summary = target
+        .push(&state.repo, batch, PushTo::Online, Some(&state.online))
+        .await
+        .map_err(|e| ApiError::of(&e))?;
+    Ok(Json(summary))
+}
+
 /// JSON numbers beyond ±2^53 that are not exact integers lost their digits
 /// when parsed (`-9223372036854775809` reads as -2^63): for a column
 /// declared as an integer they are refused, naming the row, never clamped.
