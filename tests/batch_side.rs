@@ -243,6 +243,49 @@ fn rfc3339(micros: i64) -> String {
 }
 
 #[test]
+fn a_view_without_entities_is_written_and_read_under_feasts_dummy_key() {
+    let definitions = format!(
+        "{DEFINITIONS}  - name: fleet_stats\n    entities: []\n    ttl: 2d\n    source: driver_stats_source\n    schema:\n      - {{name: conv_rate, dtype: Float32}}\n"
+    );
+    let repo = TestRepo::new("batch_entityless", &definitions);
+    let rows = history(20, 5);
+    write_parquet(&repo.path().join("data/driver_stats/part-0.parquet"), &rows);
+    let redis = RedisServer::start().unwrap();
+    fvhost(
+        &[
+            "materialize",
+            "-r",
+            repo.path().to_str().unwrap(),
+            &rfc3339(DAY0 - 96 * HOUR),
+            &rfc3339(DAY0 + 96 * HOUR),
+            "--views",
+            "fleet_stats",
+        ],
+        &redis,
+    );
+    // Feast's key for the entity-less case: join key `__dummy_id`, value "".
+    let mut key = vec![1, 0, 0, 0, 2, 0, 0, 0, 10, 0, 0, 0];
+    key.extend_from_slice(b"__dummy_id");
+    key.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 0]);
+    key.extend_from_slice(repo.project.as_bytes());
+    let stored: HashMap<Vec<u8>, Vec<u8>> = redis_connection(&redis).hgetall(&key).unwrap();
+    let newest = rows.iter().max_by_key(|r| (r.event, r.created)).unwrap();
+    assert_eq!(
+        stored.get(&feature_field("fleet_stats", "conv_rate").to_vec()),
+        Some(&float_value(newest.conv)),
+        "the newest row of all: {stored:?}"
+    );
+
+    let (_server, port) = start_serve(&repo, &redis);
+    let request = serde_json::json!({"entities": {}, "features": ["fleet_stats:conv_rate"]});
+    let (status, body) = http(port, "POST", "/get-online-features", Some(&request));
+    assert_eq!(status, 200, "{body}");
+    let response: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let value = response["results"].as_array().unwrap().last().unwrap()["values"][0].clone();
+    assert_eq!(value.as_f64(), Some(f64::from(newest.conv)), "{body}");
+}
+
+#[test]
 fn materialize_writes_exactly_the_newest_row_per_driver_inside_the_range() {
     let repo = TestRepo::new("batch_range", DEFINITIONS);
     let mut rows = history(800, 8);

@@ -58,8 +58,19 @@ pub struct KeyBuilder {
 
 impl KeyBuilder {
     /// `join_keys` in the caller's (declared) order; values passed to
-    /// [`KeyBuilder::redis_key`] come in the same order.
+    /// [`KeyBuilder::redis_key`] come in the same order. A view without
+    /// entities has none: its one row is keyed as Feast keys it, by the
+    /// join key [`DUMMY_JOIN_KEY`] with the empty string, whatever values
+    /// are passed.
     pub fn new(version: KeyVersion, join_keys: &[String], project: &str) -> Self {
+        if join_keys.is_empty() {
+            return Self {
+                version,
+                sorted_names: vec![DUMMY_JOIN_KEY.to_string()],
+                order: Vec::new(),
+                project: project.as_bytes().to_vec(),
+            };
+        }
         let mut order: Vec<usize> = (0..join_keys.len()).collect();
         if join_keys.len() > 1 {
             order.sort_by(|&a, &b| join_keys[a].cmp(&join_keys[b]));
@@ -93,7 +104,8 @@ impl KeyBuilder {
     }
 
     fn entity_key_into(&self, values: &[KeyValue<'_>], out: &mut Vec<u8>) {
-        debug_assert_eq!(values.len(), self.sorted_names.len());
+        let entityless = self.order.is_empty();
+        debug_assert!(entityless || values.len() == self.sorted_names.len());
         if self.version == KeyVersion::V3 {
             put_u32(out, self.sorted_names.len() as u32);
         }
@@ -103,6 +115,9 @@ impl KeyBuilder {
                 KeyVersion::V3 => put_len_prefixed(out, name.as_bytes()),
                 KeyVersion::V2 => out.extend_from_slice(name.as_bytes()),
             }
+        }
+        if entityless {
+            KeyValue::String("").put(out);
         }
         for &i in &self.order {
             values[i].put(out);
@@ -121,3 +136,20 @@ fn put_len_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// The join key Feast uses for a feature view with no entity.
 pub const DUMMY_JOIN_KEY: &str = "__dummy_id";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_view_without_entities_is_keyed_by_feasts_dummy_join_key() {
+        let keys = KeyBuilder::new(KeyVersion::V3, &[], "proj");
+        // Written out from Feast's serialize_entity_key for
+        // EntityKey(join_keys=["__dummy_id"], entity_values=[string_val ""]).
+        let mut expected = vec![1, 0, 0, 0, 2, 0, 0, 0, 10, 0, 0, 0];
+        expected.extend_from_slice(b"__dummy_id");
+        expected.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 0]);
+        expected.extend_from_slice(b"proj");
+        assert_eq!(keys.redis_key(&[]), expected);
+    }
+}

@@ -81,6 +81,16 @@ fn entity_rows(
     entities: &serde_json::Map<String, serde_json::Value>,
     request: &OnlineRequest<'_>,
 ) -> Result<Vec<Vec<String>>, String> {
+    if request.join_keys.is_empty() {
+        // Views without entities: one row per value of whatever entity list
+        // came (Feast's entity-less case), else one row.
+        let count = entities
+            .values()
+            .filter_map(|v| v.as_array().map(Vec::len))
+            .max()
+            .unwrap_or(1);
+        return Ok(vec![Vec::new(); count]);
+    }
     let mut columns = Vec::with_capacity(request.join_keys.len());
     for key in &request.join_keys {
         let values = entities
