@@ -271,7 +271,7 @@ fn a_view_without_entities_is_written_and_read_under_feasts_dummy_key() {
     let stored: HashMap<Vec<u8>, Vec<u8>> = redis_connection(&redis).hgetall(&key).unwrap();
     let newest = rows.iter().max_by_key(|r| (r.event, r.created)).unwrap();
     assert_eq!(
-        stored.get(&feature_field("fleet_stats", "conv_rate").to_vec()),
+        stored.get(feature_field("fleet_stats", "conv_rate").as_slice()),
         Some(&float_value(newest.conv)),
         "the newest row of all: {stored:?}"
     );
