@@ -706,7 +706,12 @@ fn start_serve(repo: &TestRepo, redis: &RedisServer) -> (Serve, u16) {
 
 #[test]
 fn the_http_server_rides_out_a_redis_restart_and_says_503_while_redis_is_down() {
-    let repo = TestRepo::new("batch_http_outage", DEFINITIONS);
+    let repo = TestRepo::new(
+        "batch_http_outage",
+        &format!(
+            "{DEFINITIONS}feature_services:\n  - name: driver_activity\n    features:\n      - {{view: driver_hourly_stats_fresh, features: [conv_rate, avg_daily_trips]}}\n"
+        ),
+    );
     let mut redis = RedisServer::start().unwrap();
     let (_server, port) = start_serve(&repo, &redis);
     let read = serde_json::json!({
@@ -755,6 +760,29 @@ fn the_http_server_rides_out_a_redis_restart_and_says_503_while_redis_is_down() 
     });
     let (status, body) = http(port, "POST", "/push", Some(&push));
     assert_eq!(status, 200, "{body}");
+
+    // A feature service's features, as Feast's server reads them.
+    let by_service = serde_json::json!({
+        "entities": {"driver_id": [1001]},
+        "feature_service": "driver_activity"
+    });
+    let (status, body) = http(port, "POST", "/get-online-features", Some(&by_service));
+    assert_eq!(status, 200, "{body}");
+    let response: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        response["metadata"]["feature_names"],
+        serde_json::json!(["driver_id", "conv_rate", "avg_daily_trips"]),
+        "{body}"
+    );
+    assert_eq!(response["results"][1]["values"], serde_json::json!([0.5]));
+    let (status, body) = http(
+        port,
+        "POST",
+        "/get-online-features",
+        Some(&serde_json::json!({"entities": {"driver_id": [1]}, "feature_service": "nope"})),
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains("no feature service `nope`"), "{body}");
 
     // Feast's write_to_online_store route: a view's own rows, no push source.
     let write = serde_json::json!({

@@ -84,6 +84,15 @@ fn apply_names_file_object_and_field_of_each_mistake() {
         ],
     );
     assert_invalid(
+        &format!(
+            "{good}feature_services:\n  - name: ranking\n    features:\n      - stats\n      - {{view: gone, features: [x]}}\n      - {{view: stats, features: [speed]}}\n"
+        ),
+        &[
+            "definitions.yaml: feature service `ranking`: field `features[1]`: no feature view `gone`",
+            "definitions.yaml: feature service `ranking`: field `features[2]`: view `stats` has no feature `speed`",
+        ],
+    );
+    assert_invalid(
         &good.replace("value_type: INT64", "value_type: FLOAT"),
         &[
             "definitions.yaml: entity `driver`: field `value_type`",

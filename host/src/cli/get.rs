@@ -14,8 +14,15 @@ pub struct GetArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
     /// Features to read, as view:feature (comma-separated or repeated).
-    #[arg(long = "features", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "features",
+        value_delimiter = ',',
+        required_unless_present = "feature_service"
+    )]
     pub features: Vec<String>,
+    /// Read the features of this feature service instead.
+    #[arg(long, conflicts_with = "features")]
+    pub feature_service: Option<String>,
     /// One entity row, as join_key=value[,join_key=value] (repeat per entity).
     #[arg(long = "entity", required = true)]
     pub entities: Vec<String>,
@@ -29,8 +36,13 @@ pub struct GetArgs {
 
 pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     let repo = args.repo.load()?;
-    let refs = args
-        .features
+    let features = match &args.feature_service {
+        Some(service) => repo
+            .service_features(service)
+            .ok_or_else(|| anyhow::anyhow!("no feature service `{service}` in the repo"))?,
+        None => args.features.clone(),
+    };
+    let refs = features
         .iter()
         .map(|f| FeatureRef::parse(f))
         .collect::<Result<Vec<_>, _>>()

@@ -24,6 +24,31 @@ pub struct DefinitionsFile {
     pub feature_views: Vec<serde_yaml::Value>,
     #[serde(default)]
     pub stream_feature_views: Vec<serde_yaml::Value>,
+    #[serde(default)]
+    pub feature_services: Vec<serde_yaml::Value>,
+}
+
+/// Feast's `FeatureService`: a named set of features, by view.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeatureService {
+    pub name: String,
+    pub features: Vec<RawServiceEntry>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One entry of a feature service: a view (all its features), or a view
+/// and some of its features (Feast's `view[["a", "b"]]`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawServiceEntry {
+    View(String),
+    Projection { view: String, features: Vec<String> },
 }
 
 #[derive(Debug, Deserialize)]

@@ -37,6 +37,7 @@ pub fn load_repo(root: &Path) -> Result<FeatureRepo, RepoError> {
         loader.definitions_file(&file);
     }
     let (entities, sources, views) = loader.objects;
+    let services = loader.services;
     let errors = loader.errors;
     match config {
         Some(config) if errors.is_empty() => {
@@ -46,8 +47,13 @@ pub fn load_repo(root: &Path) -> Result<FeatureRepo, RepoError> {
                 entities,
                 sources,
                 views,
+                feature_services: Vec::new(),
             };
-            let errors = check_references(&repo);
+            let mut errors = check_references(&repo);
+            let repo = FeatureRepo {
+                feature_services: resolve_services(&repo, services, &mut errors),
+                ..repo
+            };
             if errors.is_empty() {
                 let mut repo = repo;
                 inherit_push_timestamps(&mut repo);
@@ -134,6 +140,8 @@ struct Loader<'a> {
     root: &'a Path,
     errors: Vec<String>,
     objects: Objects,
+    /// Feature services as declared, with the file each came from.
+    services: Vec<(String, RawFeatureService)>,
 }
 
 /// Where an object was defined, for error messages: `file: kind `name``.
@@ -162,6 +170,7 @@ impl<'a> Loader<'a> {
             root,
             errors: Vec::new(),
             objects: (Vec::new(), Vec::new(), Vec::new()),
+            services: Vec::new(),
         }
     }
 
@@ -254,6 +263,12 @@ impl<'a> Loader<'a> {
             )
         {
             self.view(&file, path, value, stream);
+        }
+        for value in definitions.feature_services {
+            let place = place(&file, "feature service", &value);
+            if let Some(raw) = self.typed::<RawFeatureService>(&place, value) {
+                self.services.push((file.clone(), raw));
+            }
         }
     }
 
@@ -723,6 +738,66 @@ impl<'a> Loader<'a> {
             max_distinct,
         })
     }
+}
+
+/// Feature services resolved against the views: each names views of the
+/// repo and features they have; names are unique. Errors name the file, the
+/// service and the entry.
+fn resolve_services(
+    repo: &FeatureRepo,
+    services: Vec<(String, RawFeatureService)>,
+    errors: &mut Vec<String>,
+) -> Vec<FeatureService> {
+    let mut resolved: Vec<FeatureService> = Vec::new();
+    for (file, raw) in services {
+        let at = |i: usize| {
+            format!(
+                "{file}: feature service `{}`: field `features[{i}]`",
+                raw.name
+            )
+        };
+        if resolved.iter().any(|s| s.name == raw.name) {
+            errors.push(format!(
+                "{file}: feature service `{}` is defined twice",
+                raw.name
+            ));
+            continue;
+        }
+        let mut features = Vec::new();
+        for (i, entry) in raw.features.iter().enumerate() {
+            let (view_name, wanted) = match entry {
+                RawServiceEntry::View(view) => (view, None),
+                RawServiceEntry::Projection { view, features } => (view, Some(features)),
+            };
+            let Some(view) = repo.view(view_name) else {
+                errors.push(format!(
+                    "{}: no feature view `{view_name}` in the repo",
+                    at(i)
+                ));
+                continue;
+            };
+            let names: Vec<String> = match wanted {
+                None => view.features.iter().map(|f| f.name.clone()).collect(),
+                Some(wanted) => {
+                    for name in wanted {
+                        if !view.features.iter().any(|f| &f.name == name) {
+                            errors.push(format!(
+                                "{}: view `{view_name}` has no feature `{name}`",
+                                at(i)
+                            ));
+                        }
+                    }
+                    wanted.clone()
+                }
+            };
+            features.push((view_name.clone(), names));
+        }
+        resolved.push(FeatureService {
+            name: raw.name,
+            features,
+        });
+    }
+    resolved
 }
 
 /// Cross-object checks: names are unique, references resolve, kinds fit.

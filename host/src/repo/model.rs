@@ -15,6 +15,16 @@ pub struct FeatureRepo {
     pub entities: Vec<Entity>,
     pub sources: Vec<Source>,
     pub views: Vec<FeatureView>,
+    pub feature_services: Vec<FeatureService>,
+}
+
+/// Feast's `FeatureService`: a named set of features a model reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureService {
+    pub name: String,
+    /// Each view and the features taken from it, in the declared order
+    /// (every feature of the view when the entry names the view alone).
+    pub features: Vec<(String, Vec<String>)>,
 }
 
 /// Feast's `Entity`.
@@ -166,6 +176,21 @@ impl FeatureRepo {
 
     pub fn view(&self, name: &str) -> Option<&FeatureView> {
         self.views.iter().find(|v| v.name == name)
+    }
+
+    pub fn feature_service(&self, name: &str) -> Option<&FeatureService> {
+        self.feature_services.iter().find(|s| s.name == name)
+    }
+
+    /// The `view:feature` references of feature service `name`, in order.
+    pub fn service_features(&self, name: &str) -> Option<Vec<String>> {
+        self.feature_service(name).map(|service| {
+            service
+                .features
+                .iter()
+                .flat_map(|(view, features)| features.iter().map(move |f| format!("{view}:{f}")))
+                .collect()
+        })
     }
 
     /// Stream feature views fed by a Kafka source, with that source.

@@ -15,9 +15,29 @@ use crate::online::{FeatureRef, OnlineResponse};
 pub struct FeaturesRequest {
     /// Join key -> one value per entity.
     pub entities: serde_json::Map<String, serde_json::Value>,
-    pub features: Vec<String>,
+    /// `view:feature` references; or a `feature_service` instead.
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    #[serde(default)]
+    pub feature_service: Option<String>,
     #[serde(default)]
     pub full_feature_names: bool,
+}
+
+impl FeaturesRequest {
+    /// The `view:feature` references asked for: the list, or the service's features.
+    fn feature_names(&self, repo: &crate::repo::FeatureRepo) -> Result<Vec<String>, String> {
+        match (&self.features, &self.feature_service) {
+            (Some(features), None) => Ok(features.clone()),
+            (None, Some(service)) => repo
+                .service_features(service)
+                .ok_or_else(|| format!("no feature service `{service}` in the repo")),
+            (Some(_), Some(_)) => Err("give `features` or `feature_service`, not both".into()),
+            (None, None) => {
+                Err("give `features` (view:feature names) or a `feature_service`".into())
+            }
+        }
+    }
 }
 
 /// Largest `/get-online-features` body read.
@@ -39,14 +59,16 @@ pub async fn get_online_features(
     };
     let request: FeaturesRequest =
         read_json(body, &headers, limit, "a get-online-features request").await?;
+    let features = request
+        .feature_names(&state.repo)
+        .map_err(ApiError::bad_request)?;
     let mut seen = std::collections::HashSet::new();
-    if let Some(duplicate) = request.features.iter().find(|f| !seen.insert(f.as_str())) {
+    if let Some(duplicate) = features.iter().find(|f| !seen.insert(f.as_str())) {
         return Err(ApiError::bad_request(format!(
             "feature `{duplicate}` is asked for more than once"
         )));
     }
-    let refs = request
-        .features
+    let refs = features
         .iter()
         .map(|f| FeatureRef::parse(f))
         .collect::<Result<Vec<_>, _>>()
