@@ -210,25 +210,10 @@ fn fvhost(args: &[&str], redis: &RedisServer) -> Output {
     fvhost_exiting(&args, redis, 0)
 }
 
-/// Runs `fvhost` with the test module cache and `--redis`; returns its output
-/// after checking its exit code is `code`.
+/// Runs `fvhost` with `--redis`; returns its output after checking its
+/// exit code is `code`.
 fn fvhost_exiting(args: &[&std::ffi::OsStr], redis: &RedisServer, code: i32) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_fvhost"))
-        .args(args)
-        .args(["--redis", &redis.url()])
-        .env(
-            "FVHOST_CACHE_DIR",
-            root().join("target/fvhost-test-module-cache"),
-        )
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "fvhost {args:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    run_fvhost(args, Some(redis), code)
 }
 
 fn summaries(out: &Output) -> Vec<serde_json::Value> {

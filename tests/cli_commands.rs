@@ -93,6 +93,14 @@ fn apply_names_file_object_and_field_of_each_mistake() {
         ],
     );
     assert_invalid(
+        &good.replace("    ttl: 1d\n", "    ttl: 1d\n    offline: true\n"),
+        &[
+            "definitions.yaml: stream feature view `stats`: field `offline`",
+            "batch source `driver_stats_source`",
+            "names a single file",
+        ],
+    );
+    assert_invalid(
         &good.replace("value_type: INT64", "value_type: FLOAT"),
         &[
             "definitions.yaml: entity `driver`: field `value_type`",

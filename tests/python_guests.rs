@@ -201,21 +201,7 @@ fn the_python_example_writes_the_rust_examples_bytes() {
 }
 
 fn fvhost(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_fvhost"))
-        .args(args)
-        .env(
-            "FVHOST_CACHE_DIR",
-            root().join("target/fvhost-test-module-cache"),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "fvhost {args:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    run_fvhost(args, None, 0)
 }
 
 #[test]
@@ -258,6 +244,19 @@ fn a_new_python_transform_passes_its_test_builds_and_applies_from_its_repo_entry
         "{stdout}"
     );
     // The author's loop: sample events through the module as the host runs it.
+    let module = dir.join("build/scale.wasm");
+    let test_transform = |events: &std::path::Path| {
+        fvhost(&[
+            &os("test-transform"),
+            module.as_os_str(),
+            &os("-r"),
+            repo.as_os_str(),
+            &os("--view"),
+            &os("scale"),
+            &os("--events"),
+            events.as_os_str(),
+        ])
+    };
     let events = work.path().join("events.jsonl");
     std::fs::write(
         &events,
@@ -266,16 +265,7 @@ fn a_new_python_transform_passes_its_test_builds_and_applies_from_its_repo_entry
          {\"entity_id\": 3, \"event_timestamp\": \"2026-01-01T00:00:02Z\"}\n",
     )
     .unwrap();
-    let tested = fvhost(&[
-        &os("test-transform"),
-        dir.join("build/scale.wasm").as_os_str(),
-        &os("-r"),
-        repo.as_os_str(),
-        &os("--view"),
-        &os("scale"),
-        &os("--events"),
-        events.as_os_str(),
-    ]);
+    let tested = test_transform(&events);
     let stdout = String::from_utf8_lossy(&tested.stdout);
     // CSV too, its columns cast to the view's declared types as a push's are.
     let csv = work.path().join("events.csv");
@@ -284,16 +274,7 @@ fn a_new_python_transform_passes_its_test_builds_and_applies_from_its_repo_entry
         "entity_id,event_timestamp,value\n7,2026-01-01T00:00:00Z,2\n8,2026-01-01T00:00:01Z,-3\n",
     )
     .unwrap();
-    let from_csv = fvhost(&[
-        &os("test-transform"),
-        dir.join("build/scale.wasm").as_os_str(),
-        &os("-r"),
-        repo.as_os_str(),
-        &os("--view"),
-        &os("scale"),
-        &os("--events"),
-        csv.as_os_str(),
-    ]);
+    let from_csv = test_transform(&csv);
     let csv_out = String::from_utf8_lossy(&from_csv.stdout);
     assert!(
         csv_out.contains("batch 0: 2 events in, 1 rows out, 1 refused")

@@ -335,21 +335,7 @@ fn write_history(path: &std::path::Path, events: &[Event]) {
 
 /// Runs `fvhost` against `redis` and returns its stdout, after checking it succeeded.
 fn fvhost(args: &[&str], redis: &RedisServer) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fvhost"))
-        .args(args)
-        .args(["--redis", &redis.url()])
-        .env(
-            "FVHOST_CACHE_DIR",
-            root().join("target/fvhost-test-module-cache"),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "fvhost {args:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&run_fvhost(args, Some(redis), 0).stdout).into_owned()
 }
 
 fn rfc3339(seconds: i64) -> String {

@@ -45,20 +45,40 @@ pub fn python_driver_stats_module() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let dir = root().join("examples/python/driver_stats");
-            let out = Command::new(env!("CARGO_BIN_EXE_fvhost"))
-                .arg("build")
-                .arg(&dir)
-                .output()
-                .expect("running fvhost build");
-            assert!(
-                out.status.success(),
-                "fvhost build {}:\n{}",
-                dir.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            run_fvhost(&["build".as_ref(), dir.as_os_str()], None, 0);
             dir.join("build/driver_stats.wasm")
         })
         .clone()
+}
+
+/// Runs the real `fvhost` with `args` (and `--redis` when given), with the
+/// tests' module cache; returns its output after checking its exit code.
+pub fn run_fvhost<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    redis: Option<&RedisServer>,
+    code: i32,
+) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fvhost"));
+    command.args(args);
+    if let Some(redis) = redis {
+        command.args(["--redis", &redis.url()]);
+    }
+    let out = command
+        .env(
+            "FVHOST_CACHE_DIR",
+            root().join("target/fvhost-test-module-cache"),
+        )
+        .output()
+        .expect("running fvhost");
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "fvhost {shown:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// A test guest from `tests/guests`, built from source.

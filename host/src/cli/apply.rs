@@ -62,6 +62,9 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
             Ok((version, probe)) => lines.push(view_line(view, &version, probe)),
             Err(e) => errors.push(format!("{place}: field `transform`: {e}")),
         }
+        if let Some(e) = offline_log_error(&repo, view) {
+            errors.push(format!("{place}: field `offline`: {e}"));
+        }
     }
     if !errors.is_empty() {
         eprintln!(
@@ -76,6 +79,30 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         return super::admin::apply_live(&args.admin).await;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why `run` could not keep `view`'s offline log, if it could not: the log
+/// appends files to the view's batch source, which must be a folder or a
+/// glob (a single Parquet file is not appended to yet).
+fn offline_log_error(
+    repo: &crate::repo::FeatureRepo,
+    view: &crate::repo::FeatureView,
+) -> Option<String> {
+    if !view.offline {
+        return None;
+    }
+    let source = crate::pipeline::materialize::batch_source(repo, view).ok()?;
+    let crate::repo::SourceKind::File { path } = &source.kind else {
+        return None;
+    };
+    crate::offline::files::write_dir(&repo.root, path)
+        .err()
+        .map(|e| {
+            format!(
+                "the offline log appends files to batch source `{}`: {e}",
+                source.name
+            )
+        })
 }
 
 fn view_line(view: &crate::repo::FeatureView, version: &str, probe: Option<usize>) -> String {
