@@ -859,6 +859,27 @@ fn the_http_server_pushes_and_reads_in_feasts_shapes() {
         "2026-01-01T02:00:00Z"
     );
 
+    // An integral number for an Int64 key reads as the integer (Feast does);
+    // entity lists of different lengths are refused.
+    let request = serde_json::json!({
+        "entities": {"driver_id": [1001.0]},
+        "features": ["driver_hourly_stats_fresh:conv_rate"]
+    });
+    let (status, body) = http(port, "POST", "/get-online-features", Some(&request));
+    assert_eq!(status, 200, "{body}");
+    let response: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(response["results"][1]["values"], serde_json::json!([0.5]));
+    let request = serde_json::json!({
+        "entities": {"driver_id": [1001], "customer": ["c7", "c8"]},
+        "features": ["driver_hourly_stats_fresh:conv_rate"]
+    });
+    let (status, body) = http(port, "POST", "/get-online-features", Some(&request));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("every entity list needs the same number of values"),
+        "{body}"
+    );
+
     let (status, body) = http(
         port,
         "POST",

@@ -103,14 +103,24 @@ fn entity_rows(
     entities: &serde_json::Map<String, serde_json::Value>,
     request: &OnlineRequest<'_>,
 ) -> Result<Vec<Vec<String>>, String> {
+    let lengths: Vec<(&String, usize)> = entities
+        .iter()
+        .filter_map(|(name, values)| values.as_array().map(|v| (name, v.len())))
+        .collect();
+    if let (Some((first, count)), Some((other, other_count))) = (
+        lengths.first(),
+        lengths
+            .iter()
+            .find(|(_, n)| Some(n) != lengths.first().map(|(_, n)| n)),
+    ) {
+        return Err(format!(
+            "every entity list needs the same number of values: `{first}` has {count}, `{other}` has {other_count}"
+        ));
+    }
     if request.join_keys.is_empty() {
         // Views without entities: one row per value of whatever entity list
         // came (Feast's entity-less case), else one row.
-        let count = entities
-            .values()
-            .filter_map(|v| v.as_array().map(Vec::len))
-            .max()
-            .unwrap_or(1);
+        let count = lengths.first().map_or(1, |(_, n)| *n);
         return Ok(vec![Vec::new(); count]);
     }
     let mut columns = Vec::with_capacity(request.join_keys.len());
@@ -119,22 +129,25 @@ fn entity_rows(
             .get(&key.name)
             .and_then(|v| v.as_array())
             .ok_or_else(|| format!("entities must give a list for join key `{}`", key.name))?;
-        columns.push(
-            values
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string())
-                })
-                .collect::<Vec<_>>(),
-        );
+        columns.push(values.iter().map(key_text).collect::<Vec<_>>());
     }
     let count = columns.first().map_or(0, Vec::len);
-    if columns.iter().any(|c| c.len() != count) {
-        return Err("every join key needs the same number of values".into());
-    }
     Ok((0..count)
         .map(|i| columns.iter().map(|c| c[i].clone()).collect())
         .collect())
+}
+
+/// A join-key value as the text the key's type is parsed from: strings as
+/// they are, an integral number as an integer (`1003.0` is 1003, as Feast
+/// reads it; `1003.5` stays and is refused by an integer key).
+fn key_text(value: &serde_json::Value) -> String {
+    if let Some(text) = value.as_str() {
+        return text.to_string();
+    }
+    match value.as_f64() {
+        Some(f) if !value.is_i64() && !value.is_u64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            format!("{}", f as i64)
+        }
+        _ => value.to_string(),
+    }
 }
