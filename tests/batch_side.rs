@@ -268,6 +268,19 @@ fn a_view_without_entities_is_written_and_read_under_feasts_dummy_key() {
     let response: serde_json::Value = serde_json::from_str(&body).unwrap();
     let value = response["results"].as_array().unwrap().last().unwrap()["values"][0].clone();
     assert_eq!(value.as_f64(), Some(f64::from(newest.conv)), "{body}");
+
+    // Beside a keyed view, the entity-less view answers every entity row.
+    let request = serde_json::json!({
+        "entities": {"driver_id": [rows[0].driver, 424_242]},
+        "features": ["driver_hourly_stats:conv_rate", "fleet_stats:conv_rate"],
+        "full_feature_names": true
+    });
+    let (status, body) = http(port, "POST", "/get-online-features", Some(&request));
+    assert_eq!(status, 200, "{body}");
+    let response: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let fleet = &response["results"][2]["values"];
+    assert_eq!(fleet[0].as_f64(), Some(f64::from(newest.conv)), "{body}");
+    assert_eq!(fleet[1].as_f64(), Some(f64::from(newest.conv)), "{body}");
 }
 
 #[test]

@@ -83,6 +83,15 @@ impl KeyBuilder {
         }
     }
 
+    /// The Redis key of an entity-less view's row in the same project.
+    pub fn entityless_key(&self) -> Vec<u8> {
+        Self::new(self.version, &[], "")
+            .redis_key(&[])
+            .into_iter()
+            .chain(self.project.iter().copied())
+            .collect()
+    }
+
     /// Serialized entity key followed by the project name.
     pub fn redis_key(&self, values: &[KeyValue<'_>]) -> Vec<u8> {
         let mut out = Vec::with_capacity(32 + 24 * values.len() + self.project.len());

@@ -69,9 +69,16 @@ pub async fn get_online_features(
     full_feature_names: bool,
 ) -> Result<OnlineResponse, StoreError> {
     let mut reads = Vec::with_capacity(entities.len() * views.len());
+    let entityless = keys.entityless_key();
     for entity in entities {
         let key = keys.redis_key(&entity.values);
         for (view, features) in views {
+            // A view without entities has one row, whatever the entity.
+            let key = if view.join_keys.is_empty() {
+                &entityless
+            } else {
+                &key
+            };
             let mut fields: Vec<Vec<u8>> = features
                 .iter()
                 .map(|feature| feature_field(&view.name, feature).to_vec())

@@ -40,15 +40,25 @@ impl<'a> OnlineRequest<'a> {
                 None => views.push((view, vec![r.feature.clone()])),
             }
         }
-        let Some((first, _)) = views.first() else {
+        if views.is_empty() {
             bail!("no feature requested")
-        };
-        let join_keys = first.join_keys.clone();
-        for (view, _) in &views[1..] {
+        }
+        // Views without entities answer every entity row: the join keys are
+        // those of the keyed views, which must agree.
+        let keyed: Vec<&FeatureView> = views
+            .iter()
+            .map(|(view, _)| *view)
+            .filter(|view| !view.join_keys.is_empty())
+            .collect();
+        let join_keys = keyed
+            .first()
+            .map(|view| view.join_keys.clone())
+            .unwrap_or_default();
+        for view in keyed.iter().skip(1) {
             if view.join_keys != join_keys {
                 bail!(
                     "views `{}` and `{}` have different join keys; request them separately",
-                    first.name,
+                    keyed[0].name,
                     view.name
                 );
             }
