@@ -261,6 +261,23 @@ fn a_view_without_entities_is_written_and_read_under_feasts_dummy_key() {
         "the newest row of all: {stored:?}"
     );
 
+    let from_cli = fvhost(
+        &[
+            "get-online-features",
+            "-r",
+            repo.path().to_str().unwrap(),
+            "--features",
+            "fleet_stats:conv_rate",
+        ],
+        &redis,
+    );
+    let response: serde_json::Value = serde_json::from_slice(&from_cli.stdout).unwrap();
+    assert_eq!(
+        response["results"][0]["values"][0].as_f64(),
+        Some(f64::from(newest.conv)),
+        "no --entity for a view without entities: {response}"
+    );
+
     let (_server, port) = start_serve(&repo, &redis);
     let request = serde_json::json!({"entities": {}, "features": ["fleet_stats:conv_rate"]});
     let (status, body) = http(port, "POST", "/get-online-features", Some(&request));

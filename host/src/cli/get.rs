@@ -23,8 +23,9 @@ pub struct GetArgs {
     /// Read the features of this feature service instead.
     #[arg(long, conflicts_with = "features")]
     pub feature_service: Option<String>,
-    /// One entity row, as join_key=value[,join_key=value] (repeat per entity).
-    #[arg(long = "entity", required = true)]
+    /// One entity row, as join_key=value[,join_key=value] (repeat per entity);
+    /// none for views without entities (one row).
+    #[arg(long = "entity")]
     pub entities: Vec<String>,
     /// Name features view__feature in the response.
     #[arg(long)]
@@ -68,10 +69,23 @@ pub async fn read(
     redis_url: Option<&str>,
 ) -> anyhow::Result<OnlineResponse> {
     let request = OnlineRequest::new(repo, refs)?;
-    let rows = entities
-        .iter()
-        .map(|e| entity_texts(e, &request.join_keys))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let rows = match (entities.is_empty(), request.join_keys.is_empty()) {
+        // Views without entities only: their one row.
+        (true, true) => vec![Vec::new()],
+        (true, false) => anyhow::bail!(
+            "give an --entity row for the join keys {}",
+            request
+                .join_keys
+                .iter()
+                .map(|k| format!("`{}`", k.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (false, _) => entities
+            .iter()
+            .map(|e| entity_texts(e, &request.join_keys))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    };
     let online = OnlineConnection::open(&repo.config.online_store, redis_url)
         .await
         .context("connecting to the Redis online store")?;
