@@ -127,13 +127,7 @@ fn read_events(pipeline: &ViewPipeline, path: &Path, batch_rows: usize) -> anyho
         .is_some_and(|e| e == "jsonl" || e == "ndjson" || e == "json");
     if let (true, SourceKind::Kafka(kafka)) = (json_lines, &pipeline.source.kind) {
         let bytes = crate::bounded_file::read(path, MAX_EVENTS_FILE, "an events file")?;
-        let mut required: Vec<String> = pipeline
-            .schema
-            .join_keys
-            .iter()
-            .map(|k| k.name.clone())
-            .collect();
-        required.push(pipeline.schema.timestamp_field.clone());
+        let required = pipeline.required_columns();
         let mut decoder = kafka
             .format
             .decoder(&pipeline.source.field_mapping, &required);

@@ -117,6 +117,17 @@ impl ViewPipeline {
         }
     }
 
+    /// The columns every decoded event must have: the join keys and the
+    /// event time, as the view names them.
+    pub fn required_columns(&self) -> Vec<String> {
+        self.schema
+            .join_keys
+            .iter()
+            .map(|k| k.name.clone())
+            .chain(std::iter::once(self.source.timestamp_field.clone()))
+            .collect()
+    }
+
     /// The transform module serving this view, if it has a transform.
     pub fn module(&self) -> Option<&Arc<TransformModule>> {
         self.transformer.as_ref().map(Transformer::module)

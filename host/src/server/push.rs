@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::body::{BodyLimit, read_json};
 use super::{ApiError, ServerState};
-use crate::pipeline::push::{PushSummary, PushTo};
+use crate::pipeline::push::{PushSummary, PushTarget, PushTo};
 
 #[derive(Debug, Deserialize)]
 pub struct PushRequest {
@@ -43,11 +43,21 @@ pub async fn push(
                 request.push_source_name
             ))
         })?;
-    refuse_inexact_integers(&request.df, &target.declared_types())
-        .map_err(ApiError::bad_request)?;
-    let batch = columns_to_batch(&request.df).map_err(ApiError::bad_request)?;
+    push_df(&state, target, &request.df, request.to).await
+}
+
+/// A request's column-oriented rows through `target`: integers checked
+/// exact, cast to the declared types, pushed; the summary or the error.
+async fn push_df(
+    state: &ServerState,
+    target: &PushTarget,
+    df: &serde_json::Map<String, serde_json::Value>,
+    to: PushTo,
+) -> Result<Json<PushSummary>, ApiError> {
+    refuse_inexact_integers(df, &target.declared_types()).map_err(ApiError::bad_request)?;
+    let batch = columns_to_batch(df).map_err(ApiError::bad_request)?;
     let summary = target
-        .push(&state.repo, batch, request.to, Some(&state.online))
+        .push(&state.repo, batch, to, Some(&state.online))
         .await
         .map_err(|e| ApiError::of(&e))?;
     Ok(Json(summary))
@@ -85,14 +95,7 @@ pub async fn write_to_online_store(
         Some(Err(why)) => return Err(ApiError::bad_request(why)),
         Some(Ok(target)) => target,
     };
-    refuse_inexact_integers(&request.df, &target.declared_types())
-        .map_err(ApiError::bad_request)?;
-    let batch = columns_to_batch(&request.df).map_err(ApiError::bad_request)?;
-    let summary = target
-        .push(&state.repo, batch, PushTo::Online, Some(&state.online))
-        .await
-        .map_err(|e| ApiError::of(&e))?;
-    Ok(Json(summary))
+    push_df(&state, target, &request.df, PushTo::Online).await
 }
 
 /// JSON numbers beyond ±2^53 that are not exact integers lost their digits

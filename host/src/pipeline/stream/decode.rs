@@ -17,17 +17,7 @@ impl Intake {
         letters: &mut Vec<DeadLetter>,
     ) -> (RecordBatch, Vec<usize>) {
         let view = self.current.pipeline.view.name.clone();
-        let required: Vec<String> = self
-            .current
-            .pipeline
-            .schema
-            .join_keys
-            .iter()
-            .map(|k| k.name.clone())
-            .chain(std::iter::once(
-                self.current.pipeline.source.timestamp_field.clone(),
-            ))
-            .collect();
+        let required = self.current.pipeline.required_columns();
         let mut builder = self
             .kafka
             .format
