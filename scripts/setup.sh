@@ -36,3 +36,14 @@ if ! "$PY_VENV/bin/componentize-py" --version 2>/dev/null | grep -q "$COMPONENTI
   python3 -m venv "$PY_VENV"
   "$PY_VENV/bin/pip" install --quiet "componentize-py==$COMPONENTIZE_PY_VERSION"
 fi
+
+# Feast 0.67 itself, for the round-trip tests (fvhost writes and Feast reads,
+# and the other way) and the benchmarks against Feast; pinned, cached.
+FEAST_VERSION=0.67.0
+FEAST_VENV="${FVHOST_FEAST_VENV:-$HOME/.cache/fvhost/feast-venv}"
+if ! "$FEAST_VENV/bin/python" -c "import feast, sys; sys.exit(feast.__version__ != '$FEAST_VERSION')" 2>/dev/null; then
+  echo "setup: installing feast[redis]==$FEAST_VERSION into $FEAST_VENV" >&2
+  rm -rf "$FEAST_VENV"
+  python3 -m venv "$FEAST_VENV"
+  "$FEAST_VENV/bin/pip" install --quiet "feast[redis]==$FEAST_VERSION"
+fi

@@ -562,3 +562,59 @@ pub fn http_as(
         .unwrap_or_default();
     (status, body)
 }
+
+/// The Python of the virtualenv holding Feast 0.67 (`scripts/setup.sh`
+/// makes it): `FVHOST_FEAST_VENV`, or `~/.cache/fvhost/feast-venv`.
+pub fn feast_python() -> PathBuf {
+    let venv = std::env::var_os("FVHOST_FEAST_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/fvhost/feast-venv"))
+        })
+        .expect("HOME or FVHOST_FEAST_VENV");
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "Feast's virtualenv is missing at {}: run scripts/setup.sh",
+        venv.display()
+    );
+    python
+}
+
+/// Runs `feast apply` (Feast's own CLI, from its virtualenv) in `repo`,
+/// which writes the registry the repo's feature_store.yaml names.
+pub fn feast_apply(repo: &Path) {
+    let feast = feast_python().with_file_name("feast");
+    let out = Command::new(feast)
+        .arg("apply")
+        .current_dir(repo)
+        .env("FEAST_USAGE", "False")
+        .output()
+        .expect("running feast apply");
+    assert!(
+        out.status.success(),
+        "feast apply in {}:\n{}{}",
+        repo.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every hash in `redis`: key -> field -> value, sorted, for comparing stores.
+pub fn redis_dump(
+    redis: &RedisServer,
+) -> std::collections::BTreeMap<Vec<u8>, std::collections::BTreeMap<Vec<u8>, Vec<u8>>> {
+    let mut connection = redis_connection(redis);
+    let keys: Vec<Vec<u8>> = connection
+        .scan()
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    keys.into_iter()
+        .map(|key| {
+            let hash: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+                connection.hgetall(&key).unwrap();
+            (key, hash)
+        })
+        .collect()
+}

@@ -75,7 +75,7 @@ async fn apply(deployer: &Arc<Deployer>) {
     }
 }
 
-/// The repo's YAML files and the modules its views name.
+/// The repo's YAML files (or Feast registry) and the modules its views name.
 fn fingerprint(repo: &FeatureRepo) -> Fingerprint {
     let yaml = std::fs::read_dir(&repo.root)
         .into_iter()
@@ -87,7 +87,8 @@ fn fingerprint(repo: &FeatureRepo) -> Fingerprint {
         .views
         .iter()
         .filter_map(|view| view.transform.as_ref().map(|t| t.module.clone()));
-    yaml.chain(modules)
+    yaml.chain(repo.registry.clone())
+        .chain(modules)
         .map(|path| {
             let stamp = stamp(&path);
             (path, stamp)

@@ -16,6 +16,7 @@ use super::aggregation::{
 };
 use super::definitions::*;
 use super::duration::parse_duration;
+use super::feast_registry;
 use super::model::*;
 use super::store_config::{ConnectionString, StoreConfig};
 use crate::format::{mapped_schema, parse_ddl};
@@ -33,8 +34,17 @@ pub struct RepoError(pub Vec<String>);
 pub fn load_repo(root: &Path) -> Result<FeatureRepo, RepoError> {
     let mut loader = Loader::new(root);
     let config = loader.store_config();
-    for file in definition_files(root).map_err(RepoError)? {
-        loader.definitions_file(&file);
+    let files = definition_files(root).map_err(RepoError)?;
+    let registry = config
+        .as_ref()
+        .and_then(|config| loader.registry_file(config, &files));
+    match (&registry, &config) {
+        (Some(path), Some(config)) => loader.registry_definitions(path, &config.project),
+        _ => {
+            for file in &files {
+                loader.definitions_file(file);
+            }
+        }
     }
     let (entities, sources, views) = loader.objects;
     let services = loader.services;
@@ -48,6 +58,7 @@ pub fn load_repo(root: &Path) -> Result<FeatureRepo, RepoError> {
                 sources,
                 views,
                 feature_services: Vec::new(),
+                registry,
             };
             let mut errors = check_references(&repo);
             let repo = FeatureRepo {
@@ -64,6 +75,13 @@ pub fn load_repo(root: &Path) -> Result<FeatureRepo, RepoError> {
         }
         _ => Err(RepoError(errors)),
     }
+}
+
+/// A definitions file's name, for messages.
+fn file_label(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
 }
 
 /// `*.yaml` / `*.yml` files in the repo folder other than `feature_store.yaml`,
@@ -232,11 +250,61 @@ impl<'a> Loader<'a> {
         }
     }
 
+    /// Feast's registry file, when the definitions come from it: the repo
+    /// has no YAML definitions and `feature_store.yaml` names a registry.
+    /// Both at once is refused, so nobody edits a copy that is not read.
+    fn registry_file(&mut self, config: &StoreConfig, files: &[PathBuf]) -> Option<PathBuf> {
+        let path = match feast_registry::registry_file(self.root, config) {
+            Ok(path) => path?,
+            Err(e) if files.is_empty() => {
+                self.errors
+                    .push(format!("{STORE_CONFIG_FILE}: field `registry`: {e}"));
+                return None;
+            }
+            Err(_) => return None,
+        };
+        let exists = std::fs::symlink_metadata(&path).is_ok();
+        match (exists, files.is_empty()) {
+            (true, true) => Some(path),
+            (false, true) => {
+                self.errors.push(format!(
+                    "{STORE_CONFIG_FILE}: no definitions: no YAML definitions beside it, and Feast's registry {} does not exist (run `feast apply` in the repo, or add YAML definitions)",
+                    path.display()
+                ));
+                None
+            }
+            (true, false) => {
+                let names: Vec<String> = files.iter().map(|f| file_label(f)).collect();
+                self.errors.push(format!(
+                    "{STORE_CONFIG_FILE}: the repo is defined twice, by YAML ({}) and by Feast's registry {}; keep one (fvhost reads the registry when there is no YAML)",
+                    names.join(", "),
+                    path.display()
+                ));
+                None
+            }
+            (false, false) => None,
+        }
+    }
+
+    /// The definitions of `project` in Feast's registry at `path`.
+    fn registry_definitions(&mut self, path: &Path, project: &str) {
+        let label = path
+            .strip_prefix(self.root)
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        match feast_registry::read(path, project) {
+            Ok((definitions, problems)) => {
+                self.errors
+                    .extend(problems.into_iter().map(|p| format!("{label}: {p}")));
+                self.definitions(&label, path, definitions);
+            }
+            Err(e) => self.errors.push(e),
+        }
+    }
+
     fn definitions_file(&mut self, path: &Path) {
-        let file = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
+        let file = file_label(path);
         let text = match read_config(self.root, path) {
             Ok(text) => text,
             Err(e) => return self.errors.push(format!("{file}: {e}")),
@@ -245,6 +313,12 @@ impl<'a> Loader<'a> {
             Ok(d) => d,
             Err(e) => return self.errors.push(format!("{file}: {e}")),
         };
+        self.definitions(&file, path, definitions);
+    }
+
+    /// Checks and records every object of one definitions file (or registry).
+    fn definitions(&mut self, file: &str, path: &Path, definitions: DefinitionsFile) {
+        let file = file.to_string();
         for value in definitions.entities {
             self.entity(&file, value);
         }

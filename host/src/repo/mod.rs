@@ -1,9 +1,11 @@
-//! The feature repo: `feature_store.yaml` plus YAML definitions that keep
-//! Feast's object model (entities, sources, feature views, stream feature views).
+//! The feature repo: `feature_store.yaml` plus the definitions, either YAML
+//! files that keep Feast's object model (entities, sources, feature views,
+//! stream feature views, feature services) or Feast's own registry.
 
 pub mod aggregation;
 mod definitions;
 pub mod duration;
+pub mod feast_registry;
 mod load;
 mod model;
 pub mod store_config;
@@ -13,7 +15,7 @@ use std::path::Path;
 pub use crate::format::mapped_schema;
 pub use load::{RepoError, STORE_CONFIG_FILE};
 pub use model::*;
-pub use store_config::{ConnectionString, OnlineStoreConfig, StoreConfig};
+pub use store_config::{ConnectionString, OnlineStoreConfig, RegistrySetting, StoreConfig};
 
 /// Loads the repo in `root` and validates every definition in it.
 pub fn load(root: &Path) -> Result<FeatureRepo, RepoError> {

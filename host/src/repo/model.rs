@@ -16,6 +16,9 @@ pub struct FeatureRepo {
     pub sources: Vec<Source>,
     pub views: Vec<FeatureView>,
     pub feature_services: Vec<FeatureService>,
+    /// Feast's registry file the definitions were read from, when they were
+    /// (otherwise they are the repo's YAML files).
+    pub registry: Option<PathBuf>,
 }
 
 /// Feast's `FeatureService`: a named set of features a model reads.

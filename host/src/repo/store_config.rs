@@ -5,14 +5,30 @@ use serde::Deserialize;
 use crate::types::KeyVersion;
 
 /// The parts of `feature_store.yaml` fvhost uses. Keys it does not use
-/// (`registry`, `provider`, `offline_store`, ...) are accepted and ignored,
-/// so one file serves both Feast and fvhost.
+/// (`provider`, `offline_store`, ...) are accepted and ignored, so one file
+/// serves both Feast and fvhost.
 #[derive(Debug, Clone, Deserialize)]
 pub struct StoreConfig {
     pub project: String,
     pub online_store: OnlineStoreConfig,
+    /// Feast's registry: where `feast apply` keeps the definitions. Read when
+    /// the repo has no YAML definitions (see [`crate::repo::feast_registry`]).
+    #[serde(default)]
+    pub registry: Option<RegistrySetting>,
     #[serde(default = "default_key_version")]
     pub entity_key_serialization_version: u32,
+}
+
+/// `registry:` in `feature_store.yaml`: a path, or Feast's mapping form.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RegistrySetting {
+    Path(String),
+    Config {
+        path: String,
+        #[serde(default)]
+        registry_type: Option<String>,
+    },
 }
 
 fn default_key_version() -> u32 {
