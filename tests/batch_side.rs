@@ -688,6 +688,11 @@ impl Drop for Serve {
 
 /// `fvhost serve` over `repo` on a free port, once it answers /health.
 fn start_serve(repo: &TestRepo, redis: &RedisServer) -> (Serve, u16) {
+    start_serve_with(repo, redis, &[])
+}
+
+/// [`start_serve`] with more `serve` arguments.
+fn start_serve_with(repo: &TestRepo, redis: &RedisServer, extra: &[&str]) -> (Serve, u16) {
     let port = fvhost::local::free_port().unwrap();
     let server = Command::new(env!("CARGO_BIN_EXE_fvhost"))
         .args([
@@ -701,6 +706,7 @@ fn start_serve(repo: &TestRepo, redis: &RedisServer) -> (Serve, u16) {
             "--max-push-bytes",
             "1048576",
         ])
+        .args(extra)
         .env(
             "FVHOST_CACHE_DIR",
             root().join("target/fvhost-test-module-cache"),
@@ -835,6 +841,62 @@ fn the_http_server_rides_out_a_redis_restart_and_says_503_while_redis_is_down() 
     let (status, body) = http(port, "GET", "/push", None);
     assert_eq!(status, 405);
     assert!(body.contains("/push does not take GET"), "{body}");
+}
+
+#[test]
+fn switches_answer_reads_as_feast_does_where_fvhost_differs() {
+    let repo = TestRepo::new("batch_switches", DEFINITIONS);
+    let redis = RedisServer::start().unwrap();
+    let push = serde_json::json!({
+        "push_source_name": "driver_stats_push",
+        "df": {
+            "driver_id": [1001, 1], "event_timestamp": ["2026-01-01T02:00:00Z", "2026-01-01T02:00:00Z"],
+            "created": ["2026-01-01T02:00:00Z", "2026-01-01T02:00:00Z"],
+            "conv_rate": [0.5, null], "acc_rate": [0.5, 0.5], "avg_daily_trips": [10, 1]
+        },
+        "to": "online"
+    });
+    let read = |port, ids: serde_json::Value| {
+        let request = serde_json::json!({
+            "entities": {"driver_id": ids},
+            "features": ["driver_hourly_stats_fresh:conv_rate"]
+        });
+        let (status, body) = http(port, "POST", "/get-online-features", Some(&request));
+        let answer = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+        (status, answer, body)
+    };
+    let ids = serde_json::json!([1001.7, true, 7]);
+
+    let (precise, port) = start_serve(&repo, &redis);
+    assert_eq!(http(port, "POST", "/push", Some(&push)).0, 200);
+    let (status, _, body) = read(port, ids.clone());
+    assert_eq!(status, 400, "a lossy key is refused by default: {body}");
+    let (status, answer, body) = read(port, serde_json::json!([1001, 1, 7]));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        answer["results"][1]["statuses"],
+        serde_json::json!(["PRESENT", "NULL_VALUE", "NOT_FOUND"])
+    );
+    drop(precise);
+
+    let (_feast_like, port) =
+        start_serve_with(&repo, &redis, &["--feast-statuses", "--feast-key-coercion"]);
+    let (status, answer, body) = read(port, ids);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        answer["results"][0]["values"],
+        serde_json::json!([1001, 1, 7]),
+        "the keys as read"
+    );
+    assert_eq!(
+        answer["results"][1]["values"],
+        serde_json::json!([0.5, null, null]),
+        "1001.7 read as 1001 and true as 1, as Feast truncates them"
+    );
+    assert_eq!(
+        answer["results"][1]["statuses"],
+        serde_json::json!(["PRESENT", "PRESENT", "PRESENT"])
+    );
 }
 
 #[test]

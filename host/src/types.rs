@@ -43,6 +43,14 @@ impl ScalarType {
         }
     }
 
+    /// Whether values of this type are whole numbers (Int32, Int64, UnixTimestamp).
+    pub fn is_integer(self) -> bool {
+        matches!(
+            self,
+            ScalarType::Int32 | ScalarType::Int64 | ScalarType::UnixTimestamp
+        )
+    }
+
     /// Whether Feast accepts this type for an entity join key.
     pub fn is_join_key_type(self) -> bool {
         !matches!(

@@ -1,5 +1,6 @@
 //! `fvhost get-online-features`: read what the pipeline wrote, as Feast would.
 
+use crate::online::ResponseStyle;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -30,6 +31,10 @@ pub struct GetArgs {
     /// Name features view__feature in the response.
     #[arg(long)]
     pub full_feature_names: bool,
+    /// Mark every value PRESENT, as Feast 0.67 does, instead of NULL_VALUE
+    /// (a stored null) and NOT_FOUND (a key never written).
+    #[arg(long)]
+    pub feast_statuses: bool,
     /// Redis URL of the online store, instead of the repo's connection_string.
     #[arg(long, env = "FVHOST_REDIS_URL")]
     pub redis: Option<String>,
@@ -52,7 +57,10 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
         &repo,
         &refs,
         &args.entities,
-        args.full_feature_names,
+        ResponseStyle {
+            full_feature_names: args.full_feature_names,
+            feast_statuses: args.feast_statuses,
+        },
         args.redis.as_deref(),
     )
     .await?;
@@ -65,7 +73,7 @@ pub async fn read(
     repo: &FeatureRepo,
     refs: &[FeatureRef],
     entities: &[String],
-    full_feature_names: bool,
+    style: ResponseStyle,
     redis_url: Option<&str>,
 ) -> anyhow::Result<OnlineResponse> {
     let request = OnlineRequest::new(repo, refs)?;
@@ -90,7 +98,7 @@ pub async fn read(
         .await
         .context("connecting to the Redis online store")?;
     request
-        .read(repo, online.store.as_ref(), &rows, full_feature_names)
+        .read(repo, online.store.as_ref(), &rows, style)
         .await
 }
 

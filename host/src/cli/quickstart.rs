@@ -109,7 +109,14 @@ pub async fn quickstart(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
         .chain(std::iter::once(9999))
         .collect();
     let entities: Vec<String> = shown.iter().map(|id| format!("driver_id={id}")).collect();
-    let response = super::get::read(&repo, &refs, &entities, false, Some(&redis_url)).await?;
+    let response = super::get::read(
+        &repo,
+        &refs,
+        &entities,
+        Default::default(),
+        Some(&redis_url),
+    )
+    .await?;
     let newest_match = print_table(&shown, &response, &events.expected);
     let refs = [
         FeatureRef::parse(&format!("{WINDOWED_VIEW}:count_conv_rate_3600s"))
@@ -117,7 +124,14 @@ pub async fn quickstart(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
         FeatureRef::parse(&format!("{WINDOWED_VIEW}:conv_rate_mean_1h"))
             .map_err(anyhow::Error::msg)?,
     ];
-    let response = super::get::read(&repo, &refs, &entities, false, Some(&redis_url)).await?;
+    let response = super::get::read(
+        &repo,
+        &refs,
+        &entities,
+        Default::default(),
+        Some(&redis_url),
+    )
+    .await?;
     let windows_match = print_window_table(&shown, &response, &events.expected);
     let all_match = newest_match && windows_match;
     step(if all_match {

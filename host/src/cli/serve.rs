@@ -19,12 +19,24 @@ pub struct ServeArgs {
     /// Largest `/push` body accepted, in bytes (larger ones are answered 413).
     #[arg(long, default_value_t = crate::server::DEFAULT_MAX_PUSH_BYTES)]
     pub max_push_bytes: usize,
+    /// Mark every value PRESENT, as Feast 0.67's server does, instead of
+    /// NULL_VALUE (a stored null) and NOT_FOUND (a key never written).
+    #[arg(long)]
+    pub feast_statuses: bool,
+    /// Truncate a non-integral number or a boolean given for an integer
+    /// join key, as Feast does (1003.5 is 1003, true is 1), instead of refusing it.
+    #[arg(long)]
+    pub feast_key_coercion: bool,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let repo = args.repo.load()?;
     let mut state = ServerState::new(repo, args.redis.as_deref()).await?;
     state.max_push_bytes = args.max_push_bytes;
+    state.feast_compatible = crate::server::FeastCompatibility {
+        statuses: args.feast_statuses,
+        key_coercion: args.feast_key_coercion,
+    };
     serve_http(state, args.listen, async {
         let _ = super::run::stop_signal().await;
     })

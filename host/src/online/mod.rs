@@ -32,7 +32,7 @@ pub use connection::OnlineConnection;
 pub use entity_key::{KeyBuilder, KeyValue, KeyVersion};
 pub use fields::ViewFields;
 pub use memory::MemoryStore;
-pub use reader::{EntityRow, FeatureRef, OnlineResponse, get_online_features};
+pub use reader::{EntityRow, FeatureRef, OnlineResponse, ResponseStyle, get_online_features};
 pub use rows::{OnlineRow, RowFailure, build_rows, fold_newest, newest_per_entity};
 pub use store::{GuardedUpdate, HashRead, OnlineStore, StoreError, WriteStats};
 pub use timestamp::EventTime;

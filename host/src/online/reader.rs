@@ -1,7 +1,8 @@
 //! Reading online features back in Feast's response shape.
 //!
 //! Values match what Feast's SDK returns; a missing entity is reported as
-//! `NOT_FOUND` (Feast 0.67's Redis store says `PRESENT` with a null value).
+//! `NOT_FOUND` and a stored null as `NULL_VALUE` (Feast 0.67's server says
+//! `PRESENT` for both; [`ResponseStyle::feast_statuses`] answers the same).
 
 use serde::Serialize;
 
@@ -54,6 +55,25 @@ pub struct FeatureColumn {
     pub event_timestamps: Vec<String>,
 }
 
+/// How an answer marks and names its values.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ResponseStyle {
+    /// Name features `view__feature`.
+    pub full_feature_names: bool,
+    /// Mark every value `PRESENT`, as Feast 0.67's server does, instead of
+    /// `NULL_VALUE` for a stored null and `NOT_FOUND` for a key never written.
+    pub feast_statuses: bool,
+}
+
+impl ResponseStyle {
+    fn status(self, precise: &'static str) -> &'static str {
+        match precise {
+            "NOT_FOUND" | "NULL_VALUE" if self.feast_statuses => "PRESENT",
+            other => other,
+        }
+    }
+}
+
 /// One entity row of a request: join key names and values, in one shared order.
 pub struct EntityRow<'a> {
     pub values: Vec<KeyValue<'a>>,
@@ -66,7 +86,7 @@ pub async fn get_online_features(
     join_keys: &[String],
     views: &[(&FeatureView, Vec<String>)],
     entities: &[EntityRow<'_>],
-    full_feature_names: bool,
+    style: ResponseStyle,
 ) -> Result<OnlineResponse, StoreError> {
     let mut reads = Vec::with_capacity(entities.len() * views.len());
     let entityless = keys.entityless_key();
@@ -104,7 +124,7 @@ pub async fn get_online_features(
         .collect();
     for (view, features) in views {
         for feature in features {
-            names.push(if full_feature_names {
+            names.push(if style.full_feature_names {
                 format!("{}__{feature}", view.name)
             } else {
                 feature.clone()
@@ -135,7 +155,7 @@ pub async fn get_online_features(
                 };
                 let out = &mut results[column];
                 out.values.push(value);
-                out.statuses.push(status);
+                out.statuses.push(style.status(status));
                 out.event_timestamps
                     .push(event_time.unwrap_or(EventTime::EPOCH).to_rfc3339());
                 column += 1;

@@ -3,7 +3,7 @@
 
 use super::{
     EntityRow, FeatureRef, KeyBuilder, KeyValue, KeyVersion, OnlineResponse, OnlineStore,
-    get_online_features,
+    ResponseStyle, get_online_features,
 };
 use crate::repo::{FeatureRepo, FeatureView, JoinKey};
 use crate::types::ScalarType;
@@ -72,7 +72,7 @@ impl<'a> OnlineRequest<'a> {
         repo: &FeatureRepo,
         store: &dyn OnlineStore,
         rows: &[Vec<String>],
-        full_feature_names: bool,
+        style: ResponseStyle,
     ) -> anyhow::Result<OnlineResponse> {
         let entities = rows
             .iter()
@@ -88,15 +88,7 @@ impl<'a> OnlineRequest<'a> {
         let names: Vec<String> = self.join_keys.iter().map(|k| k.name.clone()).collect();
         let version = repo.config.key_version().unwrap_or(KeyVersion::V3);
         let keys = KeyBuilder::new(version, &names, repo.project());
-        Ok(get_online_features(
-            store,
-            &keys,
-            &names,
-            &self.views,
-            &entities,
-            full_feature_names,
-        )
-        .await?)
+        Ok(get_online_features(store, &keys, &names, &self.views, &entities, style).await?)
     }
 }
 

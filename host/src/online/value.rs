@@ -2,7 +2,8 @@
 //!
 //! A value is a protobuf with one `oneof` field whose number is its
 //! `ValueType` (lists are wrapped in a message with `repeated T val = 1`).
-//! A null is an empty message: zero bytes.
+//! A null is an empty message: zero bytes; except a null timestamp, which
+//! Feast writes as NaT (the smallest int64), and so does fvhost.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -13,6 +14,9 @@ use base64::Engine as _;
 
 use super::proto::{self, Field, Reader};
 use crate::types::{FeatureType, ScalarType};
+
+/// The seconds Feast stores for a null timestamp (pandas' NaT).
+pub const NULL_TIMESTAMP: i64 = i64::MIN;
 
 /// Why one cell could not be encoded.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -32,6 +36,11 @@ pub fn encode_cell(
     out: &mut Vec<u8>,
 ) -> Result<(), CellError> {
     if array.is_null(row) {
+        if dtype == FeatureType::Scalar(ScalarType::UnixTimestamp) {
+            // Feast writes a null event time as pandas' NaT: the smallest
+            // int64 (its readers, and fvhost's, read it back as null).
+            put_varint_field(out, dtype.value_type_number(), NULL_TIMESTAMP as u64);
+        }
         return Ok(());
     }
     match dtype {
@@ -177,7 +186,8 @@ pub enum ValueDecodeError {
 }
 
 /// Decodes a stored `Value` into JSON, as Feast's feature server returns it.
-/// An empty message (Feast's null) is JSON `null`.
+/// An empty message (Feast's null) is JSON `null`, and so is Feast's
+/// not-a-time timestamp.
 pub fn decode_to_json(bytes: &[u8]) -> Result<serde_json::Value, ValueDecodeError> {
     let mut reader = Reader::new(bytes);
     let Some((number, field)) = reader.next_field()? else {
@@ -186,6 +196,9 @@ pub fn decode_to_json(bytes: &[u8]) -> Result<serde_json::Value, ValueDecodeErro
     match (number, field) {
         (11..=18, Field::Bytes(body)) => decode_list(number - 10, body),
         (19, _) => Ok(serde_json::Value::Null),
+        // Feast writes a null event time it read through pandas (NaT) as
+        // the smallest int64; its readers, and fvhost's, read that as null.
+        (8, Field::Varint(v)) if v as i64 == NULL_TIMESTAMP => Ok(serde_json::Value::Null),
         (n, field) => scalar_to_json(n, field),
     }
 }

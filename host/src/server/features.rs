@@ -8,8 +8,10 @@ use serde::Deserialize;
 
 use super::body::{BodyLimit, read_json};
 use super::{ApiError, ServerState};
+use crate::online::reader::FeatureColumn;
 use crate::online::request::OnlineRequest;
-use crate::online::{FeatureRef, OnlineResponse};
+use crate::online::timestamp::EventTime;
+use crate::online::{FeatureRef, OnlineResponse, ResponseStyle};
 
 #[derive(Debug, Deserialize)]
 pub struct FeaturesRequest {
@@ -74,7 +76,9 @@ pub async fn get_online_features(
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::bad_request)?;
     let resolved = OnlineRequest::new(&state.repo, &refs).map_err(ApiError::bad_request)?;
-    let rows = entity_rows(&request.entities, &resolved).map_err(ApiError::bad_request)?;
+    let coercion = state.feast_compatible.key_coercion;
+    let rows =
+        entity_rows(&request.entities, &resolved, coercion).map_err(ApiError::bad_request)?;
     let values = rows.len().saturating_mul(refs.len().max(1));
     if values > MAX_VALUES {
         return Err(ApiError(
@@ -86,22 +90,65 @@ pub async fn get_online_features(
             ),
         ));
     }
-    let response = resolved
-        .read(
-            &state.repo,
-            state.online.store.as_ref(),
-            &rows,
-            request.full_feature_names,
-        )
+    let style = ResponseStyle {
+        full_feature_names: request.full_feature_names,
+        feast_statuses: state.feast_compatible.statuses,
+    };
+    let mut response = resolved
+        .read(&state.repo, state.online.store.as_ref(), &rows, style)
         .await
         .map_err(|e| ApiError::of(&e))?;
+    echo_other_entity_columns(
+        &mut response,
+        &request.entities,
+        &resolved,
+        &state.repo,
+        rows.len(),
+    );
     Ok(Json(response))
+}
+
+/// Entity lists for join keys of the repo's other entities come back as
+/// columns after the requested views' join keys, as Feast echoes them
+/// (Feast drops lists that name no join key at all, and so does fvhost).
+fn echo_other_entity_columns(
+    response: &mut OnlineResponse,
+    entities: &serde_json::Map<String, serde_json::Value>,
+    request: &OnlineRequest<'_>,
+    repo: &crate::repo::FeatureRepo,
+    rows: usize,
+) {
+    let is_join_key = |name: &str| {
+        repo.entities
+            .iter()
+            .any(|e| e.join_keys.iter().any(|k| k == name))
+    };
+    let others = entities.iter().filter(|(name, _)| {
+        !request.join_keys.iter().any(|key| &key.name == *name) && is_join_key(name)
+    });
+    let mut at = request.join_keys.len();
+    for (name, values) in others {
+        let Some(values) = values.as_array().filter(|v| v.len() == rows) else {
+            continue;
+        };
+        response.metadata.feature_names.insert(at, name.clone());
+        response.results.insert(
+            at,
+            FeatureColumn {
+                values: values.clone(),
+                statuses: vec!["PRESENT"; rows],
+                event_timestamps: vec![EventTime::EPOCH.to_rfc3339(); rows],
+            },
+        );
+        at += 1;
+    }
 }
 
 /// `{"driver_id": [1, 2]}` as rows of text values in join-key order.
 fn entity_rows(
     entities: &serde_json::Map<String, serde_json::Value>,
     request: &OnlineRequest<'_>,
+    feast_key_coercion: bool,
 ) -> Result<Vec<Vec<String>>, String> {
     let lengths: Vec<(&String, usize)> = entities
         .iter()
@@ -129,7 +176,8 @@ fn entity_rows(
             .get(&key.name)
             .and_then(|v| v.as_array())
             .ok_or_else(|| format!("entities must give a list for join key `{}`", key.name))?;
-        columns.push(values.iter().map(key_text).collect::<Vec<_>>());
+        let text = |v| key_text(v, feast_key_coercion && key.value_type.is_integer());
+        columns.push(values.iter().map(text).collect::<Vec<_>>());
     }
     let count = columns.first().map_or(0, Vec::len);
     Ok((0..count)
@@ -139,10 +187,22 @@ fn entity_rows(
 
 /// A join-key value as the text the key's type is parsed from: strings as
 /// they are, an integral number as an integer (`1003.0` is 1003, as Feast
-/// reads it; `1003.5` stays and is refused by an integer key).
-fn key_text(value: &serde_json::Value) -> String {
+/// reads it; `1003.5` stays and is refused by an integer key, unless
+/// `truncate` coerces it as Feast does: `1003.5` is 1003, `true` is 1).
+fn key_text(value: &serde_json::Value, truncate: bool) -> String {
     if let Some(text) = value.as_str() {
         return text.to_string();
+    }
+    if truncate {
+        match value {
+            serde_json::Value::Bool(b) => return i64::from(*b).to_string(),
+            serde_json::Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+                if let Some(f) = n.as_f64().filter(|f| f.is_finite() && f.abs() < 9.2e18) {
+                    return format!("{}", f.trunc() as i64);
+                }
+            }
+            _ => {}
+        }
     }
     match value.as_f64() {
         Some(f) if !value.is_i64() && !value.is_u64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {

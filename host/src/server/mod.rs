@@ -34,6 +34,19 @@ pub struct ServerState {
     pub online: OnlineConnection,
     /// Largest `/push` body read.
     pub max_push_bytes: usize,
+    /// Where fvhost deliberately differs from Feast's server, answer as Feast does.
+    pub feast_compatible: FeastCompatibility,
+}
+
+/// Switches to Feast 0.67's behaviour where fvhost deliberately differs
+/// (the README's "where fvhost differs from Feast" table).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FeastCompatibility {
+    /// Every value `PRESENT` (see [`crate::online::ResponseStyle`]).
+    pub statuses: bool,
+    /// A non-integral number or a boolean for an integer join key is
+    /// truncated to an integer (`1003.5` is 1003, `true` is 1) instead of refused.
+    pub key_coercion: bool,
 }
 
 /// Largest `/push` body read unless `serve --max-push-bytes` says otherwise: 32 MiB.
@@ -71,6 +84,7 @@ impl ServerState {
             direct_targets,
             online,
             max_push_bytes: DEFAULT_MAX_PUSH_BYTES,
+            feast_compatible: FeastCompatibility::default(),
         })
     }
 }
