@@ -582,6 +582,97 @@ fn push_to_offline_then_materialize_equals_push_to_online() {
 }
 
 #[test]
+fn an_offline_push_appends_to_a_single_file_source_as_feast_does() {
+    let definitions = DEFINITIONS.replace(
+        "path: data/driver_stats\n",
+        "path: data/driver_stats.parquet\n",
+    );
+    let repo = TestRepo::new("batch_single_file", &definitions);
+    let rows = history(200, 2);
+    let (old, pushed) = rows.split_at(rows.len() / 2);
+    let file = repo.path().join("data/driver_stats.parquet");
+    write_parquet(&file, old);
+    let csv = repo.path().join("push.csv");
+    let mut text =
+        String::from("driver_id,event_timestamp,created,conv_rate,acc_rate,avg_daily_trips\n");
+    for r in pushed {
+        text.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            r.driver,
+            rfc3339(r.event),
+            rfc3339(r.created),
+            r.conv,
+            r.acc,
+            r.trips
+        ));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let path = repo.path().to_str().unwrap().to_string();
+    let redis = RedisServer::start().unwrap();
+    let push = |csv: &Path, code| {
+        let args = ["push", "-r", &path, "--source", "driver_stats_push"];
+        let mut args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        args.extend([csv.as_os_str(), "--to".as_ref(), "offline".as_ref()]);
+        fvhost_exiting(&args, &redis, code)
+    };
+    let summary = summaries(&push(&csv, 0));
+    assert!(
+        summary[0]["offline_file"]
+            .as_str()
+            .unwrap()
+            .ends_with("data/driver_stats.parquet"),
+        "{summary:?}"
+    );
+    let in_file: usize = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&file).unwrap(),
+    )
+    .unwrap()
+    .metadata()
+    .file_metadata()
+    .num_rows() as usize;
+    assert_eq!(in_file, rows.len(), "the old rows and the pushed ones");
+    let left: Vec<String> = std::fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "driver_stats.parquet" && !n.ends_with(".lock"))
+        .collect();
+    assert!(left.is_empty(), "nothing staged is left: {left:?}");
+
+    // Rows that do not fit the file are refused before anything is written.
+    let odd = repo.path().join("odd.csv");
+    std::fs::write(
+        &odd,
+        "driver_id,event_timestamp,created,conv_rate,acc_rate,avg_daily_trips,surge\n1,2026-01-01T00:00:00Z,2026-01-01T00:00:00Z,0.5,0.5,1,2\n",
+    )
+    .unwrap();
+    let refused = push(&odd, 1);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("the file has no column `surge`"),
+        "{stderr}"
+    );
+
+    fvhost(
+        &[
+            "materialize",
+            "-r",
+            &path,
+            &rfc3339(DAY0),
+            &rfc3339(DAY0 + 96 * HOUR),
+            "--views",
+            "driver_hourly_stats",
+        ],
+        &redis,
+    );
+    assert_redis_holds(
+        &redis,
+        &repo.project,
+        "driver_hourly_stats",
+        &newest_in(&rows, i64::MIN, i64::MAX),
+    );
+}
+
+#[test]
 fn the_stream_offline_log_materializes_back_to_the_values_served_online() {
     let definitions = Definitions::new()
         .driver_stats("driver_stats_view", "drivers", "Float32")

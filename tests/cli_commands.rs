@@ -96,8 +96,8 @@ fn apply_names_file_object_and_field_of_each_mistake() {
         &good.replace("    ttl: 1d\n", "    ttl: 1d\n    offline: true\n"),
         &[
             "definitions.yaml: stream feature view `stats`: field `offline`",
-            "batch source `driver_stats_source`",
-            "names a single file",
+            "batch source `driver_stats_source` is the single file",
+            "the view's transform serves rows of its own columns",
         ],
     );
     assert_invalid(

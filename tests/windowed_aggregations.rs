@@ -430,6 +430,54 @@ fn stream_and_materialize_over_the_same_events_write_identical_bytes() {
 }
 
 #[test]
+fn the_offline_log_appends_streamed_events_to_a_single_file_that_materializes_back() {
+    let events = events();
+    let expected = expected(&events);
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("logged", 2).unwrap();
+    let definitions = definitions("logged").replace(
+        &format!("  - name: {VIEW}\n"),
+        &format!("  - name: {VIEW}\n    offline: true\n"),
+    );
+    let repo = TestRepo::new("windowed_logged", &definitions);
+    let file = repo.path().join("data/driver_stats.parquet");
+    assert!(!file.exists());
+    let path = repo.path().to_str().unwrap();
+    run_fvhost(&["apply", "-r", path], None, 0);
+
+    let streamed = RedisServer::start().unwrap();
+    let host = HostProcess::start(repo.path(), &broker, &streamed);
+    let messages: Vec<_> = events.iter().map(message).collect();
+    runtime()
+        .block_on(broker.produce("logged", &messages))
+        .unwrap();
+    wait_for("every driver's count", TIMEOUT, || {
+        counts_match(&streamed, &repo.project, &expected)
+    });
+    assert!(host.stop().success);
+    let logged = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&file).unwrap(),
+    )
+    .unwrap()
+    .metadata()
+    .file_metadata()
+    .num_rows();
+    assert_eq!(logged as usize, events.len(), "every served event, once");
+
+    let materialized = RedisServer::start().unwrap();
+    let (start, end) = (rfc3339(BASE - 3600), rfc3339(BASE + 4 * 3600));
+    fvhost(
+        &["materialize", "-r", path, &start, &end, "--views", VIEW],
+        &materialized,
+    );
+    assert_eq!(
+        feast_fields(&materialized, &repo.project),
+        feast_fields(&streamed, &repo.project),
+        "the single file holds what the stream served"
+    );
+}
+
+#[test]
 fn pushed_events_are_aggregated_like_streamed_ones() {
     let events = events();
     let expected = expected(&events);

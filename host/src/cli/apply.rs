@@ -81,9 +81,8 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Why `run` could not keep `view`'s offline log, if it could not: the log
-/// appends files to the view's batch source, which must be a folder or a
-/// glob (a single Parquet file is not appended to yet).
+/// Why `run` could not keep `view`'s offline log, if it could not (the
+/// very check `run` makes).
 fn offline_log_error(
     repo: &crate::repo::FeatureRepo,
     view: &crate::repo::FeatureView,
@@ -91,18 +90,11 @@ fn offline_log_error(
     if !view.offline {
         return None;
     }
-    let source = crate::pipeline::materialize::batch_source(repo, view).ok()?;
-    let crate::repo::SourceKind::File { path } = &source.kind else {
-        return None;
-    };
-    crate::offline::files::write_dir(&repo.root, path)
+    let source = repo.source(&view.source)?;
+    let schema = crate::transform::ViewSchema::for_view(view, source);
+    crate::control::offline_log_target(repo, view, &schema)
         .err()
-        .map(|e| {
-            format!(
-                "the offline log appends files to batch source `{}`: {e}",
-                source.name
-            )
-        })
+        .map(|e| format!("{e:#}"))
 }
 
 fn view_line(view: &crate::repo::FeatureView, version: &str, probe: Option<usize>) -> String {

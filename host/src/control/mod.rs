@@ -14,6 +14,7 @@ pub mod registry;
 pub mod repo_watch;
 pub mod starter;
 
+use crate::offline::files::WriteTarget;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -52,28 +53,60 @@ pub fn group_id(project: &str, view: &str) -> String {
     format!("fvhost.{project}.{view}")
 }
 
-/// The offline log of a stream view: its batch source's folder.
+/// The offline log of a stream view: files in its batch source's folder,
+/// or rows appended to its single file.
 pub(crate) fn offline_log(
     repo: &FeatureRepo,
     view: &crate::repo::FeatureView,
     pipeline: &ViewPipeline,
     options: &HostOptions,
 ) -> anyhow::Result<OfflineLog> {
-    let source = crate::pipeline::materialize::batch_source(repo, view)?;
-    let crate::repo::SourceKind::File { path } = &source.kind else {
-        anyhow::bail!(
-            "view `{}`: batch source `{}` is not a file source",
-            view.name,
-            source.name
-        );
-    };
-    let dir = crate::offline::files::write_dir(&repo.root, path)
+    let target = offline_log_target(repo, view, &pipeline.schema)
         .with_context(|| format!("view `{}`: offline log", view.name))?;
     Ok(OfflineLog::new(
-        dir,
+        &target,
         &pipeline.schema,
         options.offline_rotation,
     ))
+}
+
+/// Where the offline log of `view` (rows of `schema`) goes, checked as
+/// `run` needs it, so `apply` refuses what `run` would. A single-file batch
+/// source takes the served rows only when they are the source's own kind of
+/// row: the view has no transform (a transform's rows would be transformed
+/// again by `materialize`) and its columns fit the file.
+pub(crate) fn offline_log_target(
+    repo: &FeatureRepo,
+    view: &crate::repo::FeatureView,
+    schema: &crate::transform::ViewSchema,
+) -> anyhow::Result<WriteTarget> {
+    let source = crate::pipeline::materialize::batch_source(repo, view)?;
+    let crate::repo::SourceKind::File { path } = &source.kind else {
+        anyhow::bail!("batch source `{}` is not a file source", source.name);
+    };
+    let target = crate::offline::files::write_target(&repo.root, path);
+    let WriteTarget::SingleFile(file) = &target else {
+        return Ok(target);
+    };
+    if view.transform.is_some() {
+        anyhow::bail!(
+            "batch source `{}` is the single file {}, and the view's transform serves rows of its own columns, which cannot join the source's rows in one file (materialize would transform them again); point the source's path at a folder or a glob, where the log's files are marked as served rows",
+            source.name,
+            file.display()
+        );
+    }
+    if file.exists() {
+        let file_schema = crate::offline::append::file_schema(file)?;
+        let rows = crate::offline::log::log_schema(schema);
+        crate::offline::append::check_fits(&rows, &file_schema).map_err(|e| {
+            anyhow::anyhow!(
+                "the served rows cannot be appended to batch source `{}` ({}): {e}",
+                source.name,
+                file.display()
+            )
+        })?;
+    }
+    Ok(target)
 }
 
 /// A running host: one task per stream view, views grouped by tenant; views

@@ -59,10 +59,30 @@ fn visible(path: &Path) -> bool {
         .is_some_and(|name| !name.starts_with('.') && !name.starts_with('_'))
 }
 
+/// Where new rows of a FileSource go, so that its readers see them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteTarget {
+    /// New files in this folder: the source's folder, or a glob's fixed part.
+    Folder(PathBuf),
+    /// Appended to this one Parquet file (see [`super::append`]).
+    SingleFile(PathBuf),
+}
+
+/// Where new rows of the FileSource `path` go: its folder (or a glob's fixed
+/// folder part), or the one file it names (a `.parquet` path that is a file
+/// or does not exist yet).
+pub fn write_target(root: &Path, path: &str) -> WriteTarget {
+    match write_dir(root, path) {
+        Ok(dir) => WriteTarget::Folder(dir),
+        Err(_) if Path::new(path).is_absolute() => WriteTarget::SingleFile(PathBuf::from(path)),
+        Err(_) => WriteTarget::SingleFile(root.join(path)),
+    }
+}
+
 /// The folder new files of a FileSource go into, so that its readers see
 /// them: the path itself when it is a folder (or does not exist yet and has no
 /// `.parquet` suffix), or the fixed folder part of a glob. A source naming one
-/// file cannot grow; that is an error.
+/// file has none; that is an error (see [`write_target`]).
 pub fn write_dir(root: &Path, path: &str) -> Result<PathBuf, OfflineError> {
     let full = if Path::new(path).is_absolute() {
         PathBuf::from(path)

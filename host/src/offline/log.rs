@@ -7,6 +7,10 @@
 //! to `<view>-<time>-<n>.parquet` once complete and synced: a reader never
 //! sees a half-written file. Files rotate by size and by age; the stream loop
 //! commits its offsets only after a rotation made the rows durable.
+//!
+//! A batch source that is one Parquet file gets the rows appended instead
+//! (see [`super::append`]): they are staged in a hidden folder beside it and
+//! appended at each rotation.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -20,6 +24,8 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
+use super::append::{append_files, sibling};
+use super::files::WriteTarget;
 use super::{OfflineError, TRANSFORMED_FOR_VIEW};
 use crate::transform::{CheckedBatch, ViewSchema};
 
@@ -48,12 +54,29 @@ pub struct OfflineLog {
     open: BTreeMap<String, FileWriter>,
     opened_at: Option<Instant>,
     sequence: u64,
+    /// The single file rotated rows are appended to, when the source is one.
+    append_to: Option<PathBuf>,
 }
 
 impl OfflineLog {
-    /// A log into `dir` for the view described by `view`.
-    pub fn new(dir: PathBuf, view: &ViewSchema, rotation: Rotation) -> Self {
+    /// A log into `target` for the view described by `view`.
+    pub fn new(target: &WriteTarget, view: &ViewSchema, rotation: Rotation) -> Self {
+        let (dir, append_to) = match target {
+            WriteTarget::Folder(dir) => (dir.clone(), None),
+            WriteTarget::SingleFile(file) => {
+                // Per process, so hosts sharing the file never touch each
+                // other's staged rows; what a crashed run left was never
+                // committed (its events are read again), so it goes.
+                let staging = sibling(
+                    file,
+                    &format!("{}.{}.staging", view.view, std::process::id()),
+                );
+                let _ = std::fs::remove_dir_all(&staging);
+                (staging, Some(file.clone()))
+            }
+        };
         Self {
+            append_to,
             dir,
             view: view.view.clone(),
             schema: log_schema(view),
@@ -100,15 +123,25 @@ impl OfflineLog {
         !self.open.is_empty()
     }
 
-    /// Finishes every open file: footer written, synced, renamed into view.
-    /// Returns the finished files.
+    /// Finishes every open file: footer written, synced, renamed into view
+    /// (or appended to the source's single file). Returns the files written.
     pub fn rotate(&mut self) -> Result<Vec<PathBuf>, OfflineError> {
         let mut finished = Vec::new();
         for (_, file) in std::mem::take(&mut self.open) {
             finished.push(file.finish()?);
         }
         self.opened_at = None;
-        Ok(finished)
+        let Some(target) = &self.append_to else {
+            return Ok(finished);
+        };
+        if finished.is_empty() {
+            return Ok(finished);
+        }
+        let appended = append_files(target, &finished);
+        // Appended or not, the staged rows go: on failure the stream commits
+        // nothing and reads the events again.
+        let _ = std::fs::remove_dir_all(&self.dir);
+        appended.map(|_| vec![target.clone()])
     }
 
     fn file_for(&mut self, date: &str) -> Result<&mut FileWriter, OfflineError> {
@@ -151,8 +184,9 @@ fn utc_micros() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
-/// Join keys, timestamp, created timestamp (if the source has one), features.
-fn log_schema(view: &ViewSchema) -> SchemaRef {
+/// The columns of the log's rows: join keys, timestamp, created timestamp
+/// (if the source has one), features.
+pub fn log_schema(view: &ViewSchema) -> SchemaRef {
     let mut fields: Vec<Field> = view
         .join_keys
         .iter()

@@ -3,8 +3,10 @@
 //!
 //! - [`files`]: a FileSource `path` (file, folder, glob) to the files it names;
 //! - [`scan`]: reading a time range with column projection and row-group pruning;
-//! - [`log`]: atomic, rotated, date-partitioned Parquet files of served rows.
+//! - [`log`]: atomic, rotated, date-partitioned Parquet files of served rows;
+//! - [`append`]: rows appended to a source that is one Parquet file (rewritten whole).
 
+pub mod append;
 pub mod files;
 pub mod log;
 pub mod scan;

@@ -23,8 +23,8 @@ use super::view::ViewPipeline;
 use super::windows::entity_events;
 use crate::aggregate::{apply_events, state_field};
 use crate::event_time::FutureLimit;
-use crate::offline::files::write_dir;
-use crate::offline::log::FileWriter;
+use crate::offline::append::SourceWriter;
+use crate::offline::files::write_target;
 use crate::online::{OnlineConnection, RowFailure};
 use crate::repo::{FeatureRepo, Source, SourceKind};
 use crate::transform::cache::ModuleCache;
@@ -179,7 +179,7 @@ impl PushTarget {
             first_row += rows;
         }
         let mut summary = self.summary();
-        let mut offline: Option<FileWriter> = None;
+        let mut offline: Option<SourceWriter> = None;
         let mut first_row = 0u64;
         for batch in file.batches()? {
             let batch = self.checked(batch?)?;
@@ -229,7 +229,7 @@ impl PushTarget {
         &self,
         batch: &RecordBatch,
         first_row: u64,
-        offline: Option<&mut FileWriter>,
+        offline: Option<&mut SourceWriter>,
         online: Option<&OnlineConnection>,
         repo: &FeatureRepo,
         to: PushTo,
@@ -294,7 +294,7 @@ impl PushTarget {
         repo: &FeatureRepo,
         to: PushTo,
         first: &RecordBatch,
-    ) -> anyhow::Result<Option<FileWriter>> {
+    ) -> anyhow::Result<Option<SourceWriter>> {
         if !to.offline() {
             return Ok(None);
         }
@@ -307,18 +307,15 @@ impl PushTarget {
         let SourceKind::File { path } = &target.kind else {
             anyhow::bail!("batch source `{batch_source}` is not a file source")
         };
-        let dir = write_dir(&repo.root, path)?;
+        let target = write_target(&repo.root, path);
         let stem = format!(
             "push-{}-{}",
             self.source.name,
             chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ")
         );
-        Ok(Some(FileWriter::create(
-            &dir,
-            &stem,
-            first.schema(),
-            Vec::new(),
-        )?))
+        let writer = SourceWriter::create(&target, &stem, first.schema(), Vec::new())
+            .with_context(|| format!("batch source `{batch_source}`: nothing was pushed"))?;
+        Ok(Some(writer))
     }
 
     /// A push with an event time too far ahead of the host's clock is

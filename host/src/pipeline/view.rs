@@ -72,14 +72,7 @@ impl ViewPipeline {
         Ok(Self {
             version: version_id(view, &source, transformer.as_ref()),
             project: repo.project().to_string(),
-            schema: ViewSchema {
-                view: view.name.clone(),
-                join_keys: view.join_keys.clone(),
-                timestamp_field: source.timestamp_field.clone(),
-                created_timestamp_column: source.created_timestamp_column.clone(),
-                features: view.row_columns().to_vec(),
-                max_future_skew: source.max_future_skew,
-            },
+            schema: ViewSchema::for_view(view, &source),
             window: match &view.windowing {
                 Some(windowing) => {
                     let topic = match &source.kind {

@@ -54,6 +54,18 @@ pub struct CheckedBatch {
 }
 
 impl ViewSchema {
+    /// The rows `view`, fed by `source`, writes.
+    pub fn for_view(view: &crate::repo::FeatureView, source: &crate::repo::Source) -> Self {
+        Self {
+            view: view.name.clone(),
+            join_keys: view.join_keys.clone(),
+            timestamp_field: source.timestamp_field.clone(),
+            created_timestamp_column: source.created_timestamp_column.clone(),
+            features: view.row_columns().to_vec(),
+            max_future_skew: source.max_future_skew,
+        }
+    }
+
     /// Checks `batch` and converts its columns.
     pub fn check(&self, batch: &RecordBatch) -> Result<CheckedBatch, OutputSchemaError> {
         let mut join_keys = Vec::with_capacity(self.join_keys.len());
