@@ -90,26 +90,34 @@ pub async fn get_online_features(
 ) -> Result<OnlineResponse, StoreError> {
     let mut reads = Vec::with_capacity(entities.len() * views.len());
     let entityless = keys.entityless_key();
+    // The hash fields of each view: the same for every entity.
+    let view_fields: Vec<Vec<Vec<u8>>> = views
+        .iter()
+        .map(|(view, features)| {
+            let mut fields: Vec<Vec<u8>> = features
+                .iter()
+                .map(|feature| feature_field(&view.name, feature).to_vec())
+                .collect();
+            fields.push(timestamp_field(&view.name));
+            fields
+        })
+        .collect();
     for entity in entities {
         let key = keys.redis_key(&entity.values);
-        for (view, features) in views {
+        for ((view, _), fields) in views.iter().zip(&view_fields) {
             // A view without entities has one row, whatever the entity.
             let key = if view.join_keys.is_empty() {
                 &entityless
             } else {
                 &key
             };
-            let mut fields: Vec<Vec<u8>> = features
-                .iter()
-                .map(|feature| feature_field(&view.name, feature).to_vec())
-                .collect();
-            fields.push(timestamp_field(&view.name));
             reads.push(HashRead {
                 key: key.clone(),
-                fields,
+                fields: fields.clone(),
             });
         }
     }
+    let epoch = EventTime::EPOCH.to_rfc3339();
     let replies = store.read(&reads).await?;
 
     let mut names: Vec<String> = join_keys.to_vec();
@@ -119,7 +127,7 @@ pub async fn get_online_features(
         .map(|(i, _)| FeatureColumn {
             values: entities.iter().map(|e| key_json(&e.values[i])).collect(),
             statuses: vec!["PRESENT"; entities.len()],
-            event_timestamps: vec![EventTime::EPOCH.to_rfc3339(); entities.len()],
+            event_timestamps: vec![epoch.clone(); entities.len()],
         })
         .collect();
     for (view, features) in views {
@@ -143,6 +151,7 @@ pub async fn get_online_features(
             let fields = reply.next().unwrap_or_default();
             let stored_ts = fields.get(features.len()).cloned().flatten();
             let event_time = stored_ts.as_deref().and_then(|b| timestamp::decode(b).ok());
+            let time_text = event_time.map_or_else(|| epoch.clone(), |t| t.to_rfc3339());
             for i in 0..features.len() {
                 let raw = fields.get(i).cloned().flatten();
                 let (value, status) = match (&event_time, raw) {
@@ -156,8 +165,7 @@ pub async fn get_online_features(
                 let out = &mut results[column];
                 out.values.push(value);
                 out.statuses.push(style.status(status));
-                out.event_timestamps
-                    .push(event_time.unwrap_or(EventTime::EPOCH).to_rfc3339());
+                out.event_timestamps.push(time_text.clone());
                 column += 1;
             }
         }
