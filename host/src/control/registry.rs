@@ -99,6 +99,14 @@ pub struct Registry {
     views: RwLock<BTreeMap<String, Arc<ViewSlot>>>,
 }
 
+/// A running view as exporters see it: the live counters, not a copy.
+pub struct LiveView {
+    pub tenant: String,
+    pub view: String,
+    pub active: Arc<ViewVersion>,
+    pub metrics: Arc<ViewMetrics>,
+}
+
 /// One view in `GET /status`.
 #[derive(Debug, Serialize)]
 pub struct ViewStatus {
@@ -186,6 +194,20 @@ impl Registry {
             .get(view)
             .cloned()
             .ok_or_else(|| RegistryError::UnknownView(view.to_string()))
+    }
+
+    /// Every running view's live metrics and active version, as views of `tenant`.
+    pub fn live(&self, tenant: &str) -> Vec<LiveView> {
+        let views = self.views.read().unwrap_or_else(|p| p.into_inner());
+        views
+            .iter()
+            .map(|(name, slot)| LiveView {
+                tenant: tenant.to_string(),
+                view: name.clone(),
+                active: slot.active(),
+                metrics: Arc::clone(&slot.metrics),
+            })
+            .collect()
     }
 
     /// Every running view's status, as views of `tenant`.

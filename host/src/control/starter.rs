@@ -2,6 +2,7 @@
 //! adds a view: consumer, version slot, loop task.
 
 use std::sync::{Arc, Mutex};
+use tracing::Instrument;
 
 use anyhow::Context;
 use tokio::sync::mpsc;
@@ -124,7 +125,10 @@ impl ViewStarter {
             .unwrap_or_else(|p| p.into_inner())
             .push((view.name.clone(), metrics));
         let names = (self.tenant.clone(), view.name.clone());
-        let task = tokio::spawn(async move { (names, stream.run(stop).await) });
+        // Every line the view's loop logs carries its tenant and view (the
+        // JSON log's `span` object; the text log's prefix).
+        let span = tracing::info_span!("view", tenant = %self.tenant, view = %view.name);
+        let task = tokio::spawn(async move { (names, stream.run(stop).await) }.instrument(span));
         self.tasks.send(task).map_err(|_| {
             anyhow::anyhow!(
                 "the host is shutting down; view `{}` not watched",

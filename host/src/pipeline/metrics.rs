@@ -5,10 +5,12 @@
 //! the live atomics, the snapshot `fvhost status` prints, and the list an
 //! exporter walks ([`ViewMetrics::counters`]) all come from that one list.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use serde::Serialize;
 
 /// Declares the counters: each becomes an `AtomicU64` field of
@@ -23,8 +25,15 @@ macro_rules! view_counters {
             $($(#[doc = $doc])+ pub $name: AtomicU64,)+
             /// Messages behind the end of the view's partitions, as of the last check.
             pub consumer_lag: AtomicU64,
+            /// Per assigned partition, messages not yet written: the end of
+            /// the partition minus the next offset to write.
+            pub partition_lag: Mutex<BTreeMap<i32, i64>>,
+            /// The newest event time written, in microseconds (0: none yet).
+            pub newest_event_micros: AtomicI64,
             /// Set while the view is paused after failing batch after batch.
             pub pause: Mutex<Option<Pause>>,
+            /// How long each stage of a batch took.
+            pub stage_seconds: StageHistograms,
         }
 
         /// A point-in-time copy of [`ViewMetrics`], printed as JSON.
@@ -32,6 +41,8 @@ macro_rules! view_counters {
         pub struct MetricsSnapshot {
             $($(#[doc = $doc])+ pub $name: u64,)+
             pub consumer_lag: u64,
+            /// Per assigned partition, messages not yet written (empty until first measured).
+            pub partition_lag: BTreeMap<i32, i64>,
             /// `running`, or `paused` (with `pause`).
             pub state: String,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,6 +64,7 @@ macro_rules! view_counters {
                 MetricsSnapshot {
                     $($name: self.$name.load(Ordering::Relaxed),)+
                     consumer_lag: self.consumer_lag.load(Ordering::Relaxed),
+                    partition_lag: self.partition_lag.lock().unwrap_or_else(|p| p.into_inner()).clone(),
                     state: if pause.is_some() { "paused" } else { "running" }.to_string(),
                     pause,
                 }
@@ -106,6 +118,70 @@ view_counters! {
     commit_micros,
 }
 
+/// The timed stages of a stream batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Waiting for the broker to fill a batch.
+    Poll,
+    /// Decoding messages and applying the watermark.
+    Decode,
+    /// Transform calls, retries included.
+    Transform,
+    /// Building online rows and writing them, dead letters included.
+    Write,
+    /// Committing offsets (and closing offline-log files).
+    Commit,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 5] = [
+        Stage::Poll,
+        Stage::Decode,
+        Stage::Transform,
+        Stage::Write,
+        Stage::Commit,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Poll => "poll",
+            Stage::Decode => "decode",
+            Stage::Transform => "transform",
+            Stage::Write => "write",
+            Stage::Commit => "commit",
+        }
+    }
+
+    /// The counter of microseconds spent in the stage.
+    pub fn micros(self, metrics: &ViewMetrics) -> &AtomicU64 {
+        match self {
+            Stage::Poll => &metrics.poll_micros,
+            Stage::Decode => &metrics.decode_micros,
+            Stage::Transform => &metrics.transform_micros,
+            Stage::Write => &metrics.write_micros,
+            Stage::Commit => &metrics.commit_micros,
+        }
+    }
+}
+
+/// One latency histogram per [`Stage`]: 0.1 ms to about 3 min, doubling.
+#[derive(Debug)]
+pub struct StageHistograms([Histogram; 5]);
+
+impl Default for StageHistograms {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 22))
+        }))
+    }
+}
+
+impl StageHistograms {
+    pub fn of(&self, stage: Stage) -> &Histogram {
+        &self.0[stage as usize]
+    }
+}
+
 /// One counter, for exporters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counter {
@@ -131,6 +207,31 @@ impl ViewMetrics {
     /// Adds `elapsed` to a microseconds counter.
     pub fn add_time(counter: &AtomicU64, elapsed: Duration) {
         Self::add(counter, elapsed.as_micros().try_into().unwrap_or(u64::MAX));
+    }
+
+    /// Counts `elapsed` in `stage`: its microseconds counter and its histogram.
+    pub fn time_stage(&self, stage: Stage, elapsed: Duration) {
+        Self::add_time(stage.micros(self), elapsed);
+        self.stage_seconds.of(stage).observe(elapsed.as_secs_f64());
+    }
+
+    /// Records that events up to `micros` (event time) are written.
+    pub fn written_up_to(&self, micros: i64) {
+        self.newest_event_micros
+            .fetch_max(micros, Ordering::Relaxed);
+    }
+
+    /// Seconds between `now_micros` and the newest event time written, if any.
+    pub fn freshness_seconds(&self, now_micros: i64) -> Option<f64> {
+        let newest = self.newest_event_micros.load(Ordering::Relaxed);
+        (newest > 0).then(|| (now_micros - newest).max(0) as f64 / 1e6)
+    }
+
+    /// Replaces the per-partition lag, and the total status shows.
+    pub fn set_lag(&self, lag: BTreeMap<i32, i64>) {
+        let total: i64 = lag.values().map(|l| (*l).max(0)).sum();
+        self.consumer_lag.store(total as u64, Ordering::Relaxed);
+        *self.partition_lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;
     }
 
     /// Marks the view paused (`Some`) or running again (`None`).

@@ -148,6 +148,9 @@ impl Admin {
 pub fn router(admin: Admin) -> Router {
     Router::new()
         .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/tenants/{tenant}/status", get(tenant_status))
         .route("/tenants/{tenant}/views/{view}", get(view_status))
         .route("/tenants/{tenant}/views/{view}/deploy", post(tenant_deploy))
@@ -180,6 +183,70 @@ pub async fn serve(
     )
     .await;
     Ok(())
+}
+
+/// Prometheus's scrape: the caller's views (the operator's: all), with the
+/// same credentials as `/status`.
+async fn metrics(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let caller = admin.auth.caller(&headers)?;
+    let views = admin
+        .tenants
+        .iter()
+        .filter(|(tenant, _)| {
+            caller == Caller::Operator || caller.tenant() == Some(tenant.as_str())
+        })
+        .flat_map(|(_, deployer)| deployer.live())
+        .collect();
+    let now = chrono::Utc::now().timestamp_micros();
+    let text = super::metrics::render(views, now).map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding the metrics: {e}"),
+        )
+    })?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            super::metrics::CONTENT_TYPE,
+        )],
+        text,
+    ))
+}
+
+/// Liveness: the process answers. No credentials (probes carry none) and
+/// nothing revealed.
+async fn health() -> &'static str {
+    "ok"
+}
+
+/// Readiness: every view has partitions assigned (it joined its consumer
+/// group) and every tenant's online store answers; 503 naming what is not.
+async fn ready(State(admin): State<Admin>) -> Result<&'static str, ApiError> {
+    let unready = |message: String| ApiError(StatusCode::SERVICE_UNAVAILABLE, message);
+    for (tenant, deployer) in admin.tenants.iter() {
+        for view in deployer.live() {
+            let assigned = !view
+                .metrics
+                .partition_lag
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty();
+            if !assigned {
+                return Err(unready(format!(
+                    "view `{}` of tenant `{tenant}` has no partitions assigned yet",
+                    view.view
+                )));
+            }
+        }
+        deployer
+            .store_answers()
+            .await
+            .map_err(|e| unready(format!("tenant `{tenant}`: {e}")))?;
+    }
+    Ok("ready")
 }
 
 async fn status(

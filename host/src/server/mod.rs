@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body;
 mod features;
 pub mod listen;
+pub mod metrics;
 mod push;
 
 use std::collections::HashMap;

@@ -129,21 +129,24 @@ impl TopicConsumer {
     }
 
     /// Messages behind the end of the topic for this member's partitions, if known.
-    pub fn lag(&self) -> Option<i64> {
+    pub fn lag(&self, written: &Positions) -> Option<BTreeMap<i32, i64>> {
         let assignment = self.consumer.assignment().ok()?;
         let positions = self.consumer.position().ok()?;
-        let mut lag = 0;
+        let mut lag = BTreeMap::new();
         for element in assignment.elements() {
-            let (_, high) = self
+            let partition = element.partition();
+            let (low, high) = self
                 .consumer
-                .fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(1))
+                .fetch_watermarks(element.topic(), partition, Duration::from_secs(1))
                 .ok()?;
-            let position = positions
-                .find_partition(element.topic(), element.partition())
+            // What this member wrote; else where the consumer stands (its
+            // committed offset once it fetched); else the partition's start.
+            let consumed = positions
+                .find_partition(element.topic(), partition)
                 .and_then(|p| p.offset().to_raw())
-                .filter(|o| *o >= 0)
-                .unwrap_or(0);
-            lag += (high - position).max(0);
+                .filter(|o| *o >= 0);
+            let next = written.get(&partition).copied().or(consumed).unwrap_or(low);
+            lag.insert(partition, (high - next).max(0));
         }
         Some(lag)
     }

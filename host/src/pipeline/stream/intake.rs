@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use super::{Counters, Prepared, StreamSettings, ViewStopped};
 use crate::pipeline::dead_letter::DeadLetterContext;
 use crate::pipeline::fairness::TransformSlots;
-use crate::pipeline::metrics::{Pause, ViewMetrics};
+use crate::pipeline::metrics::{Pause, Stage, ViewMetrics};
 use crate::pipeline::version::ViewVersion;
 use crate::pipeline::view::ViewPipeline;
 use crate::pipeline::watermark::Watermark;
@@ -123,21 +123,20 @@ impl Intake {
         self.take_new_version(&events);
         self.watermark.set_assigned(consumer.assigned_partitions());
         let counters = self.counters();
-        counters.add_time(|m| &m.poll_micros, polling);
+        counters.time(Stage::Poll, polling);
         counters.add(|m| &m.messages, events.len() as u64);
         counters.add(|m| &m.batches, 1);
 
         let decoding = Instant::now();
         let mut letters = Vec::new();
         let (input, origins) = self.decode(&events, &mut letters);
-        self.counters().add_time(|m| &m.decode_micros, decoding);
+        self.counters().time(Stage::Decode, decoding);
 
         let transforming = Instant::now();
         let pieces = self
             .transform(input, &origins, &events, &mut letters, shutdown)
             .await;
-        self.counters()
-            .add_time(|m| &m.transform_micros, transforming);
+        self.counters().time(Stage::Transform, transforming);
         let Some((pieces, refused_rows)) = pieces else {
             tracing::info!(view = %self.current.pipeline.view.name, first = %events[0].origin, "shutdown during the batch's transform: left uncommitted, to be read again");
             return Ok(Next::Stop);

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use super::dead_letter::{DeadLetter, DeadLetterSink};
 use super::fairness::TransformSlots;
-use super::metrics::ViewMetrics;
+use super::metrics::{Stage, ViewMetrics};
 use super::processor::Piece;
 use super::version::ViewVersion;
 use super::view::ViewPipeline;
@@ -117,10 +117,11 @@ impl Counters<'_> {
         ViewMetrics::add(counter(self.version), n);
     }
 
-    fn add_time(&self, counter: fn(&ViewMetrics) -> &AtomicU64, since: std::time::Instant) {
+    /// Times `stage` from `since`: the view's counter and histogram, the version's counter.
+    fn time(&self, stage: Stage, since: std::time::Instant) {
         let elapsed = since.elapsed();
-        ViewMetrics::add_time(counter(self.view), elapsed);
-        ViewMetrics::add_time(counter(self.version), elapsed);
+        self.view.time_stage(stage, elapsed);
+        ViewMetrics::add_time(stage.micros(self.version), elapsed);
     }
 }
 

@@ -12,7 +12,7 @@ use crate::aggregate::{EntityEvent, SourceOffset, WindowStats, apply_events, sta
 use crate::offline::log::OfflineLog;
 use crate::online::{OnlineRow, OnlineStore, RowFailure, WriteStats};
 use crate::pipeline::dead_letter::{DeadLetter, DeadLetterKind, DeadLetterSink};
-use crate::pipeline::metrics::ViewMetrics;
+use crate::pipeline::metrics::{Stage, ViewMetrics};
 use crate::pipeline::windows::entity_events;
 use crate::source::kafka::{Positions, TopicConsumer, advance};
 
@@ -31,6 +31,9 @@ pub(super) struct Output {
     pub(super) offline: Option<Mutex<OfflineLog>>,
     /// Positions written but not yet committed (waiting for the offline log).
     pending: Positions,
+    /// Every partition's next offset to write, as far as this member wrote:
+    /// what the lag is measured from.
+    written: Positions,
     metrics: Arc<ViewMetrics>,
     settings: StreamSettings,
     /// When the consumer lag was last asked for.
@@ -77,6 +80,7 @@ impl Output {
             dead_letters,
             offline: None,
             pending: Positions::new(),
+            written: Positions::new(),
             metrics,
             settings,
             lag_checked: None,
@@ -91,7 +95,17 @@ impl Output {
         consumer: Arc<TopicConsumer>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), ViewStopped> {
-        while let Some(batch) = batches.recv().await {
+        loop {
+            // While no batch comes (the view has caught up), the lag is still
+            // refreshed, so it falls to 0 instead of keeping its last value.
+            let batch = tokio::select! {
+                batch = batches.recv() => batch,
+                _ = tokio::time::sleep(LAG_INTERVAL) => {
+                    self.refresh_lag(&consumer);
+                    continue;
+                }
+            };
+            let Some(batch) = batch else { break };
             if !self.write(batch, &consumer, &mut shutdown).await? {
                 // Nothing more is written or committed: the batches in hand
                 // are read again after a restart.
@@ -177,7 +191,7 @@ impl Output {
         }
         counters.add(|m| &m.keys_written, written.written);
         counters.add(|m| &m.keys_skipped_older, written.skipped_older);
-        counters.add_time(|m| &m.write_micros, writing);
+        counters.time(Stage::Write, writing);
         let events = &batch.events;
         tracing::debug!(
             view = %pipeline.view.name,
@@ -192,8 +206,17 @@ impl Output {
         );
         let committing = Instant::now();
         advance(&mut self.pending, events);
+        advance(&mut self.written, events);
+        if let Some(newest) = batch
+            .pieces
+            .iter()
+            .filter_map(|p| p.transformed.checked.event_time.iter().flatten().max())
+            .max()
+        {
+            self.metrics.written_up_to(newest);
+        }
         self.commit_written(consumer, false)?;
-        counters.add_time(|m| &m.commit_micros, committing);
+        counters.time(Stage::Commit, committing);
         self.refresh_lag(consumer);
         Ok(true)
     }
@@ -316,10 +339,8 @@ impl Output {
             return;
         }
         self.lag_checked = Some(Instant::now());
-        if let Some(lag) = tokio::task::block_in_place(|| consumer.lag()) {
-            self.metrics
-                .consumer_lag
-                .store(lag.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Some(lag) = tokio::task::block_in_place(|| consumer.lag(&self.written)) {
+            self.metrics.set_lag(lag);
         }
     }
 }

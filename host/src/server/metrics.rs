@@ -1,0 +1,201 @@
+//! `GET /metrics`: the host's metrics in Prometheus's text format.
+//!
+//! Nothing is kept twice: at each scrape the encoder walks the running
+//! views' live counters ([`ViewMetrics`], the ones `fvhost status` reads)
+//! and encodes them with prometheus-client. Labels are bounded: tenant,
+//! view, version, stage, partition, dead-letter kind; never an entity key
+//! or an offset.
+
+use std::fmt;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::control::registry::LiveView;
+use crate::pipeline::metrics::{Stage, ViewMetrics};
+
+/// The media type of the answer (Prometheus's text format 0.0.4).
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The Prometheus text of `views`' metrics at `now_micros`.
+pub fn render(views: Vec<LiveView>, now_micros: i64) -> Result<String, fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(HostCollector { views, now_micros }));
+    let mut text = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)?;
+    Ok(text)
+}
+
+struct HostCollector {
+    views: Vec<LiveView>,
+    now_micros: i64,
+}
+
+impl fmt::Debug for HostCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostCollector")
+            .field("views", &self.views.len())
+            .finish()
+    }
+}
+
+/// The labels naming a view.
+fn view_labels(view: &LiveView) -> Vec<(&'static str, String)> {
+    vec![("tenant", view.tenant.clone()), ("view", view.view.clone())]
+}
+
+impl Collector for HostCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let build = encoder.encode_descriptor(
+            "fvhost_build",
+            "The running fvhost's version.",
+            None,
+            MetricType::Info,
+        )?;
+        let mut build = build;
+        build.encode_info(&[("version", env!("CARGO_PKG_VERSION"))])?;
+        self.counters(&mut encoder)?;
+        self.version_counters(&mut encoder)?;
+        self.gauges(&mut encoder)?;
+        self.stage_histograms(&mut encoder)
+    }
+}
+
+impl HostCollector {
+    /// Every counter status shows, per view; `*_micros` as `*_seconds`.
+    fn counters(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        for counter in ViewMetrics::default().counters() {
+            let seconds = counter.name.strip_suffix("_micros");
+            let name = match seconds {
+                Some(stage) => format!("fvhost_{stage}_seconds"),
+                None => format!("fvhost_{}", counter.name),
+            };
+            let help = counter.help.replace("Microseconds", "Seconds");
+            let mut metric = encoder.encode_descriptor(&name, &help, None, MetricType::Counter)?;
+            for view in &self.views {
+                let value = view
+                    .metrics
+                    .counters()
+                    .into_iter()
+                    .find(|c| c.name == counter.name)
+                    .map_or(0, |c| c.value);
+                let labels = view_labels(view);
+                let family = metric.encode_family(&labels)?;
+                match seconds {
+                    Some(_) => ConstCounter::new(value as f64 / 1e6).encode(family)?,
+                    None => ConstCounter::new(value).encode(family)?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The active version's own counts, labelled with the version.
+    fn version_counters(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let wanted = ["messages", "rows_out", "batch_failures", "dead_letters"];
+        for name in wanted {
+            let metric_name = format!("fvhost_version_{name}");
+            let mut metric = encoder.encode_descriptor(
+                &metric_name,
+                &format!("`{name}` of the view's active version alone."),
+                None,
+                MetricType::Counter,
+            )?;
+            for view in &self.views {
+                let value = view
+                    .active
+                    .metrics
+                    .counters()
+                    .into_iter()
+                    .find(|c| c.name == name)
+                    .map_or(0, |c| c.value);
+                let mut labels = view_labels(view);
+                labels.push(("version", view.active.id().to_string()));
+                ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn gauges(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let mut lag = encoder.encode_descriptor(
+            "fvhost_consumer_lag",
+            "Messages of an assigned partition not yet written: its end offset minus the next offset to write.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for view in &self.views {
+            let partitions = view
+                .metrics
+                .partition_lag
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            for (partition, messages) in partitions {
+                let mut labels = view_labels(view);
+                labels.push(("partition", partition.to_string()));
+                ConstGauge::new(messages).encode(lag.encode_family(&labels)?)?;
+            }
+        }
+        let mut freshness = encoder.encode_descriptor(
+            "fvhost_freshness_seconds",
+            "Now minus the newest event time the view wrote (absent until it wrote one).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for view in &self.views {
+            if let Some(seconds) = view.metrics.freshness_seconds(self.now_micros) {
+                ConstGauge::new(seconds).encode(freshness.encode_family(&view_labels(view))?)?;
+            }
+        }
+        let mut paused = encoder.encode_descriptor(
+            "fvhost_view_paused",
+            "1 while the view is paused after failing batch after batch, else 0.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for view in &self.views {
+            let value = i64::from(view.metrics.snapshot().pause.is_some());
+            ConstGauge::new(value).encode(paused.encode_family(&view_labels(view))?)?;
+        }
+        let mut tier = encoder.encode_descriptor(
+            "fvhost_module_optimized",
+            "1 when the active version's module runs optimized (Cranelift) code, 0 while on the baseline tier; absent without a module.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for view in &self.views {
+            if let Some(module) = view.active.pipeline.module() {
+                let mut labels = view_labels(view);
+                labels.push(("version", view.active.id().to_string()));
+                let optimized = i64::from(module.tier().as_str() == "optimized");
+                ConstGauge::new(optimized).encode(tier.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn stage_histograms(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let mut histogram = encoder.encode_descriptor(
+            "fvhost_batch_stage_seconds",
+            "How long each stage of a batch took: poll, decode, transform, write, commit.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for view in &self.views {
+            for stage in Stage::ALL {
+                let mut labels = view_labels(view);
+                labels.push(("stage", stage.name().to_string()));
+                view.metrics
+                    .stage_seconds
+                    .of(stage)
+                    .encode(histogram.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
