@@ -187,6 +187,31 @@ fn prometheus_scrapes_counts_lag_and_freshness_and_tenants_see_their_own() {
     );
     assert_eq!(get(admin, None, "/ready"), (200, "ready".into()));
 
+    // `fvhost top --once`: one frame, rates from two samples a second apart.
+    let top = Command::new(env!("CARGO_BIN_EXE_fvhost"))
+        .args(["top", "--once", "--admin", &format!("127.0.0.1:{admin}")])
+        .env("FVHOST_ADMIN_TOKEN", OPERATOR_TOKEN)
+        .output()
+        .unwrap();
+    let frame = String::from_utf8_lossy(&top.stdout);
+    assert!(
+        top.status.success(),
+        "{frame}{}",
+        String::from_utf8_lossy(&top.stderr)
+    );
+    let alpha_row: Vec<&str> = frame
+        .lines()
+        .find(|l| l.contains("alpha_stats"))
+        .unwrap_or_else(|| panic!("{frame}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        (alpha_row[0], alpha_row[3], alpha_row[7]),
+        ("alpha", "running", "0"),
+        "tenant, state, lag: {frame}"
+    );
+    assert!(frame.contains("beta_stats"), "{frame}");
+
     // Who may read what.
     assert_eq!(get(admin, None, "/metrics").0, 401);
     let (code, beta_text) = get(admin, Some(BETA_TOKEN), "/metrics");

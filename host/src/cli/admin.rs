@@ -25,7 +25,7 @@ pub struct AdminArgs {
 
 impl AdminArgs {
     /// `/tenants/{tenant}` when a tenant is named, else nothing.
-    fn tenant_prefix(&self) -> String {
+    pub(super) fn tenant_prefix(&self) -> String {
         self.tenant
             .as_deref()
             .map(|t| format!("/tenants/{}", encode(t)))
@@ -135,7 +135,7 @@ fn report((status, body): (u16, String)) -> anyhow::Result<ExitCode> {
 }
 
 /// One HTTP/1.1 request to the admin API; returns the status and body.
-async fn request(
+pub(super) async fn request(
     admin: &AdminArgs,
     method: &str,
     path: &str,

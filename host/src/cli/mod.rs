@@ -15,6 +15,7 @@ mod quickstart;
 mod run;
 mod serve;
 mod test_transform;
+mod top;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +73,8 @@ pub enum Command {
     Rollback(admin::RollbackArgs),
     /// Show each view's active version and counters on a running host.
     Status(admin::StatusArgs),
+    /// Watch a running host: views, rates, lag, freshness, dead letters, state, version; refreshed every second.
+    Top(top::TopArgs),
     /// List a view's dead letters kept in Redis, or replay them to their topics.
     DeadLetters(dead_letters::DeadLettersArgs),
     /// Run the whole pipeline on this machine with a local broker and redis-server.
@@ -118,6 +121,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deploy(args) => admin::deploy(args).await,
         Command::Rollback(args) => admin::rollback(args).await,
         Command::Status(args) => admin::status(args).await,
+        Command::Top(args) => top::top(args).await,
         Command::Quickstart(args) => quickstart::quickstart(args).await,
         Command::Build(args) => build::run(args),
         Command::New(args) => new::run(args),

@@ -37,12 +37,14 @@ macro_rules! view_counters {
         }
 
         /// A point-in-time copy of [`ViewMetrics`], printed as JSON.
-        #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+        #[derive(Debug, Clone, Default, Serialize, PartialEq)]
         pub struct MetricsSnapshot {
             $($(#[doc = $doc])+ pub $name: u64,)+
             pub consumer_lag: u64,
             /// Per assigned partition, messages not yet written (empty until first measured).
             pub partition_lag: BTreeMap<i32, i64>,
+            /// Now minus the newest event time written, in seconds (none before the first write).
+            pub freshness_seconds: Option<f64>,
             /// `running`, or `paused` (with `pause`).
             pub state: String,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +67,7 @@ macro_rules! view_counters {
                     $($name: self.$name.load(Ordering::Relaxed),)+
                     consumer_lag: self.consumer_lag.load(Ordering::Relaxed),
                     partition_lag: self.partition_lag.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                    freshness_seconds: self.freshness_seconds(chrono::Utc::now().timestamp_micros()),
                     state: if pause.is_some() { "paused" } else { "running" }.to_string(),
                     pause,
                 }
