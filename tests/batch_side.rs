@@ -932,6 +932,16 @@ fn the_http_server_rides_out_a_redis_restart_and_says_503_while_redis_is_down() 
     let (status, body) = http(port, "GET", "/push", None);
     assert_eq!(status, 405);
     assert!(body.contains("/push does not take GET"), "{body}");
+
+    // Requests counted by route and status; unknown paths as `other`.
+    let (status, text) = http(port, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    assert!(
+        text.contains(r#"fvhost_http_requests_total{route="/write-to-online-store",code="200"} 1"#)
+            && text.contains(r#"fvhost_http_requests_total{route="other",code="404"} 1"#)
+            && text.contains("fvhost_http_request_seconds_bucket"),
+        "{text}"
+    );
 }
 
 #[test]

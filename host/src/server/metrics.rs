@@ -1,4 +1,5 @@
-//! `GET /metrics`: the host's metrics in Prometheus's text format.
+//! `GET /metrics`: the host's metrics in Prometheus's text format (on the
+//! admin API), and `serve`'s request metrics ([`RequestMetrics`]).
 //!
 //! Nothing is kept twice: at each scrape the encoder walks the running
 //! views' live counters ([`ViewMetrics`], the ones `fvhost status` reads)
@@ -11,12 +12,105 @@ use std::fmt;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::control::registry::LiveView;
 use crate::pipeline::metrics::{Stage, ViewMetrics};
+
+/// The routes of `serve`, as a bounded label (anything else is `other`).
+const ROUTES: [&str; 6] = [
+    "/push",
+    "/write-to-online-store",
+    "/get-online-features",
+    "/health",
+    "/ready",
+    "/metrics",
+];
+
+/// The label for a request to `path`: its route, or `other`.
+pub fn route_label(path: &str) -> &'static str {
+    ROUTES
+        .iter()
+        .find(|r| **r == path)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// `serve`'s own metrics: requests by route and status code, and their latency.
+#[derive(Debug)]
+pub struct RequestMetrics {
+    registry: Registry,
+    requests: Family<Vec<(&'static str, String)>, Counter>,
+    seconds: Family<Vec<(&'static str, String)>, Histogram>,
+}
+
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<Vec<(&'static str, String)>, Counter>::default();
+        let seconds =
+            Family::<Vec<(&'static str, String)>, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+            });
+        registry.register(
+            "fvhost_http_requests",
+            "Requests answered, by route and status code.",
+            requests.clone(),
+        );
+        registry.register(
+            "fvhost_http_request_seconds",
+            "How long requests took to answer, by route.",
+            seconds.clone(),
+        );
+        registry.register_collector(Box::new(BuildInfo));
+        Self {
+            registry,
+            requests,
+            seconds,
+        }
+    }
+}
+
+impl RequestMetrics {
+    pub fn observe(&self, route: &'static str, status: u16, elapsed: std::time::Duration) {
+        let labels = vec![("route", route.to_string()), ("code", status.to_string())];
+        self.requests.get_or_create(&labels).inc();
+        let labels = vec![("route", route.to_string())];
+        self.seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn render(&self) -> Result<String, fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// `fvhost_build_info{version}`.
+#[derive(Debug)]
+struct BuildInfo;
+
+impl Collector for BuildInfo {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        encode_build_info(&mut encoder)
+    }
+}
+
+fn encode_build_info(encoder: &mut DescriptorEncoder) -> fmt::Result {
+    let mut build = encoder.encode_descriptor(
+        "fvhost_build",
+        "The running fvhost's version.",
+        None,
+        MetricType::Info,
+    )?;
+    build.encode_info(&[("version", env!("CARGO_PKG_VERSION"))])
+}
 
 /// The media type of the answer (Prometheus's text format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -50,14 +144,7 @@ fn view_labels(view: &LiveView) -> Vec<(&'static str, String)> {
 
 impl Collector for HostCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let build = encoder.encode_descriptor(
-            "fvhost_build",
-            "The running fvhost's version.",
-            None,
-            MetricType::Info,
-        )?;
-        let mut build = build;
-        build.encode_info(&[("version", env!("CARGO_PKG_VERSION"))])?;
+        encode_build_info(&mut encoder)?;
         self.counters(&mut encoder)?;
         self.version_counters(&mut encoder)?;
         self.gauges(&mut encoder)?;

@@ -37,6 +37,8 @@ pub struct ServerState {
     pub max_push_bytes: usize,
     /// Where fvhost deliberately differs from Feast's server, answer as Feast does.
     pub feast_compatible: FeastCompatibility,
+    /// Requests served, by route and status, for `GET /metrics`.
+    pub requests: metrics::RequestMetrics,
 }
 
 /// Switches to Feast 0.67's behaviour where fvhost deliberately differs
@@ -86,6 +88,7 @@ impl ServerState {
             online,
             max_push_bytes: DEFAULT_MAX_PUSH_BYTES,
             feast_compatible: FeastCompatibility::default(),
+            requests: metrics::RequestMetrics::default(),
         })
     }
 }
@@ -98,9 +101,47 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/push", post(push::push))
         .route("/write-to-online-store", post(push::write_to_online_store))
         .route("/get-online-features", post(features::get_online_features))
+        .route("/metrics", get(serve_metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            count_request,
+        ))
         .with_state(state)
+}
+
+/// Counts and times every request for `GET /metrics`.
+async fn count_request(
+    axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = metrics::route_label(request.uri().path());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state
+        .requests
+        .observe(route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// `GET /metrics` of `serve`: requests by route and status, their latency,
+/// and the build. Open like the rest of `serve` (Feast's server has no
+/// credentials either): listen on loopback or a private network.
+async fn serve_metrics(
+    axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let text = state.requests.render().map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding the metrics: {e}"),
+        )
+    })?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        text,
+    ))
 }
 
 /// Serves until `shutdown` resolves.
