@@ -249,6 +249,21 @@ fn prometheus_scrapes_counts_lag_and_freshness_and_tenants_see_their_own() {
         );
     }
     assert!(text.contains("fvhost_build_info{version=\""), "{text}");
+    let memory = sample(
+        &text,
+        "fvhost_transform_memory_high_water_bytes",
+        &["view=\"alpha_stats\""],
+    );
+    assert!(memory.is_some_and(|bytes| bytes > 0.0), "{text}");
+    assert!(
+        sample(
+            &text,
+            "fvhost_version_transform_seconds_total",
+            &["view=\"alpha_stats\""]
+        )
+        .is_some_and(|s| s > 0.0),
+        "{text}"
+    );
 
     // A real Prometheus server scrapes the operator's view of the host.
     let (_prometheus, port) = start_prometheus(dir.path(), admin);

@@ -105,6 +105,10 @@ view_counters! {
     commits,
     /// Commits the broker refused (during a rebalance, say); the batches were written.
     commit_failures,
+    /// Writes to the online store or the dead-letter destination that failed and were retried.
+    store_write_errors,
+    /// Microseconds spent waiting before retrying a failed write (the backoff).
+    store_retry_micros,
     /// Events of a windowed view applied before (a replay), skipped.
     window_events_replayed,
     /// Events of a windowed view older than any window their entity reports again.

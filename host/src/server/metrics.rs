@@ -183,9 +183,19 @@ impl HostCollector {
 
     /// The active version's own counts, labelled with the version.
     fn version_counters(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
-        let wanted = ["messages", "rows_out", "batch_failures", "dead_letters"];
+        let wanted = [
+            "messages",
+            "rows_out",
+            "batch_failures",
+            "dead_letters",
+            "transform_micros",
+        ];
         for name in wanted {
-            let metric_name = format!("fvhost_version_{name}");
+            let seconds = name.strip_suffix("_micros");
+            let metric_name = match seconds {
+                Some(stage) => format!("fvhost_version_{stage}_seconds"),
+                None => format!("fvhost_version_{name}"),
+            };
             let mut metric = encoder.encode_descriptor(
                 &metric_name,
                 &format!("`{name}` of the view's active version alone."),
@@ -202,7 +212,11 @@ impl HostCollector {
                     .map_or(0, |c| c.value);
                 let mut labels = view_labels(view);
                 labels.push(("version", view.active.id().to_string()));
-                ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
+                let family = metric.encode_family(&labels)?;
+                match seconds {
+                    Some(_) => ConstCounter::new(value as f64 / 1e6).encode(family)?,
+                    None => ConstCounter::new(value).encode(family)?,
+                }
             }
         }
         Ok(())
@@ -248,6 +262,20 @@ impl HostCollector {
         for view in &self.views {
             let value = i64::from(view.metrics.snapshot().pause.is_some());
             ConstGauge::new(value).encode(paused.encode_family(&view_labels(view))?)?;
+        }
+        let mut memory = encoder.encode_descriptor(
+            "fvhost_transform_memory_high_water_bytes",
+            "The most linear memory one call of the active version's transform grew to.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for view in &self.views {
+            if let Some(transformer) = &view.active.pipeline.transformer {
+                let mut labels = view_labels(view);
+                labels.push(("version", view.active.id().to_string()));
+                ConstGauge::new(transformer.memory_high_water() as i64)
+                    .encode(memory.encode_family(&labels)?)?;
+            }
         }
         let mut tier = encoder.encode_descriptor(
             "fvhost_module_optimized",

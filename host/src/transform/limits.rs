@@ -168,6 +168,8 @@ impl LogRate {
 pub(crate) struct GuestLimiter {
     memory_bytes: usize,
     pub(crate) memory_exceeded: Option<usize>,
+    /// The most linear memory the guest was allowed to grow to.
+    pub(crate) memory_peak: usize,
 }
 
 impl GuestLimiter {
@@ -175,6 +177,7 @@ impl GuestLimiter {
         Self {
             memory_bytes,
             memory_exceeded: None,
+            memory_peak: 0,
         }
     }
 }
@@ -190,6 +193,7 @@ impl wasmtime::ResourceLimiter for GuestLimiter {
             self.memory_exceeded = Some(desired);
             return Ok(false);
         }
+        self.memory_peak = self.memory_peak.max(desired);
         Ok(true)
     }
 

@@ -36,9 +36,18 @@ pub struct Transformer {
     config: Vec<(String, String)>,
     limits: Limits,
     view: String,
+    /// The most memory one call of this transform grew to, in bytes
+    /// (shared by clones: they run the same version).
+    memory_high_water: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Transformer {
+    /// The most linear memory one call grew to so far, in bytes.
+    pub fn memory_high_water(&self) -> u64 {
+        self.memory_high_water
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn new(
         module: Arc<TransformModule>,
         config: Vec<(String, String)>,
@@ -50,6 +59,7 @@ impl Transformer {
             config,
             limits,
             view: view.to_string(),
+            memory_high_water: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 
@@ -124,6 +134,10 @@ impl Transformer {
             .await
             .map_err(|e| self.trap(store, e))?
             .map_err(|e| TransformError::Returned(guest_text::error(&e)))?;
+        self.memory_high_water.fetch_max(
+            store.data().limiter.memory_peak as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         tracing::trace!(
             view = %self.view,
             instantiate_us = instantiated.as_micros() as u64,

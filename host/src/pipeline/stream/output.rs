@@ -282,6 +282,8 @@ impl Output {
             match attempt().await {
                 Ok(value) => return Some(value),
                 Err(e) => {
+                    ViewMetrics::add(&self.metrics.store_write_errors, 1);
+                    ViewMetrics::add_time(&self.metrics.store_retry_micros, backoff);
                     tracing::error!(view = %self.view, retry_in_ms = backoff.as_millis() as u64, "{e}; nothing committed, retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
