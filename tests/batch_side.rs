@@ -107,6 +107,24 @@ fn write_parquet(path: &Path, rows: &[Row]) {
     writer.close().unwrap();
 }
 
+/// Writes rows as a CSV file with the push source's columns.
+fn write_csv(path: &Path, rows: &[Row]) {
+    let mut text =
+        String::from("driver_id,event_timestamp,created,conv_rate,acc_rate,avg_daily_trips\n");
+    for r in rows {
+        text.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            r.driver,
+            rfc3339(r.event),
+            rfc3339(r.created),
+            r.conv,
+            r.acc,
+            r.trips
+        ));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
 /// The newest row per driver with event time in [start, end], computed here,
 /// independently of fvhost: greatest (event, created).
 fn newest_in(rows: &[Row], start: i64, end: i64) -> HashMap<i64, Row> {
@@ -499,20 +517,7 @@ fn push_to_offline_then_materialize_equals_push_to_online() {
     let repo = TestRepo::new("batch_push", DEFINITIONS);
     let rows = history(300, 3);
     let csv = repo.path().join("push.csv");
-    let mut text =
-        String::from("driver_id,event_timestamp,created,conv_rate,acc_rate,avg_daily_trips\n");
-    for r in &rows {
-        text.push_str(&format!(
-            "{},{},{},{},{},{}\n",
-            r.driver,
-            rfc3339(r.event),
-            rfc3339(r.created),
-            r.conv,
-            r.acc,
-            r.trips
-        ));
-    }
-    std::fs::write(&csv, text).unwrap();
+    write_csv(&csv, &rows);
     let path = repo.path().to_str().unwrap().to_string();
     let fresh = "driver_hourly_stats_fresh";
 
@@ -593,20 +598,7 @@ fn an_offline_push_appends_to_a_single_file_source_as_feast_does() {
     let file = repo.path().join("data/driver_stats.parquet");
     write_parquet(&file, old);
     let csv = repo.path().join("push.csv");
-    let mut text =
-        String::from("driver_id,event_timestamp,created,conv_rate,acc_rate,avg_daily_trips\n");
-    for r in pushed {
-        text.push_str(&format!(
-            "{},{},{},{},{},{}\n",
-            r.driver,
-            rfc3339(r.event),
-            rfc3339(r.created),
-            r.conv,
-            r.acc,
-            r.trips
-        ));
-    }
-    std::fs::write(&csv, text).unwrap();
+    write_csv(&csv, pushed);
     let path = repo.path().to_str().unwrap().to_string();
     let redis = RedisServer::start().unwrap();
     let push = |csv: &Path, code| {

@@ -111,6 +111,19 @@ impl Admin {
         }
     }
 
+    /// The tenants `caller` may see: the operator every one, a tenant its own.
+    fn visible_to<'a>(
+        &'a self,
+        caller: &'a Caller,
+    ) -> impl Iterator<Item = &'a Arc<Deployer>> + 'a {
+        self.tenants
+            .iter()
+            .filter(move |(tenant, _)| {
+                *caller == Caller::Operator || caller.tenant() == Some(tenant.as_str())
+            })
+            .map(|(_, deployer)| deployer)
+    }
+
     /// The caller, allowed on `tenant` (or, unnamed, on its own or the only
     /// tenant): that tenant's name and deployer.
     fn deployer(
@@ -193,12 +206,8 @@ async fn metrics(
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     let caller = admin.auth.caller(&headers)?;
     let views = admin
-        .tenants
-        .iter()
-        .filter(|(tenant, _)| {
-            caller == Caller::Operator || caller.tenant() == Some(tenant.as_str())
-        })
-        .flat_map(|(_, deployer)| deployer.live())
+        .visible_to(&caller)
+        .flat_map(|deployer| deployer.live())
         .collect();
     let now = chrono::Utc::now().timestamp_micros();
     let text = super::metrics::render(views, now).map_err(|e| {
@@ -255,12 +264,8 @@ async fn status(
 ) -> Result<Json<Vec<ViewStatus>>, ApiError> {
     let caller = admin.auth.caller(&headers)?;
     let visible = admin
-        .tenants
-        .iter()
-        .filter(|(tenant, _)| {
-            caller == Caller::Operator || caller.tenant() == Some(tenant.as_str())
-        })
-        .flat_map(|(_, deployer)| deployer.status())
+        .visible_to(&caller)
+        .flat_map(|deployer| deployer.status())
         .collect();
     Ok(Json(visible))
 }

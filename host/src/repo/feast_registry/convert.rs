@@ -247,60 +247,28 @@ impl Converter<'_> {
     }
 
     fn feature_views(&mut self, registry: &Registry) -> Vec<Value> {
-        let specs: Vec<&FeatureViewSpec> = registry
+        let specs = registry
             .feature_views
             .iter()
-            .filter_map(|v| v.spec.as_ref())
+            .filter_map(|v| v.spec.as_ref());
+        let mine: Vec<&FeatureViewSpec> = specs
             .filter(|s| s.project == self.project && !s.disabled)
             .collect();
-        specs
-            .into_iter()
-            .filter_map(|spec| {
-                let view = ViewParts {
-                    name: &spec.name,
-                    entities: &spec.entities,
-                    features: &spec.features,
-                    entity_columns: &spec.entity_columns,
-                    ttl: spec.ttl,
-                    online: spec.online,
-                    offline: spec.offline,
-                    batch_source: spec.batch_source.as_ref(),
-                    stream_source: spec.stream_source.as_ref(),
-                    description: &spec.description,
-                    owner: &spec.owner,
-                    tags: &spec.tags,
-                };
-                self.view(&view, None)
-            })
+        mine.into_iter()
+            .filter_map(|spec| self.view(&ViewParts::of_view(spec), None))
             .collect()
     }
 
     fn stream_feature_views(&mut self, registry: &Registry) -> Vec<Value> {
-        let specs: Vec<&StreamFeatureViewSpec> = registry
+        let specs = registry
             .stream_feature_views
             .iter()
-            .filter_map(|v| v.spec.as_ref())
+            .filter_map(|v| v.spec.as_ref());
+        let mine: Vec<&StreamFeatureViewSpec> = specs
             .filter(|s| s.project == self.project && !s.disabled)
             .collect();
-        specs
-            .into_iter()
-            .filter_map(|spec| {
-                let view = ViewParts {
-                    name: &spec.name,
-                    entities: &spec.entities,
-                    features: &spec.features,
-                    entity_columns: &spec.entity_columns,
-                    ttl: spec.ttl,
-                    online: spec.online,
-                    offline: false,
-                    batch_source: spec.batch_source.as_ref(),
-                    stream_source: spec.stream_source.as_ref(),
-                    description: &spec.description,
-                    owner: &spec.owner,
-                    tags: &spec.tags,
-                };
-                self.view(&view, Some(spec))
-            })
+        mine.into_iter()
+            .filter_map(|spec| self.view(&ViewParts::of_stream_view(spec), Some(spec)))
             .collect()
     }
 
@@ -514,6 +482,43 @@ struct ViewParts<'a> {
     description: &'a str,
     owner: &'a str,
     tags: &'a HashMap<String, String>,
+}
+
+impl<'a> ViewParts<'a> {
+    fn of_view(spec: &'a FeatureViewSpec) -> Self {
+        Self {
+            name: &spec.name,
+            entities: &spec.entities,
+            features: &spec.features,
+            entity_columns: &spec.entity_columns,
+            ttl: spec.ttl,
+            online: spec.online,
+            offline: spec.offline,
+            batch_source: spec.batch_source.as_ref(),
+            stream_source: spec.stream_source.as_ref(),
+            description: &spec.description,
+            owner: &spec.owner,
+            tags: &spec.tags,
+        }
+    }
+
+    /// A stream feature view (Feast's has no `offline`).
+    fn of_stream_view(spec: &'a StreamFeatureViewSpec) -> Self {
+        Self {
+            name: &spec.name,
+            entities: &spec.entities,
+            features: &spec.features,
+            entity_columns: &spec.entity_columns,
+            ttl: spec.ttl,
+            online: spec.online,
+            offline: false,
+            batch_source: spec.batch_source.as_ref(),
+            stream_source: spec.stream_source.as_ref(),
+            description: &spec.description,
+            owner: &spec.owner,
+            tags: &spec.tags,
+        }
+    }
 }
 
 fn aggregation(proto: &AggregationProto, fvhost_tags: &BTreeMap<String, String>) -> Value {
