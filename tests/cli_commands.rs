@@ -76,6 +76,20 @@ fn apply_names_file_object_and_field_of_each_mistake() {
     let good = Definitions::new()
         .driver_stats("stats", "drivers", "Float32")
         .yaml();
+    // Names reach logs, metrics and terminals: a newline or an escape
+    // sequence in one would forge a log line or drive a terminal.
+    let forged = good.replace(
+        "name: stats\n",
+        "name: \"stats\\e[31m\\nFAKE: operator line\"\n",
+    );
+    assert_ne!(forged, good);
+    assert_invalid(
+        &forged,
+        &[
+            "stream feature view `stats\\u{1b}[31m\\nFAKE: operator line`: field `name`",
+            "control characters are refused",
+        ],
+    );
     assert_invalid(
         &good.replace("    ttl: 1d\n", "    tll: 1d\n"),
         &[

@@ -95,7 +95,7 @@ pub(crate) fn offline_log_target(
             file.display()
         );
     }
-    if file.exists() {
+    if crate::offline::append::check_target(file)? {
         let file_schema = crate::offline::append::file_schema(file)?;
         let rows = crate::offline::log::log_schema(schema);
         crate::offline::append::check_fits(&rows, &file_schema).map_err(|e| {

@@ -2,15 +2,22 @@
 //! (its file offline store rewrites the file with the rows added).
 //!
 //! Readers never see a half-written file: the old rows and the new ones are
-//! written to `_<name>.inprogress` beside the file (a name readers skip),
-//! synced, and renamed over it. Appenders on this machine take an exclusive
-//! lock on `_<name>.lock` first, so two appends (a push and the offline log,
-//! say) never lose each other's rows. The new rows must fit the file: each
-//! of their columns is one of the file's (cast safely to its type), and a
-//! file column they lack must be nullable.
+//! written to a new `_<name>.<pid>.<time>.inprogress` beside the file (a
+//! name readers skip), synced, and renamed over it. Appenders on this
+//! machine take an exclusive lock on `_<name>.lock` first, so two appends (a
+//! push and the offline log, say) never lose each other's rows. The new rows
+//! must fit the file: each of their columns is one of the file's (cast
+//! safely to its type), and a file column they lack must be nullable.
+//!
+//! The folder belongs to whoever writes the repo, so nothing in it is
+//! trusted: no path is followed through a symbolic link (the target, the
+//! lock, the staging file), the staging file is created new (never an
+//! existing entry), and every open is non-blocking, so a FIFO planted at one
+//! of the names is an error, not a hang.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -27,8 +34,8 @@ use super::files::WriteTarget;
 /// `target` (created if missing, with the first staged file's schema).
 /// Returns the rows appended.
 pub fn append_files(target: &Path, staged: &[PathBuf]) -> Result<u64, OfflineError> {
+    let existing = check_target(target)?;
     let _lock = Lock::take(target)?;
-    let existing = target.exists();
     let schema = match existing {
         true => file_schema(target)?,
         false => match staged.first() {
@@ -36,7 +43,12 @@ pub fn append_files(target: &Path, staged: &[PathBuf]) -> Result<u64, OfflineErr
             None => return Ok(0),
         },
     };
-    let in_progress = sibling(target, "inprogress");
+    let unique = format!(
+        "{}.{}.inprogress",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    );
+    let in_progress = sibling(target, &unique);
     let written = write_all(target, existing, staged, &schema, &in_progress);
     let appended = match written {
         Ok(appended) => appended,
@@ -60,7 +72,12 @@ fn write_all(
     schema: &SchemaRef,
     out: &Path,
 ) -> Result<u64, OfflineError> {
-    let handle = File::create(out).map_err(|e| OfflineError::file(out, e))?;
+    let handle = File::options()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(out)
+        .map_err(|e| OfflineError::file(out, e))?;
     let properties = WriterProperties::builder()
         .set_compression(parquet::basic::Compression::SNAPPY)
         .build();
@@ -157,9 +174,42 @@ pub fn check_fits(rows: &Schema, file: &Schema) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the target exists, refusing what cannot be appended to safely:
+/// a symbolic link (renaming over it would replace the link, and following
+/// it would write wherever it points) or anything but a regular file.
+pub fn check_target(target: &Path) -> Result<bool, OfflineError> {
+    match std::fs::symlink_metadata(target) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(OfflineError::file(target, e)),
+        Ok(meta) if meta.file_type().is_symlink() => Err(OfflineError::file(
+            target,
+            "is a symbolic link; name the Parquet file itself (appending replaces the file)",
+        )),
+        Ok(meta) if !meta.is_file() => Err(OfflineError::file(
+            target,
+            "is not a regular file; only a Parquet file is appended to",
+        )),
+        Ok(_) => Ok(true),
+    }
+}
+
+/// Opens a regular file for reading without following a link or blocking.
+fn open_regular(path: &Path) -> Result<File, OfflineError> {
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| OfflineError::file(path, e))?;
+    let meta = file.metadata().map_err(|e| OfflineError::file(path, e))?;
+    if !meta.is_file() {
+        return Err(OfflineError::file(path, "is not a regular file"));
+    }
+    Ok(file)
+}
+
 /// The Arrow schema of the Parquet file at `path`.
 pub fn file_schema(path: &Path) -> Result<SchemaRef, OfflineError> {
-    let file = File::open(path).map_err(|e| OfflineError::file(path, e))?;
+    let file = open_regular(path)?;
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| OfflineError::file(path, e))?;
     // Key-value metadata (pandas', say) stays out: the file is rewritten whole.
@@ -169,7 +219,7 @@ pub fn file_schema(path: &Path) -> Result<SchemaRef, OfflineError> {
 fn read_batches(
     path: &Path,
 ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, OfflineError> {
-    let file = File::open(path).map_err(|e| OfflineError::file(path, e))?;
+    let file = open_regular(path)?;
     ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.with_batch_size(8192).build())
         .map_err(|e| OfflineError::file(path, e))
@@ -197,7 +247,7 @@ impl SourceWriter {
                 append_to: None,
             }),
             WriteTarget::SingleFile(path) => {
-                if path.exists() {
+                if check_target(path)? {
                     let file = file_schema(path)?;
                     check_fits(&schema, &file).map_err(|e| OfflineError::file(path, e))?;
                 }
@@ -253,8 +303,13 @@ impl Lock {
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path)
             .map_err(|e| OfflineError::file(&path, e))?;
+        let is_file = file.metadata().is_ok_and(|m| m.is_file());
+        if !is_file {
+            return Err(OfflineError::file(&path, "is not a regular file"));
+        }
         // SAFETY: flock on a descriptor this function owns; no memory is involved.
         let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
         if locked != 0 {
@@ -364,6 +419,50 @@ mod tests {
             "{error}"
         );
         assert_eq!(std::fs::read(&target).unwrap(), before);
-        assert!(!sibling(&target, "inprogress").exists());
+        let leftovers = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().ends_with(".inprogress")
+            })
+            .count();
+        assert_eq!(leftovers, 0);
+    }
+
+    #[test]
+    fn planted_links_and_fifos_are_refused_not_followed_or_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("stats.parquet");
+        let staged = dir.path().join("_staged.parquet");
+        write(&staged, &file_batch());
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep me").unwrap();
+
+        // The lock name linked to a file elsewhere: refused, the file untouched.
+        std::os::unix::fs::symlink(&victim, sibling(&target, "lock")).unwrap();
+        let error = append_files(&target, std::slice::from_ref(&staged)).unwrap_err();
+        assert!(error.to_string().contains("_stats.parquet.lock"), "{error}");
+        std::fs::remove_file(sibling(&target, "lock")).unwrap();
+
+        // The target itself a link: refused.
+        std::os::unix::fs::symlink(&victim, &target).unwrap();
+        let error = append_files(&target, std::slice::from_ref(&staged)).unwrap_err();
+        assert!(error.to_string().contains("is a symbolic link"), "{error}");
+        std::fs::remove_file(&target).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+
+        // A FIFO at the lock or the target: an error at once, not a hang.
+        for fifo in [sibling(&target, "lock"), target.clone()] {
+            let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: mkfifo on a NUL-terminated path this test owns.
+            assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+            assert!(append_files(&target, std::slice::from_ref(&staged)).is_err());
+            std::fs::remove_file(&fifo).unwrap();
+        }
+        assert_eq!(
+            append_files(&target, &[staged]).unwrap(),
+            2,
+            "and then it works"
+        );
     }
 }

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -247,7 +248,14 @@ impl FileWriter {
         std::fs::create_dir_all(dir).map_err(|e| OfflineError::file(dir, e))?;
         let in_progress = dir.join(format!("_{stem}.parquet.inprogress"));
         let finished = dir.join(format!("{stem}.parquet"));
-        let handle = File::create(&in_progress).map_err(|e| OfflineError::file(&in_progress, e))?;
+        // Created new and never through a link: the folder is the repo
+        // writer's, who could have planted one at this name.
+        let handle = File::options()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&in_progress)
+            .map_err(|e| OfflineError::file(&in_progress, e))?;
         let properties = WriterProperties::builder()
             .set_compression(parquet::basic::Compression::SNAPPY)
             .set_key_value_metadata((!metadata.is_empty()).then_some(metadata))

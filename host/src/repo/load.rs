@@ -131,6 +131,24 @@ fn definition_files(root: &Path) -> Result<Vec<PathBuf>, Vec<String>> {
     }
 }
 
+/// Whether `path` is inside the repo folder once links are resolved: a
+/// repo's definitions are its own (in a multi-tenant host, a tenant must not
+/// load another's by pointing at it).
+fn inside_repo(root: &Path, path: &Path) -> Result<(), String> {
+    let inside = match (root.canonicalize(), path.canonicalize()) {
+        (Ok(root), Ok(resolved)) => resolved.starts_with(&root),
+        (_, Err(e)) => return Err(format!("{}: {e}", path.display())),
+        (Err(e), _) => return Err(format!("{}: {e}", root.display())),
+    };
+    match inside {
+        true => Ok(()),
+        false => Err(format!(
+            "{} leads outside the repo folder: only the repo's own registry is read",
+            path.display()
+        )),
+    }
+}
+
 /// Reads one of the repo's YAML files, bounded (see [`crate::bounded_file`]).
 /// The file must be inside the repo folder once links are resolved: a YAML
 /// error quotes what it could not parse, so a link to a file elsewhere
@@ -265,7 +283,14 @@ impl<'a> Loader<'a> {
         };
         let exists = std::fs::symlink_metadata(&path).is_ok();
         match (exists, files.is_empty()) {
-            (true, true) => Some(path),
+            (true, true) => match inside_repo(self.root, &path) {
+                Ok(()) => Some(path),
+                Err(e) => {
+                    self.errors
+                        .push(format!("{STORE_CONFIG_FILE}: field `registry`: {e}"));
+                    None
+                }
+            },
             (false, true) => {
                 self.errors.push(format!(
                     "{STORE_CONFIG_FILE}: no definitions: no YAML definitions beside it, and Feast's registry {} does not exist (run `feast apply` in the repo, or add YAML definitions)",
@@ -317,8 +342,27 @@ impl<'a> Loader<'a> {
     }
 
     /// Checks and records every object of one definitions file (or registry).
-    fn definitions(&mut self, file: &str, path: &Path, definitions: DefinitionsFile) {
+    fn definitions(&mut self, file: &str, path: &Path, mut definitions: DefinitionsFile) {
         let file = file.to_string();
+        for (kind, values) in [
+            ("entity", &mut definitions.entities),
+            ("source", &mut definitions.sources),
+            ("feature view", &mut definitions.feature_views),
+            ("stream feature view", &mut definitions.stream_feature_views),
+            ("feature service", &mut definitions.feature_services),
+        ] {
+            values.retain(|value| {
+                let problem = value
+                    .get("name")
+                    .and_then(|n| n.as_str())
+                    .and_then(name_problem);
+                if let Some(problem) = &problem {
+                    let place = place(&file, kind, value);
+                    self.errors.push(place.error("name", problem));
+                }
+                problem.is_none()
+            });
+        }
         for value in definitions.entities {
             self.entity(&file, value);
         }
@@ -545,6 +589,10 @@ impl<'a> Loader<'a> {
         let mut features = Vec::new();
         let mut seen = BTreeSet::new();
         for (i, field) in raw.schema.iter().enumerate() {
+            if let Some(problem) = name_problem(&field.name) {
+                self.errors
+                    .push(place.error(&format!("schema[{i}].name"), problem));
+            }
             if !seen.insert(field.name.as_str()) {
                 self.errors.push(place.error(
                     &format!("schema[{i}].name"),
@@ -1041,9 +1089,38 @@ fn place<'a>(file: &'a str, kind: &'static str, value: &serde_yaml::Value) -> Pl
     let name = value
         .get("name")
         .and_then(|n| n.as_str())
-        .unwrap_or("<unnamed>")
-        .to_string();
+        .unwrap_or("<unnamed>");
+    // Escaped: a name is shown before it is checked (see `name_problem`).
+    let name = name.escape_debug().to_string();
     Place { file, kind, name }
+}
+
+/// The longest object or feature name accepted, in bytes.
+const MAX_NAME_BYTES: usize = 256;
+
+/// Why `name` cannot name an object: names reach logs, metrics labels,
+/// terminals (`fvhost top`) and other tenants' operators, so control
+/// characters (a newline forges a log line, an escape sequence drives a
+/// terminal) and bidi overrides are refused, as are very long names.
+fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Some(format!(
+            "is {} bytes long; names are at most {MAX_NAME_BYTES}",
+            name.len()
+        ));
+    }
+    let bidi = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    name.chars()
+        .find(|c| c.is_control() || bidi(*c))
+        .map(|c| {
+            format!(
+                "holds the character {:?}; names appear in logs, metrics and terminals, so control characters are refused",
+                c
+            )
+        })
 }
 
 /// Splits the `type:` key off a mapping.

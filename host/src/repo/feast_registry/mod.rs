@@ -21,9 +21,10 @@ pub use convert::{
 use super::definitions::DefinitionsFile;
 use super::store_config::{RegistrySetting, StoreConfig};
 
-/// The largest registry file read; Feast's registries are kilobytes to a
-/// few megabytes.
-pub const MAX_REGISTRY_BYTES: u64 = 64 << 20;
+/// The largest registry file read: 16 MiB, as for YAML files. Feast's
+/// registries are kilobytes to a few megabytes; decoded, a registry of tiny
+/// objects takes about 30 times its size in memory.
+pub const MAX_REGISTRY_BYTES: u64 = 16 << 20;
 
 /// The local registry file `feature_store.yaml` names (Feast's `registry:`
 /// key: a path, or a mapping with `path` and `registry_type`), relative to
@@ -62,7 +63,38 @@ pub fn read(path: &Path, project: &str) -> Result<(DefinitionsFile, Vec<String>)
             path.display()
         )
     })?;
-    Ok(convert::definitions(&registry, project))
+    let (definitions, problems) = convert::definitions(&registry, project);
+    let empty = definitions.entities.is_empty()
+        && definitions.sources.is_empty()
+        && definitions.feature_views.is_empty()
+        && definitions.stream_feature_views.is_empty();
+    if empty {
+        // An empty or cut-short file decodes as an empty registry: refused
+        // rather than taken for a repo whose views were all removed.
+        return Err(format!(
+            "{}: holds no views or sources of project `{project}`{}; run `feast apply` (a file cut short, or another project's registry?)",
+            path.display(),
+            other_projects(&registry, project)
+        ));
+    }
+    Ok((definitions, problems))
+}
+
+/// `" (it holds projects a, b)"` when the registry holds other projects' objects.
+fn other_projects(registry: &messages::Registry, project: &str) -> String {
+    let mut projects: Vec<&str> = registry
+        .entities
+        .iter()
+        .filter_map(|e| e.spec.as_ref().map(|s| s.project.as_str()))
+        .chain(registry.data_sources.iter().map(|s| s.project.as_str()))
+        .filter(|p| !p.is_empty() && *p != project)
+        .collect();
+    projects.sort_unstable();
+    projects.dedup();
+    match projects.is_empty() {
+        true => String::new(),
+        false => format!(" (it holds project {})", projects.join(", ")),
+    }
 }
 
 #[cfg(test)]

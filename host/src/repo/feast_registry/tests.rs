@@ -256,6 +256,44 @@ fn yaml_definitions_beside_a_registry_are_refused() {
 }
 
 #[test]
+fn an_empty_or_foreign_registry_is_refused_not_taken_for_no_views() {
+    let error = load_error(repo_with(b"").path());
+    assert!(
+        error.contains("holds no views or sources of project `shop`"),
+        "{error}"
+    );
+    let mut foreign = registry();
+    for source in &mut foreign.data_sources {
+        source.project = "other".into();
+    }
+    foreign.entities.clear();
+    foreign.feature_views.clear();
+    foreign.stream_feature_views.clear();
+    let error = load_error(repo_with(&foreign.encode_to_vec()).path());
+    assert!(error.contains("(it holds project other)"), "{error}");
+}
+
+#[test]
+fn a_registry_outside_the_repo_is_refused() {
+    let elsewhere = repo_with(&registry().encode_to_vec());
+    let dir = repo_with(b"");
+    std::fs::remove_file(dir.path().join("data/registry.db")).unwrap();
+    let outside = elsewhere.path().join("data/registry.db");
+    std::fs::write(
+        dir.path().join("feature_store.yaml"),
+        STORE.replace("data/registry.db", outside.to_str().unwrap()),
+    )
+    .unwrap();
+    let error = load_error(dir.path());
+    assert!(error.contains("leads outside the repo folder"), "{error}");
+    // A link inside the repo to it is no way around.
+    std::os::unix::fs::symlink(&outside, dir.path().join("data/registry.db")).unwrap();
+    std::fs::write(dir.path().join("feature_store.yaml"), STORE).unwrap();
+    let error = load_error(dir.path());
+    assert!(error.contains("leads outside the repo folder"), "{error}");
+}
+
+#[test]
 fn a_remote_or_missing_registry_is_named() {
     let dir = repo_with(b"");
     std::fs::remove_file(dir.path().join("data/registry.db")).unwrap();
