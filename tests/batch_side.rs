@@ -964,6 +964,8 @@ fn switches_answer_reads_as_feast_does_where_fvhost_differs() {
     assert_eq!(http(port, "POST", "/push", Some(&push)).0, 200);
     let (status, _, body) = read(port, ids.clone());
     assert_eq!(status, 400, "a lossy key is refused by default: {body}");
+    let (status, _, body) = read(port, serde_json::json!([1001.0000000000001_f64]));
+    assert_eq!(status, 400, "however small the fraction: {body}");
     let (status, answer, body) = read(port, serde_json::json!([1001, 1, 7]));
     assert_eq!(status, 200, "{body}");
     assert_eq!(

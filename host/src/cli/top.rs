@@ -29,6 +29,9 @@ struct ViewRow {
     keys_written: u64,
     dead_letters: u64,
     consumer_lag: u64,
+    /// Empty until the lag was first measured (no partitions yet).
+    #[serde(default)]
+    partition_lag: std::collections::BTreeMap<String, i64>,
     freshness_seconds: Option<f64>,
 }
 
@@ -106,7 +109,10 @@ fn render(rows: &[ViewRow], previous: &[ViewRow], elapsed: Duration) -> String {
             rate(row.messages, then.map(|t| t.messages)),
             rate(row.rows_out, then.map(|t| t.rows_out)),
             rate(row.keys_written, then.map(|t| t.keys_written)),
-            row.consumer_lag,
+            match row.partition_lag.is_empty() {
+                true => "-".to_string(),
+                false => row.consumer_lag.to_string(),
+            },
             fresh,
             row.dead_letters,
             row.tier.as_deref().unwrap_or("-"),
@@ -131,6 +137,7 @@ mod tests {
             keys_written: messages / 4,
             dead_letters: 3,
             consumer_lag: 17,
+            partition_lag: [("0".to_string(), 17)].into(),
             freshness_seconds: Some(1.25),
         }
     }

@@ -60,7 +60,7 @@ impl AdminAuth {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .map(|token| TokenDigest::of(token.trim()))
             .ok_or_else(|| {
                 ApiError(
@@ -112,6 +112,13 @@ impl Caller {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` value; the scheme's
+/// case does not matter (RFC 7235).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +157,23 @@ mod tests {
         assert_eq!(caller, Caller::Tenant("a".into()));
         assert!(caller.may_manage("a").is_ok());
         assert_eq!(caller.may_manage("b").unwrap_err().0, StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn the_scheme_is_matched_without_case_and_the_token_exactly() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "bearer token-a".parse().unwrap());
+        assert_eq!(auth().caller(&headers).unwrap(), Caller::Tenant("a".into()));
+        headers.insert(header::AUTHORIZATION, "Basic token-a".parse().unwrap());
+        assert_eq!(
+            auth().caller(&headers).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
+        headers.insert(header::AUTHORIZATION, "Bearer TOKEN-A".parse().unwrap());
+        assert_eq!(
+            auth().caller(&headers).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
     }
 
     #[test]
