@@ -871,3 +871,59 @@ fn two_hosts_share_a_views_partitions_and_one_takes_over_when_the_other_stops() 
         "the remaining host read all of the second round"
     );
 }
+
+#[test]
+fn three_hosts_one_killed_and_one_added_mid_stream_leave_a_single_hosts_bytes() {
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("scaled", 6).unwrap();
+    let repo = TestRepo::new(
+        "e2e_scaled",
+        &Definitions::new()
+            .driver_stats(VIEW, "scaled", "Float32")
+            .yaml(),
+    );
+    let rt = runtime();
+    let (first, mut newest) = out_of_order_events(1..301, 4, BASE);
+    let (second, newer) = out_of_order_events(101..401, 4, BASE + 600);
+    newest.extend(newer);
+    rt.block_on(broker.produce("scaled", &first)).unwrap();
+    rt.block_on(broker.produce("scaled", &second)).unwrap();
+
+    // One host over every event: the reference.
+    let single = RedisServer::start().unwrap();
+    let host = HostProcess::start(repo.path(), &broker, &single);
+    wait_for_newest(&single, &repo.project, &newest);
+    assert!(host.stop().success);
+
+    // The same events again (a group of its own: another project's name
+    // would change the keys, so the group reads from a second broker).
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("scaled", 6).unwrap();
+    let shared = RedisServer::start().unwrap();
+    let hosts: Vec<HostProcess> = (0..3)
+        .map(|_| HostProcess::start(repo.path(), &broker, &shared))
+        .collect();
+    rt.block_on(broker.produce("scaled", &first)).unwrap();
+    let first_newest: HashMap<i64, Newest> = newest
+        .iter()
+        .filter(|(driver, _)| **driver < 101)
+        .map(|(d, n)| (*d, *n))
+        .collect();
+    wait_for_newest(&shared, &repo.project, &first_newest);
+    let mut hosts = hosts.into_iter();
+    let killed = hosts.next().unwrap().crash();
+    assert!(!killed.success, "SIGKILL: no draining, no final commit");
+    let added = HostProcess::start(repo.path(), &broker, &shared);
+    rt.block_on(broker.produce("scaled", &second)).unwrap();
+    wait_for_newest(&shared, &repo.project, &newest);
+    for host in hosts.chain([added]) {
+        let exit = host.stop();
+        assert!(exit.success, "stderr:\n{}", exit.stderr);
+    }
+    assert_hashes_exact(&shared, &repo.project, &newest);
+    assert_eq!(
+        redis_dump(&shared),
+        redis_dump(&single),
+        "hosts that came and went leave one host's bytes"
+    );
+}
