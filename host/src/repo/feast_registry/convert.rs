@@ -20,6 +20,9 @@ pub const TAG_MODULE: &str = "fvhost.transform.module";
 pub const TAG_CONFIG_PREFIX: &str = "fvhost.transform.config.";
 /// Where a stream view's dead letters go: `log`, `redis_stream` or `kafka:<topic>`.
 pub const TAG_DEAD_LETTER: &str = "fvhost.dead_letter";
+/// `true` on a stream view: keep its offline log (Feast's stream feature
+/// views have no `offline` field).
+pub const TAG_OFFLINE: &str = "fvhost.offline";
 /// On a source: how far ahead of the host's clock an event time may be.
 pub const TAG_MAX_FUTURE_SKEW: &str = "fvhost.max_future_skew";
 /// `fvhost.max_distinct.<aggregation name>` on a stream view: a
@@ -361,6 +364,19 @@ impl Converter<'_> {
                 config.insert(key.into(), value.as_str().into());
             } else if tag == TAG_DEAD_LETTER {
                 object.insert("dead_letter".into(), dead_letter(value));
+            } else if tag == TAG_OFFLINE {
+                match value.as_str() {
+                    "true" => object.insert("offline".into(), true.into()),
+                    "false" => object.insert("offline".into(), false.into()),
+                    other => {
+                        self.errors.push(format!(
+                            "stream feature view `{}`: tag `{TAG_OFFLINE}` is `{}`; use `true` or `false`",
+                            spec.name,
+                            other.escape_debug()
+                        ));
+                        None
+                    }
+                };
             } else if !tag.starts_with(TAG_MAX_DISTINCT_PREFIX) {
                 self.errors.push(format!(
                     "stream feature view `{}`: tag `{tag}` is not an fvhost setting (see the README's tag list)",

@@ -16,6 +16,7 @@ use prost::Message;
 
 pub use convert::{
     TAG_CONFIG_PREFIX, TAG_DEAD_LETTER, TAG_MAX_DISTINCT_PREFIX, TAG_MAX_FUTURE_SKEW, TAG_MODULE,
+    TAG_OFFLINE,
 };
 
 use super::definitions::DefinitionsFile;

@@ -207,6 +207,25 @@ fn the_module_and_its_config_come_from_tags() {
 }
 
 #[test]
+fn a_stream_view_keeps_an_offline_log_when_its_tag_says_so() {
+    let mut registry = registry();
+    let view = registry.stream_feature_views[0].spec.as_mut().unwrap();
+    view.tags = HashMap::from([("fvhost.offline".into(), "true".into())]);
+    let dir = repo_with(&registry.encode_to_vec());
+    assert!(
+        repo::load(dir.path())
+            .unwrap()
+            .view("spend_1h")
+            .unwrap()
+            .offline
+    );
+    let view = registry.stream_feature_views[0].spec.as_mut().unwrap();
+    view.tags = HashMap::from([("fvhost.offline".into(), "yes".into())]);
+    let error = load_error(repo_with(&registry.encode_to_vec()).path());
+    assert!(error.contains("tag `fvhost.offline` is `yes`"), "{error}");
+}
+
+#[test]
 fn a_python_udf_without_a_module_is_refused_naming_the_tag() {
     let mut registry = registry();
     let view = registry.stream_feature_views[0].spec.as_mut().unwrap();
