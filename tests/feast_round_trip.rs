@@ -86,20 +86,6 @@ fn python(args: &[&std::ffi::OsStr]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn feast_cli(repo: &Path, args: &[&str]) {
-    let out = Command::new(feast_python().with_file_name("feast"))
-        .args(args)
-        .current_dir(repo)
-        .env("FEAST_USAGE", "False")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "feast {args:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Feast's SDK answers for every request of the repo, read from wherever
 /// its feature_store.yaml points.
 fn sdk_answers(repo: &TypesRepo) -> serde_json::Value {
@@ -200,7 +186,7 @@ fn feast_and_fvhost_write_read_and_serve_the_same_features() {
     let path = repo.path().to_str().unwrap();
 
     // Both write the same history.
-    feast_cli(repo.path(), &["materialize", &start, &end]);
+    feast(repo.path(), &["materialize", &start, &end]);
     run_fvhost(
         &["materialize", "-r", path, &start, &end],
         Some(&by_fvhost),

@@ -584,16 +584,20 @@ pub fn feast_python() -> PathBuf {
 /// Runs `feast apply` (Feast's own CLI, from its virtualenv) in `repo`,
 /// which writes the registry the repo's feature_store.yaml names.
 pub fn feast_apply(repo: &Path) {
-    let feast = feast_python().with_file_name("feast");
-    let out = Command::new(feast)
-        .arg("apply")
+    feast(repo, &["apply"]);
+}
+
+/// Runs Feast's own CLI with `args` in `repo`, checking it succeeds.
+pub fn feast(repo: &Path, args: &[&str]) {
+    let out = Command::new(feast_python().with_file_name("feast"))
+        .args(args)
         .current_dir(repo)
         .env("FEAST_USAGE", "False")
         .output()
-        .expect("running feast apply");
+        .expect("running feast");
     assert!(
         out.status.success(),
-        "feast apply in {}:\n{}{}",
+        "feast {args:?} in {}:\n{}{}",
         repo.display(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)

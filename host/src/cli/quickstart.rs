@@ -97,10 +97,6 @@ pub async fn quickstart(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     let reports = host.wait().await;
     print_reports(&reports);
 
-    let refs = [
-        FeatureRef::parse(&format!("{VIEW}:conv_percentage")).map_err(anyhow::Error::msg)?,
-        FeatureRef::parse(&format!("{VIEW}:acc_percentage")).map_err(anyhow::Error::msg)?,
-    ];
     let shown: Vec<i64> = events
         .expected
         .keys()
@@ -109,27 +105,12 @@ pub async fn quickstart(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
         .chain(std::iter::once(9999))
         .collect();
     let entities: Vec<String> = shown.iter().map(|id| format!("driver_id={id}")).collect();
-    let response = super::get::read(
-        &repo,
-        &refs,
-        &entities,
-        Default::default(),
-        Some(&redis_url),
-    )
-    .await?;
+    let read = |view, features| read_features(&repo, view, features, &entities, &redis_url);
+    let response = read(VIEW, ["conv_percentage", "acc_percentage"]).await?;
     let newest_match = print_table(&shown, &response, &events.expected);
-    let refs = [
-        FeatureRef::parse(&format!("{WINDOWED_VIEW}:count_conv_rate_3600s"))
-            .map_err(anyhow::Error::msg)?,
-        FeatureRef::parse(&format!("{WINDOWED_VIEW}:conv_rate_mean_1h"))
-            .map_err(anyhow::Error::msg)?,
-    ];
-    let response = super::get::read(
-        &repo,
-        &refs,
-        &entities,
-        Default::default(),
-        Some(&redis_url),
+    let response = read(
+        WINDOWED_VIEW,
+        ["count_conv_rate_3600s", "conv_rate_mean_1h"],
     )
     .await?;
     let windows_match = print_window_table(&shown, &response, &events.expected);
@@ -218,6 +199,24 @@ fn print_reports(reports: &[ViewReport]) {
             m.commits
         ));
     }
+}
+
+/// Reads two features of `view` for the shown drivers, as `get-online-features` does.
+async fn read_features(
+    repo: &repo::FeatureRepo,
+    view: &str,
+    features: [&str; 2],
+    entities: &[String],
+    redis_url: &str,
+) -> anyhow::Result<crate::online::OnlineResponse> {
+    let refs: Vec<FeatureRef> = features
+        .iter()
+        .map(|feature| FeatureRef {
+            view: view.to_string(),
+            feature: feature.to_string(),
+        })
+        .collect();
+    super::get::read(repo, &refs, entities, Default::default(), Some(redis_url)).await
 }
 
 /// Prints the features per driver beside the expectation; true when all match.

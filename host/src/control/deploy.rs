@@ -221,17 +221,9 @@ impl Deployer {
         Ok(applied)
     }
 
-    /// Every view's active version and counters.
     /// Whether the tenant's online store answers a PING within 2 s.
     pub async fn store_answers(&self) -> Result<(), String> {
-        let mut connection = self.starter.online.redis.clone();
-        let command = redis::cmd("PING");
-        let ping = command.query_async::<String>(&mut connection);
-        match tokio::time::timeout(std::time::Duration::from_secs(2), ping).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("the online store does not answer: {e}")),
-            Err(_) => Err("the online store did not answer within 2 s".into()),
-        }
+        self.starter.online.answers().await
     }
 
     /// The tenant's running views with their live metrics (`GET /metrics`).
@@ -239,6 +231,7 @@ impl Deployer {
         self.registry().live(&self.starter.tenant)
     }
 
+    /// Every view's active version and counters.
     pub fn status(&self) -> Vec<ViewStatus> {
         self.registry().status(&self.starter.tenant)
     }

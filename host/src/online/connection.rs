@@ -29,4 +29,16 @@ impl OnlineConnection {
             redis,
         })
     }
+
+    /// Whether the store answers a `PING` within 2 s (readiness probes).
+    pub async fn answers(&self) -> Result<(), String> {
+        let mut connection = self.redis.clone();
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut connection);
+        match tokio::time::timeout(std::time::Duration::from_secs(2), ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("the online store does not answer: {e}")),
+            Err(_) => Err("the online store did not answer within 2 s".into()),
+        }
+    }
 }

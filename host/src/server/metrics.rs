@@ -19,7 +19,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::control::registry::LiveView;
-use crate::pipeline::metrics::{Stage, ViewMetrics};
+use crate::pipeline::metrics::{Counter as ViewCounter, Stage, ViewMetrics};
 
 /// The routes of `serve`, as a bounded label (anything else is `other`).
 const ROUTES: [&str; 6] = [
@@ -137,8 +137,41 @@ impl fmt::Debug for HostCollector {
     }
 }
 
+/// One counter, `<prefix>_<name>`, with a sample per labelled series (each
+/// series' counters as [`ViewMetrics::counters`] lists them); a `*_micros`
+/// counter is exported in seconds, as `<prefix>_<stage>_seconds`.
+fn encode_counter(
+    encoder: &mut DescriptorEncoder,
+    prefix: &str,
+    name: &str,
+    help: &str,
+    series: &[(Labels, Vec<ViewCounter>)],
+) -> fmt::Result {
+    let seconds = name.strip_suffix("_micros");
+    let metric_name = match seconds {
+        Some(stage) => format!("{prefix}_{stage}_seconds"),
+        None => format!("{prefix}_{name}"),
+    };
+    let mut metric = encoder.encode_descriptor(&metric_name, help, None, MetricType::Counter)?;
+    for (labels, counters) in series {
+        let value = counters
+            .iter()
+            .find(|c| c.name == name)
+            .map_or(0, |c| c.value);
+        let family = metric.encode_family(labels)?;
+        match seconds {
+            Some(_) => ConstCounter::new(value as f64 / 1e6).encode(family)?,
+            None => ConstCounter::new(value).encode(family)?,
+        }
+    }
+    Ok(())
+}
+
+/// A sample's labels: name and value.
+type Labels = Vec<(&'static str, String)>;
+
 /// The labels naming a view.
-fn view_labels(view: &LiveView) -> Vec<(&'static str, String)> {
+fn view_labels(view: &LiveView) -> Labels {
     vec![("tenant", view.tenant.clone()), ("view", view.view.clone())]
 }
 
@@ -155,34 +188,29 @@ impl Collector for HostCollector {
 impl HostCollector {
     /// Every counter status shows, per view; `*_micros` as `*_seconds`.
     fn counters(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let series: Vec<_> = self
+            .views
+            .iter()
+            .map(|view| (view_labels(view), view.metrics.counters()))
+            .collect();
         for counter in ViewMetrics::default().counters() {
-            let seconds = counter.name.strip_suffix("_micros");
-            let name = match seconds {
-                Some(stage) => format!("fvhost_{stage}_seconds"),
-                None => format!("fvhost_{}", counter.name),
-            };
             let help = counter.help.replace("Microseconds", "Seconds");
-            let mut metric = encoder.encode_descriptor(&name, &help, None, MetricType::Counter)?;
-            for view in &self.views {
-                let value = view
-                    .metrics
-                    .counters()
-                    .into_iter()
-                    .find(|c| c.name == counter.name)
-                    .map_or(0, |c| c.value);
-                let labels = view_labels(view);
-                let family = metric.encode_family(&labels)?;
-                match seconds {
-                    Some(_) => ConstCounter::new(value as f64 / 1e6).encode(family)?,
-                    None => ConstCounter::new(value).encode(family)?,
-                }
-            }
+            encode_counter(encoder, "fvhost", counter.name, &help, &series)?;
         }
         Ok(())
     }
 
     /// The active version's own counts, labelled with the version.
     fn version_counters(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let series: Vec<_> = self
+            .views
+            .iter()
+            .map(|view| {
+                let mut labels = view_labels(view);
+                labels.push(("version", view.active.id().to_string()));
+                (labels, view.active.metrics.counters())
+            })
+            .collect();
         let wanted = [
             "messages",
             "rows_out",
@@ -191,33 +219,8 @@ impl HostCollector {
             "transform_micros",
         ];
         for name in wanted {
-            let seconds = name.strip_suffix("_micros");
-            let metric_name = match seconds {
-                Some(stage) => format!("fvhost_version_{stage}_seconds"),
-                None => format!("fvhost_version_{name}"),
-            };
-            let mut metric = encoder.encode_descriptor(
-                &metric_name,
-                &format!("`{name}` of the view's active version alone."),
-                None,
-                MetricType::Counter,
-            )?;
-            for view in &self.views {
-                let value = view
-                    .active
-                    .metrics
-                    .counters()
-                    .into_iter()
-                    .find(|c| c.name == name)
-                    .map_or(0, |c| c.value);
-                let mut labels = view_labels(view);
-                labels.push(("version", view.active.id().to_string()));
-                let family = metric.encode_family(&labels)?;
-                match seconds {
-                    Some(_) => ConstCounter::new(value as f64 / 1e6).encode(family)?,
-                    None => ConstCounter::new(value).encode(family)?,
-                }
-            }
+            let help = format!("`{name}` of the view's active version alone.");
+            encode_counter(encoder, "fvhost_version", name, &help, &series)?;
         }
         Ok(())
     }

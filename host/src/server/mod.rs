@@ -214,19 +214,9 @@ pub fn chain_text(error: &anyhow::Error) -> String {
 async fn ready(
     axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
 ) -> Result<&'static str, ApiError> {
-    let mut connection = state.online.redis.clone();
-    let command = redis::cmd("PING");
-    let ping = command.query_async::<String>(&mut connection);
-    match tokio::time::timeout(std::time::Duration::from_secs(2), ping).await {
-        Ok(Ok(_)) => Ok("ready"),
-        Ok(Err(e)) => Err(ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the online store does not answer: {e}"),
-        )),
-        Err(_) => Err(ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the online store did not answer within 2 s".into(),
-        )),
+    match state.online.answers().await {
+        Ok(()) => Ok("ready"),
+        Err(why) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, why)),
     }
 }
 
