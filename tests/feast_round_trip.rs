@@ -55,11 +55,19 @@ impl TypesRepo {
 
     /// Rewrites feature_store.yaml so Feast reads and writes `redis`.
     fn point_at(&self, redis: &RedisServer) {
-        let address = format!("127.0.0.1:{}", redis.port());
+        self.write_store("redis", &format!("127.0.0.1:{}", redis.port()));
+    }
+
+    /// Rewrites feature_store.yaml so Feast and fvhost use `cluster`.
+    fn point_at_cluster(&self, cluster: &RedisCluster) {
+        self.write_store("redis_cluster", &cluster.connection_string());
+    }
+
+    fn write_store(&self, redis_type: &str, connection_string: &str) {
         std::fs::write(
             self.path().join("feature_store.yaml"),
             format!(
-                "project: feast_types\nregistry: data/registry.db\nprovider: local\nonline_store:\n  type: redis\n  connection_string: \"{address}\"\nentity_key_serialization_version: 3\n"
+                "project: feast_types\nregistry: data/registry.db\nprovider: local\nonline_store:\n  type: redis\n  redis_type: {redis_type}\n  connection_string: \"{connection_string}\"\nentity_key_serialization_version: 3\n"
             ),
         )
         .unwrap();
@@ -102,6 +110,19 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `fvhost serve` on `repo`, on a free port; `redis` replaces the repo's store.
+fn fvhost_serve(repo: &TypesRepo, redis: Option<&RedisServer>) -> (Server, u16) {
+    let port = fvhost::local::free_port().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fvhost"));
+    command
+        .args(["serve", "-r", repo.path().to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--feast-statuses"]);
+    if let Some(redis) = redis {
+        command.args(["--redis", &redis.url()]);
+    }
+    (Server(command.spawn().unwrap()), port)
 }
 
 fn wait_until_serving(port: u16, probe: &str) {
@@ -240,18 +261,7 @@ fn feast_and_fvhost_write_read_and_serve_the_same_features() {
             .spawn()
             .unwrap(),
     );
-    let fvhost_port = fvhost::local::free_port().unwrap();
-    let _fvhost = Server(
-        Command::new(env!("CARGO_BIN_EXE_fvhost"))
-            .args(["serve", "-r", path, "--redis", &by_feast.url()])
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{fvhost_port}"),
-                "--feast-statuses",
-            ])
-            .spawn()
-            .unwrap(),
-    );
+    let (_fvhost, fvhost_port) = fvhost_serve(&repo, Some(&by_feast));
     let probe = r#"{"features": ["zones:demand"], "entities": {"zone_id": [1]}}"#;
     wait_until_serving(fvhost_port, probe);
     wait_until_serving(feast_port, probe);
@@ -275,4 +285,53 @@ fn feast_and_fvhost_write_read_and_serve_the_same_features() {
         }
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
+
+#[test]
+fn on_a_redis_cluster_fvhost_writes_feasts_bytes_and_feasts_sdk_reads_them() {
+    let by_feast = RedisServer::start().unwrap();
+    let cluster = RedisCluster::start(3, 0).unwrap();
+    let repo = TypesRepo::new(&by_feast);
+    let (start, end) = repo.range();
+    let path = repo.path().to_str().unwrap();
+    feast(repo.path(), &["materialize", &start, &end]);
+    let feast_bytes = redis_dump(&by_feast);
+    let from_feast = sdk_answers(&repo);
+    // fvhost serve on Feast's single server, to compare reads with.
+    let (_on_single, single_port) = fvhost_serve(&repo, None);
+
+    repo.point_at_cluster(&cluster);
+    run_fvhost(&["materialize", "-r", path, &start, &end], None, 0);
+    let masters = cluster.master_ports();
+    let per_master: Vec<usize> = masters
+        .iter()
+        .map(|port| redis_dump_nodes(&[*port]).len())
+        .collect();
+    assert!(
+        per_master.iter().filter(|keys| **keys > 0).count() >= 2,
+        "the keys spread over the masters: {per_master:?}"
+    );
+    assert_eq!(
+        cluster_dump(&cluster),
+        feast_bytes,
+        "fvhost writes Feast's bytes to the cluster"
+    );
+    assert_eq!(
+        sdk_answers(&repo),
+        from_feast,
+        "Feast's SDK (its cluster client) reads fvhost's cluster as Feast's own store"
+    );
+
+    // fvhost's reads on the cluster answer as on a single server.
+    let (_on_cluster, cluster_port) = fvhost_serve(&repo, None);
+    let probe = r#"{"features": ["zones:demand"], "entities": {"zone_id": [1]}}"#;
+    wait_until_serving(cluster_port, probe);
+    wait_until_serving(single_port, probe);
+    for (name, body) in request_bodies(&repo) {
+        let body = body.to_string();
+        let ask = |port| http_bytes(port, "POST", "/get-online-features", body.as_bytes());
+        let (on_cluster, on_single) = (ask(cluster_port), ask(single_port));
+        assert_eq!(on_cluster.0, 200, "{name}: {}", on_cluster.1);
+        assert_eq!(by_name(&on_cluster.1), by_name(&on_single.1), "{name}");
+    }
 }

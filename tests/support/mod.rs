@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-pub use fvhost::local::{LocalBroker, RedisServer};
+pub use fvhost::local::{LocalBroker, RedisCluster, RedisServer};
 use redis::Commands;
 
 /// The checkout's root folder.
@@ -276,6 +276,14 @@ impl HostProcess {
         )
     }
 
+    /// Starts on `repo` against the online store its feature_store.yaml
+    /// names (a cluster, a Sentinel set), with more `fvhost run` arguments.
+    pub fn start_on_repo_store(repo: &Path, broker: &LocalBroker, arguments: &[&str]) -> Self {
+        let mut target: Vec<&std::ffi::OsStr> = vec!["-r".as_ref(), repo.as_os_str()];
+        target.extend(arguments.iter().map(|a| std::ffi::OsStr::new(*a)));
+        Self::spawn_on(&target, broker, None, "info", &[])
+    }
+
     fn spawn(
         target: &[&std::ffi::OsStr],
         broker: &LocalBroker,
@@ -283,15 +291,28 @@ impl HostProcess {
         filter: &str,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::spawn_on(target, broker, Some(redis), filter, env)
+    }
+
+    fn spawn_on(
+        target: &[&std::ffi::OsStr],
+        broker: &LocalBroker,
+        redis: Option<&RedisServer>,
+        filter: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let admin_port = fvhost::local::free_port().expect("a free port");
+        let redis_args = match redis {
+            Some(redis) => vec!["--redis".to_string(), redis.url()],
+            None => Vec::new(),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_fvhost"))
             .arg("run")
             .args(target)
+            .args(redis_args)
             .args([
                 "--kafka-bootstrap",
                 &broker.bootstrap_servers(),
-                "--redis",
-                &redis.url(),
                 "--linger-ms",
                 "50",
             ])
@@ -604,21 +625,40 @@ pub fn feast(repo: &Path, args: &[&str]) {
     );
 }
 
-/// Every hash in `redis`: key -> field -> value, sorted, for comparing stores.
-pub fn redis_dump(
-    redis: &RedisServer,
-) -> std::collections::BTreeMap<Vec<u8>, std::collections::BTreeMap<Vec<u8>, Vec<u8>>> {
-    let mut connection = redis_connection(redis);
-    let keys: Vec<Vec<u8>> = connection
-        .scan()
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    keys.into_iter()
-        .map(|key| {
-            let hash: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
-                connection.hgetall(&key).unwrap();
-            (key, hash)
-        })
-        .collect()
+/// Every hash of a store: key -> field -> value, sorted, for comparing stores.
+pub type RedisDump =
+    std::collections::BTreeMap<Vec<u8>, std::collections::BTreeMap<Vec<u8>, Vec<u8>>>;
+
+/// Every hash in `redis`.
+pub fn redis_dump(redis: &RedisServer) -> RedisDump {
+    redis_dump_nodes(&[redis.port()])
+}
+
+/// Every hash on the masters of `cluster`, merged.
+pub fn cluster_dump(cluster: &RedisCluster) -> RedisDump {
+    redis_dump_nodes(&cluster.master_ports())
+}
+
+/// Every hash on the servers at `ports` (each scanned on its own: a
+/// cluster node lists only its own keys), merged.
+pub fn redis_dump_nodes(ports: &[u16]) -> RedisDump {
+    let mut dump = RedisDump::new();
+    for port in ports {
+        let mut connection = redis::Client::open(format!("redis://127.0.0.1:{port}/0"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let keys: Vec<Vec<u8>> = connection
+            .scan()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for key in keys {
+            if connection.key_type::<_, String>(&key).unwrap() == "hash" {
+                let hash = connection.hgetall(&key).unwrap();
+                dump.insert(key, hash);
+            }
+        }
+    }
+    dump
 }

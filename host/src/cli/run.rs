@@ -28,6 +28,11 @@ pub struct RunArgs {
     /// Redis URL of the online store, instead of the repo's connection_string.
     #[arg(long, env = "FVHOST_REDIS_URL")]
     pub redis: Option<String>,
+    /// Replicas that must hold each batch's online writes (Redis `WAIT`)
+    /// before its offsets are committed: a failover then loses no committed
+    /// write. 0 (the default) does not wait.
+    #[arg(long, default_value_t = 0, env = "FVHOST_WAIT_FOR_REPLICAS")]
+    pub wait_for_replicas: u32,
     /// Most messages per batch.
     #[arg(long, default_value_t = 8192)]
     pub max_batch: usize,
@@ -107,6 +112,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let options = HostOptions {
         kafka_bootstrap: args.kafka_bootstrap,
         redis_url: args.redis,
+        replica_wait: crate::online::ReplicaWait::for_replicas(args.wait_for_replicas),
         stream: StreamSettings {
             max_batch: args.max_batch.max(1),
             linger: Duration::from_millis(args.linger_ms),

@@ -46,6 +46,8 @@ pub struct HostOptions {
     pub offline_rotation: Rotation,
     /// Where compiled modules are cached; `None` uses the default folder.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Replicas each online write waits for before its batch is committed.
+    pub replica_wait: crate::online::ReplicaWait,
 }
 
 /// The consumer group of a view: views never share offsets.
@@ -185,8 +187,12 @@ impl Host {
             let in_tenant = |e: anyhow::Error| e.context(format!("tenant `{}`", tenant.name));
             let repo = &tenant.repo;
             let online =
-                OnlineConnection::open(&repo.config.online_store, options.redis_url.as_deref())
-                    .await
+                OnlineConnection::open_waiting(
+                    &repo.config.online_store,
+                    options.redis_url.as_deref(),
+                    options.replica_wait,
+                )
+                .await
                     .context("connecting to the Redis online store")
                     .map_err(in_tenant)?;
             let starter = Arc::new(ViewStarter::new(

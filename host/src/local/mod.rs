@@ -1,13 +1,18 @@
 //! Real services on loopback for the quickstart and the tests: a
-//! `redis-server` child process on a free port, and librdkafka's mock
-//! cluster (a Kafka-protocol broker over real TCP) in this process.
+//! `redis-server` child process on a free port (or a Redis Cluster, or a
+//! Sentinel set-up), and librdkafka's mock cluster (a Kafka-protocol
+//! broker over real TCP) in this process.
 
 mod broker;
 mod guests;
+mod redis_cluster;
+mod redis_sentinel;
 mod redis_server;
 
 pub use broker::LocalBroker;
 pub use guests::build_guest_workspace;
+pub use redis_cluster::RedisCluster;
+pub use redis_sentinel::{RedisSentinelSet, SENTINEL_MASTER};
 pub use redis_server::RedisServer;
 
 /// A TCP port on 127.0.0.1 that nothing listened on a moment ago.

@@ -78,14 +78,37 @@ impl RedisServer {
 }
 
 fn spawn(port: u16) -> anyhow::Result<Child> {
+    spawn_with(port, &std::env::temp_dir(), &[])
+}
+
+/// Starts redis-server on `port` (no persistence) with its files in `dir`
+/// and `extra` arguments (cluster mode, replication).
+pub(super) fn spawn_with(
+    port: u16,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> anyhow::Result<Child> {
     Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .arg("--dir")
-        .arg(std::env::temp_dir())
+        .arg(dir)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("cannot run redis-server; install it (Debian: apt-get install redis-server), or pass --redis URL")
+}
+
+/// Waits until the server on `port` answers `PING`.
+pub(super) fn wait_for_ping(port: u16, timeout: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if ping(port) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("redis-server on port {port} did not answer PING within {timeout:?}")
 }
 
 fn ping(port: u16) -> bool {

@@ -2,39 +2,48 @@
 
 use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
-
-use super::redis::{RedisStore, connect};
+use super::redis::{RedisConnection, RedisStore, ReplicaWait};
 use super::store::OnlineStore;
 use crate::repo::OnlineStoreConfig;
 
 /// A connected online store, and the Redis connection the views' dead-letter
-/// streams use (they live in the same server, in the project's key space).
+/// streams use (they live in the same server or cluster, in the project's
+/// key space).
 #[derive(Clone)]
 pub struct OnlineConnection {
     pub store: Arc<dyn OnlineStore>,
-    pub redis: ConnectionManager,
+    pub redis: RedisConnection,
 }
 
 impl OnlineConnection {
     /// Connects to the store `config` names, or to `url_override` (the
-    /// command line's `--redis-url`).
+    /// command line's `--redis`).
     pub async fn open(
         config: &OnlineStoreConfig,
         url_override: Option<&str>,
     ) -> Result<Self, redis::RedisError> {
-        let redis = connect(config, url_override).await?;
+        Self::open_waiting(config, url_override, ReplicaWait::default()).await
+    }
+
+    /// [`Self::open`], with writes that wait for replicas (see [`ReplicaWait`]).
+    pub async fn open_waiting(
+        config: &OnlineStoreConfig,
+        url_override: Option<&str>,
+        replicas: ReplicaWait,
+    ) -> Result<Self, redis::RedisError> {
+        let redis = RedisConnection::open(config, url_override).await?;
         Ok(Self {
-            store: Arc::new(RedisStore::new(redis.clone(), config)),
+            store: Arc::new(RedisStore::new(redis.clone(), config).waiting_for(replicas)),
             redis,
         })
     }
 
-    /// Whether the store answers a `PING` within 2 s (readiness probes).
+    /// Whether the store answers a `PING` within 2 s (readiness probes; on
+    /// a cluster every node must answer).
     pub async fn answers(&self) -> Result<(), String> {
         let mut connection = self.redis.clone();
         let command = redis::cmd("PING");
-        let ping = command.query_async::<String>(&mut connection);
+        let ping = command.query_async::<redis::Value>(&mut connection);
         match tokio::time::timeout(std::time::Duration::from_secs(2), ping).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(format!("the online store does not answer: {e}")),

@@ -9,7 +9,8 @@
 //! - [`reader`], [`request`]: reads in Feast's response shape.
 //!
 //! The stores, behind [`OnlineStore`] (write rows newer-wins, read fields):
-//! - [`redis`]: the Redis store Feast reads (atomic script writes, pipelined);
+//! - [`redis`]: the Redis store Feast reads (atomic script writes, pipelined;
+//!   one server, a cluster grouped by hash slot, or a Sentinel-managed master);
 //! - [`memory`]: the same semantics in memory, for tests and tools;
 //! - [`connection`]: the store a repo names, opened.
 
@@ -27,7 +28,7 @@ pub mod store;
 pub mod timestamp;
 pub mod value;
 
-pub use self::redis::{RedisStore, connect};
+pub use self::redis::{RedisConnection, RedisStore, ReplicaWait, connect};
 pub use connection::OnlineConnection;
 pub use entity_key::{KeyBuilder, KeyValue, KeyVersion};
 pub use fields::ViewFields;

@@ -2,9 +2,10 @@
 //! place online rows live. Feast's encodings (keys, field names, values,
 //! timestamps) are the caller's; a store only keeps hashes of bytes.
 //!
-//! [`super::redis::RedisStore`] is the store Feast reads; [`super::memory::MemoryStore`]
-//! keeps rows in memory for tests and authoring tools. A store for Redis
-//! Cluster implements the same two calls.
+//! [`super::redis::RedisStore`] is the store Feast reads (one server, a
+//! cluster or a Sentinel-managed master); [`super::memory::MemoryStore`]
+//! keeps rows in memory for tests and authoring tools. Another store
+//! implements the same three calls.
 
 use super::fields::ViewFields;
 use super::rows::OnlineRow;
@@ -78,4 +79,6 @@ pub enum StoreError {
     RedisRead(#[source] redis::RedisError),
     #[error("redis reply has {found} results for {expected} keys")]
     RedisReply { expected: usize, found: usize },
+    #[error("redis write reached {acknowledged} replicas of the {wanted} it must wait for")]
+    ReplicasBehind { wanted: u32, acknowledged: i64 },
 }

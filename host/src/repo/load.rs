@@ -18,7 +18,7 @@ use super::definitions::*;
 use super::duration::parse_duration;
 use super::feast_registry;
 use super::model::*;
-use super::store_config::{ConnectionString, StoreConfig};
+use super::store_config::{ConnectionString, RedisType, StoreConfig};
 use crate::format::{mapped_schema, parse_ddl};
 use crate::types::{FeatureType, ScalarType};
 
@@ -248,14 +248,26 @@ impl<'a> Loader<'a> {
                 ),
             ));
         }
-        if online.redis_type != "redis" {
-            self.errors.push(field(
-                "online_store.redis_type",
-                format!("`{}` is not supported yet; use `redis`", online.redis_type),
-            ));
+        let redis_type = RedisType::parse(&online.redis_type);
+        if let Err(e) = &redis_type {
+            self.errors.push(field("online_store.redis_type", e.clone()));
         }
-        if let Err(e) = ConnectionString::parse(&online.connection_string) {
-            self.errors.push(field("online_store.connection_string", e));
+        match ConnectionString::parse(&online.connection_string) {
+            Err(e) => self.errors.push(field("online_store.connection_string", e)),
+            Ok(parsed) => {
+                if parsed.ssl {
+                    self.errors.push(field(
+                        "online_store.connection_string",
+                        "ssl=true: this fvhost build has no TLS; reach Redis over a private network or a TLS tunnel".into(),
+                    ));
+                }
+                if redis_type == Ok(RedisType::Cluster) && parsed.db != 0 {
+                    self.errors.push(field(
+                        "online_store.connection_string",
+                        format!("db={}: a Redis Cluster has only database 0", parsed.db),
+                    ));
+                }
+            }
         }
         if config.key_version().is_none() {
             self.errors.push(field(

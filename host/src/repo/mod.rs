@@ -15,7 +15,9 @@ use std::path::Path;
 pub use crate::format::mapped_schema;
 pub use load::{RepoError, STORE_CONFIG_FILE};
 pub use model::*;
-pub use store_config::{ConnectionString, OnlineStoreConfig, RegistrySetting, StoreConfig};
+pub use store_config::{
+    ConnectionString, OnlineStoreConfig, RedisType, RegistrySetting, StoreConfig,
+};
 
 /// Loads the repo in `root` and validates every definition in it.
 pub fn load(root: &Path) -> Result<FeatureRepo, RepoError> {

@@ -53,6 +53,34 @@ pub struct OnlineStoreConfig {
     pub sentinel_master: Option<String>,
     #[serde(default)]
     pub full_scan_for_deletion: Option<bool>,
+    /// Feast's client for its own reads (`redis` or `glide`); fvhost's
+    /// writes and reads do not depend on it.
+    #[serde(default)]
+    pub client: Option<String>,
+}
+
+/// How the Redis online store is deployed (`redis_type`, Feast's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisType {
+    /// `redis`: one server; only the connection string's first node is used.
+    Single,
+    /// `redis_cluster`: the connection string's nodes are seeds of a cluster.
+    Cluster,
+    /// `redis_sentinel`: the nodes are sentinels naming `sentinel_master`.
+    Sentinel,
+}
+
+impl RedisType {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "redis" => Ok(Self::Single),
+            "redis_cluster" => Ok(Self::Cluster),
+            "redis_sentinel" => Ok(Self::Sentinel),
+            other => Err(format!(
+                "`{other}` is not a Feast redis_type (redis, redis_cluster or redis_sentinel)"
+            )),
+        }
+    }
 }
 
 fn default_redis_type() -> String {
@@ -120,13 +148,22 @@ impl ConnectionString {
 
     /// A `redis://` URL for the first node: plain `redis_type: redis` uses only it, as Feast does.
     pub fn first_node_url(&self) -> String {
+        self.node_url(&self.nodes[0])
+    }
+
+    /// A `redis://` URL for each node, with the credentials and database.
+    pub fn node_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|node| self.node_url(node)).collect()
+    }
+
+    fn node_url(&self, node: &str) -> String {
         let scheme = if self.ssl { "rediss" } else { "redis" };
         let auth = match (&self.username, &self.password) {
             (Some(user), Some(pass)) => format!("{user}:{pass}@"),
             (None, Some(pass)) => format!(":{pass}@"),
             _ => String::new(),
         };
-        format!("{scheme}://{auth}{}/{}", self.nodes[0], self.db)
+        format!("{scheme}://{auth}{node}/{}", self.db)
     }
 }
 

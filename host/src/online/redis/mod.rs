@@ -4,18 +4,28 @@
 //! that another writer can interleave. fvhost sends one Lua script call per
 //! chunk of keys: the server compares and writes each key in one step, and
 //! a whole batch goes out as one pipeline, one round trip.
+//!
+//! On a cluster a script call may only name keys of one hash slot, so a
+//! batch's keys are grouped by slot ([`slots`]) and each group is its own
+//! call, all sent at once; the cluster client routes each to its slot's
+//! master and follows `MOVED`/`ASK`. A call repeated after a redirect, a
+//! timeout or a failover is harmless: a newer-wins write of the same event
+//! finds its own `_ts` already stored and leaves the key as it is.
+
+pub mod connection;
+pub mod slots;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-
 use super::fields::ViewFields;
 use super::rows::OnlineRow;
 use super::store::{GuardedUpdate, HashRead, OnlineStore, StoreError, WriteStats};
 use super::timestamp;
-use crate::repo::{ConnectionString, OnlineStoreConfig};
+use crate::repo::OnlineStoreConfig;
+pub use connection::{RESPONSE_TIMEOUT, RedisConnection};
+use slots::group_by_slot;
 
 const WRITE_SCRIPT: &str = include_str!("script.lua");
 const SWAP_SCRIPT: &str = include_str!("swap.lua");
@@ -24,45 +34,47 @@ const SWAP_SCRIPT: &str = include_str!("swap.lua");
 /// keep one call short on the server.
 const KEYS_PER_CALL: usize = 256;
 
-/// How long one Redis request may take before it fails.
-pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A Redis online store: one managed (reconnecting) connection to the
-/// store's first node, and the write script for each feature count in use.
+/// A Redis online store (one server, a cluster, or a Sentinel-managed
+/// master), and the write script for each feature count in use.
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     ttl_seconds: u64,
     check_newer: bool,
+    replicas: ReplicaWait,
     scripts: Arc<Mutex<HashMap<usize, redis::Script>>>,
 }
 
-/// Opens a managed (reconnecting) connection to the store's first node, or
-/// to `url_override` (the command line's `--redis-url`).
+/// Whether a write waits for replicas to hold it before it counts as done
+/// (Redis `WAIT`). Redis replicates asynchronously: without waiting, a
+/// failover can lose writes the old master acknowledged, after their
+/// offsets were committed. Waiting closes that window at the cost of one
+/// replication round trip per batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplicaWait {
+    /// Replicas that must acknowledge each write; 0 does not wait.
+    pub replicas: u32,
+    /// How long to wait for them before the write fails (and is retried).
+    pub timeout: Duration,
+}
+
+impl ReplicaWait {
+    /// Waits for `replicas` replicas, up to 5 s per write.
+    pub fn for_replicas(replicas: u32) -> Self {
+        Self {
+            replicas,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Connects to the store `config` names, or to `url_override` (the
+/// command line's `--redis`).
 pub async fn connect(
     config: &OnlineStoreConfig,
     url_override: Option<&str>,
-) -> Result<ConnectionManager, redis::RedisError> {
-    let url = match url_override {
-        Some(url) => url.to_string(),
-        None => ConnectionString::parse(&config.connection_string)
-            .map_err(|e| {
-                redis::RedisError::from((
-                    redis::ErrorKind::InvalidClientConfig,
-                    "connection_string",
-                    e,
-                ))
-            })?
-            .first_node_url(),
-    };
-    let client = redis::Client::open(url)?;
-    let manager_config = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_number_of_retries(3);
-    client
-        .get_connection_manager_with_config(manager_config)
-        .await
+) -> Result<RedisConnection, redis::RedisError> {
+    RedisConnection::open(config, url_override).await
 }
 
 /// The write script with its HSET arguments spelled out for `n_fields`
@@ -76,13 +88,20 @@ fn write_script(n_fields: usize) -> redis::Script {
 }
 
 impl RedisStore {
-    pub fn new(connection: ConnectionManager, config: &OnlineStoreConfig) -> Self {
+    pub fn new(connection: RedisConnection, config: &OnlineStoreConfig) -> Self {
         Self {
             connection,
             ttl_seconds: config.key_ttl_seconds.unwrap_or(0),
             check_newer: !config.skip_dedup,
+            replicas: ReplicaWait::default(),
             scripts: Arc::default(),
         }
+    }
+
+    /// Makes every write wait for replicas (see [`ReplicaWait`]).
+    pub fn waiting_for(mut self, replicas: ReplicaWait) -> Self {
+        self.replicas = replicas;
+        self
     }
 
     /// Connects to the store `config` names (or `url_override`).
@@ -94,7 +113,7 @@ impl RedisStore {
     }
 
     /// The store's connection, for other keys in the same Redis (dead letters).
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConnection {
         self.connection.clone()
     }
 
@@ -107,9 +126,29 @@ impl RedisStore {
             .clone()
     }
 
+    /// The positions of `keys` in groups one request may carry: one group
+    /// on a single server, one per hash slot on a cluster.
+    fn groups<'a>(&self, keys: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<Vec<usize>> {
+        group_by_slot(keys, self.connection.is_cluster())
+    }
+
+    /// Runs each pipeline (one per slot group), all at once, and returns
+    /// their replies in order.
+    async fn run_all<T: redis::FromRedisValue>(
+        &self,
+        pipelines: Vec<redis::Pipeline>,
+        script: &redis::Script,
+    ) -> Result<Vec<T>, StoreError> {
+        let calls = pipelines
+            .iter()
+            .map(|pipeline| self.run_scripted::<T>(pipeline, script));
+        futures::future::try_join_all(calls).await
+    }
+
     /// Runs a pipeline of `script`'s calls, loading the script first when
-    /// the server does not know it (a restarted or flushed server), and once
-    /// more when the connection had dropped (see [`again_after`]).
+    /// the server does not know it (a restarted or flushed server, a new
+    /// master after failover), and once more when the connection had
+    /// dropped (see [`again_after`]).
     async fn run_scripted<T: redis::FromRedisValue>(
         &self,
         pipeline: &redis::Pipeline,
@@ -134,11 +173,34 @@ impl RedisStore {
         }
     }
 
-    fn pipeline(
+    /// Waits until the configured number of replicas hold every write
+    /// sent so far (on a cluster: of every master).
+    async fn wait_for_replicas(&self) -> Result<(), StoreError> {
+        let wanted = self.replicas.replicas;
+        if wanted == 0 {
+            return Ok(());
+        }
+        let mut connection = self.connection.clone();
+        let acknowledged: i64 = redis::cmd("WAIT")
+            .arg(wanted)
+            .arg(self.replicas.timeout.as_millis() as u64)
+            .query_async(&mut connection)
+            .await
+            .map_err(StoreError::RedisWrite)?;
+        if acknowledged < i64::from(wanted) {
+            return Err(StoreError::ReplicasBehind {
+                wanted,
+                acknowledged,
+            });
+        }
+        Ok(())
+    }
+
+    fn write_pipeline(
         &self,
         script: &redis::Script,
         fields: &ViewFields,
-        rows: &[OnlineRow],
+        rows: &[&OnlineRow],
     ) -> redis::Pipeline {
         let mut pipeline = redis::pipe();
         for chunk in rows.chunks(KEYS_PER_CALL) {
@@ -166,35 +228,8 @@ impl RedisStore {
         }
         pipeline
     }
-}
 
-#[async_trait::async_trait]
-impl OnlineStore for RedisStore {
-    async fn write(
-        &self,
-        fields: &ViewFields,
-        rows: &[OnlineRow],
-    ) -> Result<WriteStats, StoreError> {
-        if rows.is_empty() {
-            return Ok(WriteStats::default());
-        }
-        let script = self.script(fields.features.len());
-        let pipeline = self.pipeline(&script, fields, rows);
-        let counts: Vec<u64> = self.run_scripted(&pipeline, &script).await?;
-        let written: u64 = counts.iter().sum();
-        Ok(WriteStats {
-            written,
-            skipped_older: rows.len() as u64 - written,
-        })
-    }
-
-    async fn compare_and_set(&self, updates: &[GuardedUpdate]) -> Result<Vec<bool>, StoreError> {
-        if updates.is_empty() {
-            return Ok(Vec::new());
-        }
-        static SWAP: std::sync::LazyLock<redis::Script> =
-            std::sync::LazyLock::new(|| redis::Script::new(SWAP_SCRIPT));
-        let script = &*SWAP;
+    fn swap_pipeline(&self, script: &redis::Script, updates: &[&GuardedUpdate]) -> redis::Pipeline {
         let mut pipeline = redis::pipe();
         for chunk in updates.chunks(KEYS_PER_CALL) {
             let mut call = redis::cmd("EVALSHA");
@@ -218,14 +253,67 @@ impl OnlineStore for RedisStore {
             }
             pipeline.add_command(call);
         }
-        let replies: Vec<Vec<i64>> = self.run_scripted(&pipeline, script).await?;
-        let applied: Vec<bool> = replies.into_iter().flatten().map(|r| r == 1).collect();
-        if applied.len() != updates.len() {
-            return Err(StoreError::RedisReply {
-                expected: updates.len(),
-                found: applied.len(),
-            });
+        pipeline
+    }
+}
+
+/// The items at `positions`, borrowed.
+fn pick<'a, T>(items: &'a [T], positions: &[usize]) -> Vec<&'a T> {
+    positions.iter().map(|&i| &items[i]).collect()
+}
+
+#[async_trait::async_trait]
+impl OnlineStore for RedisStore {
+    async fn write(
+        &self,
+        fields: &ViewFields,
+        rows: &[OnlineRow],
+    ) -> Result<WriteStats, StoreError> {
+        if rows.is_empty() {
+            return Ok(WriteStats::default());
         }
+        let script = self.script(fields.features.len());
+        let groups = self.groups(rows.iter().map(|row| row.key.as_slice()));
+        let pipelines = groups
+            .iter()
+            .map(|group| self.write_pipeline(&script, fields, &pick(rows, group)))
+            .collect();
+        let counts: Vec<Vec<u64>> = self.run_all(pipelines, &script).await?;
+        self.wait_for_replicas().await?;
+        let written: u64 = counts.iter().flatten().sum();
+        Ok(WriteStats {
+            written,
+            skipped_older: rows.len() as u64 - written,
+        })
+    }
+
+    async fn compare_and_set(&self, updates: &[GuardedUpdate]) -> Result<Vec<bool>, StoreError> {
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        static SWAP: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(SWAP_SCRIPT));
+        let script = &*SWAP;
+        let groups = self.groups(updates.iter().map(|update| update.key.as_slice()));
+        let pipelines = groups
+            .iter()
+            .map(|group| self.swap_pipeline(script, &pick(updates, group)))
+            .collect();
+        let replies: Vec<Vec<Vec<i64>>> = self.run_all(pipelines, script).await?;
+        let mut applied = vec![false; updates.len()];
+        for (group, reply) in groups.iter().zip(replies) {
+            let flags: Vec<i64> = reply.into_iter().flatten().collect();
+            if flags.len() != group.len() {
+                return Err(StoreError::RedisReply {
+                    expected: group.len(),
+                    found: flags.len(),
+                });
+            }
+            for (&position, flag) in group.iter().zip(flags) {
+                applied[position] = flag == 1;
+            }
+        }
+        self.wait_for_replicas().await?;
         Ok(applied)
     }
 
@@ -233,15 +321,49 @@ impl OnlineStore for RedisStore {
         if reads.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipeline = redis::pipe();
-        for read in reads {
-            let mut call = redis::cmd("HMGET");
-            call.arg(&read.key);
-            for field in &read.fields {
-                call.arg(field);
+        let groups = self.groups(reads.iter().map(|read| read.key.as_slice()));
+        let pipelines: Vec<redis::Pipeline> = groups
+            .iter()
+            .map(|group| read_pipeline(&pick(reads, group)))
+            .collect();
+        let calls = pipelines.iter().map(|pipeline| self.run_read(pipeline));
+        let replies = futures::future::try_join_all(calls).await?;
+        let mut values = vec![Vec::new(); reads.len()];
+        for (group, reply) in groups.iter().zip(replies) {
+            if reply.len() != group.len() {
+                return Err(StoreError::RedisReply {
+                    expected: group.len(),
+                    found: reply.len(),
+                });
             }
-            pipeline.add_command(call);
+            for (&position, fields) in group.iter().zip(reply) {
+                values[position] = fields;
+            }
         }
+        Ok(values)
+    }
+}
+
+/// One pipeline of `HMGET`s (one slot group's keys).
+fn read_pipeline(reads: &[&HashRead]) -> redis::Pipeline {
+    let mut pipeline = redis::pipe();
+    for read in reads {
+        let mut call = redis::cmd("HMGET");
+        call.arg(&read.key);
+        for field in &read.fields {
+            call.arg(field);
+        }
+        pipeline.add_command(call);
+    }
+    pipeline
+}
+
+impl RedisStore {
+    /// Runs a read pipeline, once more if the connection had dropped.
+    async fn run_read(
+        &self,
+        pipeline: &redis::Pipeline,
+    ) -> Result<Vec<Vec<Option<Vec<u8>>>>, StoreError> {
         let mut connection = self.connection.clone();
         match pipeline.query_async(&mut connection).await {
             Err(e) if again_after(&e) => pipeline.query_async(&mut connection).await,

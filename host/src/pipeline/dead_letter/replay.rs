@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use redis::aio::ConnectionManager;
+use crate::online::RedisConnection;
 use serde::Serialize;
 
 /// One entry of a dead-letter stream.
@@ -35,7 +35,7 @@ fn as_text<S: serde::Serializer>(
 
 /// The first `limit` entries of the stream at `key`, oldest first.
 pub async fn read(
-    connection: &mut ConnectionManager,
+    connection: &mut RedisConnection,
     key: &str,
     limit: usize,
 ) -> redis::RedisResult<Vec<StoredLetter>> {
@@ -71,7 +71,7 @@ pub async fn read(
 /// applied again by running materialize or push again. Returns how many
 /// were replayed.
 pub async fn replay(
-    connection: &mut ConnectionManager,
+    connection: &mut RedisConnection,
     key: &str,
     letters: &[StoredLetter],
     producer: &FutureProducer,

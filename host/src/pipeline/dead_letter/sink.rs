@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use redis::aio::ConnectionManager;
+use crate::online::RedisConnection;
 
 use super::{DeadLetter, LetterOrigin};
 
@@ -25,7 +25,7 @@ const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum DeadLetterSink {
     Log,
     RedisStream {
-        connection: ConnectionManager,
+        connection: RedisConnection,
         key: String,
     },
     KafkaTopic {
@@ -60,7 +60,7 @@ impl DeadLetterSink {
     pub fn for_view(
         project: &str,
         view: &crate::repo::FeatureView,
-        redis: &ConnectionManager,
+        redis: &RedisConnection,
         bootstrap_servers: Option<&str>,
     ) -> anyhow::Result<Self> {
         use crate::repo::DeadLetterTarget;
@@ -150,7 +150,7 @@ fn fields(letter: &DeadLetter) -> Vec<(&'static str, String)> {
 }
 
 async fn send_to_redis(
-    mut connection: ConnectionManager,
+    mut connection: RedisConnection,
     key: &str,
     letters: &[DeadLetter],
 ) -> redis::RedisResult<()> {

@@ -1,0 +1,188 @@
+//! A throwaway Redis Cluster on loopback: `redis-server` nodes in cluster
+//! mode, joined by `redis-cli --cluster create`, for the tests and
+//! benchmarks of fvhost on a cluster.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A running cluster: its nodes are killed and its folder removed when dropped.
+pub struct RedisCluster {
+    nodes: Vec<ClusterNode>,
+    dir: PathBuf,
+}
+
+struct ClusterNode {
+    port: u16,
+    child: Child,
+}
+
+impl RedisCluster {
+    /// Starts `masters` masters, each with `replicas_per_master` replicas,
+    /// and waits until every node reports the cluster ok.
+    pub fn start(masters: usize, replicas_per_master: usize) -> anyhow::Result<Self> {
+        if masters < 3 {
+            bail!("a Redis Cluster needs at least 3 masters ({masters} asked)");
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "fvhost-redis-cluster-{}-{}",
+            std::process::id(),
+            super::free_port()?
+        ));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            dir,
+        };
+        for _ in 0..masters * (1 + replicas_per_master) {
+            let port = cluster_port()?;
+            let child = super::redis_server::spawn_with(
+                port,
+                &cluster.dir,
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &format!("nodes-{port}.conf"),
+                    "--cluster-node-timeout",
+                    "2000",
+                ],
+            )?;
+            cluster.nodes.push(ClusterNode { port, child });
+        }
+        for node in &cluster.nodes {
+            super::redis_server::wait_for_ping(node.port, Duration::from_secs(10))?;
+        }
+        cluster.create(replicas_per_master)?;
+        cluster.wait_until_ok(Duration::from_secs(30))?;
+        Ok(cluster)
+    }
+
+    fn create(&self, replicas_per_master: usize) -> anyhow::Result<()> {
+        let output = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(["--cluster-replicas", &replicas_per_master.to_string()])
+            .arg("--cluster-yes")
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run redis-cli (Debian: apt-get install redis-tools)")?;
+        if !output.status.success() {
+            bail!(
+                "redis-cli --cluster create failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits until every node says `cluster_state:ok` and knows every node.
+    pub fn wait_until_ok(&self, timeout: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if self.nodes.iter().all(|n| self.node_is_settled(n.port)) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("the Redis Cluster did not become ok within {timeout:?}")
+    }
+
+    fn node_is_settled(&self, port: u16) -> bool {
+        let info = redis_cli(port, &["cluster", "info"]).unwrap_or_default();
+        let known = format!("cluster_known_nodes:{}", self.nodes.len());
+        info.contains("cluster_state:ok") && info.contains(&known)
+    }
+
+    /// Feast's `connection_string` for the cluster: every node as a seed.
+    pub fn connection_string(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The ports of the nodes that are masters now.
+    pub fn master_ports(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .map(|n| n.port)
+            .filter(|&port| {
+                redis_cli(port, &["role"])
+                    .map(|role| role.starts_with("master"))
+                    .unwrap_or(false)
+            })
+            .collect()
+    }
+
+    /// Moves `slots` hash slots from the master on `from` to the master on
+    /// `to`, key by key, as an operator resharding a live cluster would.
+    pub fn reshard(&self, from: u16, to: u16, slots: usize) -> anyhow::Result<()> {
+        let id = |port: u16| -> anyhow::Result<String> {
+            Ok(redis_cli(port, &["cluster", "myid"])?.trim().to_string())
+        };
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
+            .args(["--cluster-from", &id(from)?, "--cluster-to", &id(to)?])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .args(["--cluster-pipeline", "100"])
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run redis-cli")?;
+        if !output.status.success() {
+            bail!(
+                "redis-cli --cluster reshard failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Runs `redis-cli -p port args...` and returns what it printed.
+pub(super) fn redis_cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run redis-cli")?;
+    if !output.status.success() {
+        bail!(
+            "redis-cli -p {port} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// A free port whose cluster bus port (port + 10000) is free too.
+fn cluster_port() -> anyhow::Result<u16> {
+    for _ in 0..200 {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        let port = listener.local_addr()?.port();
+        let Some(bus) = port.checked_add(10000) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", bus)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("found no free port whose cluster bus port is free too")
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.child.kill();
+            let _ = node.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

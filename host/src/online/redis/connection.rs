@@ -1,0 +1,274 @@
+//! One connection for each Redis deployment Feast's store config names:
+//! a single server (`redis_type: redis`), a cluster (`redis_cluster`), or
+//! the master a Sentinel set names (`redis_sentinel`).
+//!
+//! Every user of the online store's Redis (the writer, the readers, dead
+//! letters, readiness) goes through [`RedisConnection`], so none of them
+//! knows which deployment it talks to. What differs is handled here:
+//! - a single server: a managed connection that reconnects to the same address;
+//! - a cluster: redis-rs's cluster client, which keeps the slot map, routes
+//!   each command by its key's slot and follows `MOVED`/`ASK` (resharding,
+//!   failover). A command may only touch keys of one slot: callers group
+//!   keys with [`super::slots`];
+//! - Sentinel: a connection to the current master, asked of the sentinels
+//!   again whenever the master is lost (dropped connection, `READONLY` from
+//!   a demoted master), so writes follow a failover.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+
+use crate::repo::{ConnectionString, OnlineStoreConfig, RedisType};
+
+/// How long one Redis request may take before it fails.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection to the online store's Redis, whatever its deployment.
+/// Cheap to clone: clones share the underlying connections.
+#[derive(Clone)]
+pub enum RedisConnection {
+    Node(ConnectionManager),
+    Cluster(ClusterConnection),
+    Sentinel(SentinelConnection),
+}
+
+impl RedisConnection {
+    /// Connects to the deployment `config` names. `url_override` (the
+    /// command line's `--redis`) replaces the connection string's nodes: a
+    /// `redis://` URL of the server, of one cluster node (a seed), or of a
+    /// sentinel, as `redis_type` says.
+    pub async fn open(config: &OnlineStoreConfig, url_override: Option<&str>) -> RedisResult<Self> {
+        let redis_type = RedisType::parse(&config.redis_type).map_err(invalid_config)?;
+        let nodes = node_urls(config, url_override)?;
+        match redis_type {
+            RedisType::Single => Self::open_node(&nodes[0]).await,
+            RedisType::Cluster => Self::open_cluster(&nodes).await,
+            RedisType::Sentinel => {
+                let master = config.sentinel_master.as_deref().unwrap_or("mymaster");
+                let connection_string =
+                    ConnectionString::parse(&config.connection_string).map_err(invalid_config)?;
+                SentinelConnection::open(&nodes, master, &connection_string)
+                    .await
+                    .map(Self::Sentinel)
+            }
+        }
+    }
+
+    async fn open_node(url: &str) -> RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_number_of_retries(3);
+        client
+            .get_connection_manager_with_config(config)
+            .await
+            .map(Self::Node)
+    }
+
+    async fn open_cluster(seeds: &[String]) -> RedisResult<Self> {
+        let client = redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            // Resharding and failover answer MOVED/ASK/TRYAGAIN/CLUSTERDOWN
+            // for a while; the client retries with backoff before giving up
+            // (and the stream loop retries the batch after that).
+            .retries(8)
+            .build()?;
+        client.get_async_connection().await.map(Self::Cluster)
+    }
+
+    /// Whether keys must be grouped by hash slot (one slot per command).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+}
+
+/// The `redis://` URLs of the connection string's nodes (or the override).
+fn node_urls(config: &OnlineStoreConfig, url_override: Option<&str>) -> RedisResult<Vec<String>> {
+    if let Some(url) = url_override {
+        return Ok(vec![url.to_string()]);
+    }
+    let parsed = ConnectionString::parse(&config.connection_string).map_err(invalid_config)?;
+    Ok(parsed.node_urls())
+}
+
+fn invalid_config(message: String) -> RedisError {
+    RedisError::from((
+        ErrorKind::InvalidClientConfig,
+        "online_store",
+        message,
+    ))
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Node(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+            Self::Sentinel(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Node(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Sentinel(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Node(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
+            Self::Sentinel(connection) => connection.get_db(),
+        }
+    }
+}
+
+/// A connection to the master a Sentinel set names, found again after a
+/// failover: when a request fails because the master is gone (the
+/// connection dropped) or demoted (`READONLY`), the connection is dropped
+/// and the next request asks the sentinels for the master anew. The failed
+/// request itself fails; its caller retries (newer-wins writes are safe to
+/// repeat).
+#[derive(Clone)]
+pub struct SentinelConnection {
+    sentinels: Arc<tokio::sync::Mutex<SentinelClient>>,
+    master: Arc<Mutex<Option<MultiplexedConnection>>>,
+    db: i64,
+}
+
+impl SentinelConnection {
+    async fn open(
+        sentinels: &[String],
+        master: &str,
+        options: &ConnectionString,
+    ) -> RedisResult<Self> {
+        let mut info = redis::RedisConnectionInfo::default().set_db(options.db);
+        if let Some(username) = &options.username {
+            info = info.set_username(username);
+        }
+        if let Some(password) = &options.password {
+            info = info.set_password(password);
+        }
+        let client = SentinelClient::build(
+            sentinels.to_vec(),
+            master.to_string(),
+            Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(info)),
+            SentinelServerType::Master,
+        )?;
+        let connection = Self {
+            sentinels: Arc::new(tokio::sync::Mutex::new(client)),
+            master: Arc::default(),
+            db: options.db,
+        };
+        connection.current_master().await?;
+        Ok(connection)
+    }
+
+    /// The connection to the master, asking the sentinels for it when there is none.
+    async fn current_master(&self) -> RedisResult<MultiplexedConnection> {
+        if let Some(connection) = self.lock_master().clone() {
+            return Ok(connection);
+        }
+        let mut sentinels = self.sentinels.lock().await;
+        if let Some(connection) = self.lock_master().clone() {
+            return Ok(connection);
+        }
+        let client = sentinels.async_get_client().await?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT));
+        let connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        *self.lock_master() = Some(connection.clone());
+        Ok(connection)
+    }
+
+    fn lock_master(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+        self.master.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops the master connection after `result` showed the master lost.
+    fn note<T>(&self, result: RedisResult<T>) -> RedisResult<T> {
+        if let Err(error) = &result
+            && master_lost(error)
+        {
+            *self.lock_master() = None;
+        }
+        result
+    }
+}
+
+/// Whether `error` means the connection no longer reaches a writable master.
+fn master_lost(error: &RedisError) -> bool {
+    error.is_connection_dropped()
+        || error.is_io_error()
+        || error.is_unrecoverable_error()
+        || error.is_timeout()
+        || matches!(
+            error.kind(),
+            ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+                | ErrorKind::Server(redis::ServerErrorKind::MasterDown)
+        )
+}
+
+/// Whether a pipeline reply says the server is no longer a writable master.
+fn demoted(reply: &Value) -> bool {
+    matches!(
+        reply,
+        Value::ServerError(error) if matches!(
+            error.kind(),
+            Some(redis::ServerErrorKind::ReadOnly | redis::ServerErrorKind::MasterDown)
+        )
+    )
+}
+
+impl ConnectionLike for SentinelConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        async move {
+            let mut master = self.current_master().await?;
+            let result = master.req_packed_command(cmd).await;
+            self.note(result)
+        }
+        .boxed()
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        async move {
+            let mut master = self.current_master().await?;
+            let result = master.req_packed_commands(pipeline, offset, count).await;
+            if let Ok(replies) = &result
+                && replies.iter().any(demoted)
+            {
+                *self.lock_master() = None;
+            }
+            self.note(result)
+        }
+        .boxed()
+    }
+
+    fn get_db(&self) -> i64 {
+        self.db
+    }
+}
