@@ -186,15 +186,14 @@ impl Host {
         for tenant in tenants {
             let in_tenant = |e: anyhow::Error| e.context(format!("tenant `{}`", tenant.name));
             let repo = &tenant.repo;
-            let online =
-                OnlineConnection::open_waiting(
-                    &repo.config.online_store,
-                    options.redis_url.as_deref(),
-                    options.replica_wait,
-                )
-                .await
-                    .context("connecting to the Redis online store")
-                    .map_err(in_tenant)?;
+            let online = OnlineConnection::open_waiting(
+                &repo.config.online_store,
+                options.redis_url.as_deref(),
+                options.replica_wait,
+            )
+            .await
+            .context("connecting to the Redis online store")
+            .map_err(in_tenant)?;
             let starter = Arc::new(ViewStarter::new(
                 &tenant.name,
                 engine.clone(),

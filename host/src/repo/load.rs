@@ -250,7 +250,8 @@ impl<'a> Loader<'a> {
         }
         let redis_type = RedisType::parse(&online.redis_type);
         if let Err(e) = &redis_type {
-            self.errors.push(field("online_store.redis_type", e.clone()));
+            self.errors
+                .push(field("online_store.redis_type", e.clone()));
         }
         match ConnectionString::parse(&online.connection_string) {
             Err(e) => self.errors.push(field("online_store.connection_string", e)),

@@ -6,10 +6,10 @@
 //! letters, readiness) goes through [`RedisConnection`], so none of them
 //! knows which deployment it talks to. What differs is handled here:
 //! - a single server: a managed connection that reconnects to the same address;
-//! - a cluster: redis-rs's cluster client, which keeps the slot map, routes
-//!   each command by its key's slot and follows `MOVED`/`ASK` (resharding,
-//!   failover). A command may only touch keys of one slot: callers group
-//!   keys with [`super::slots`];
+//! - a cluster: fvhost's cluster client ([`super::cluster`]), which keeps
+//!   the slot map, routes each command by its key's slot and follows
+//!   `MOVED`/`ASK` (resharding, failover). A command may only touch keys of
+//!   one slot: callers group keys with [`super::slots`];
 //! - Sentinel: a connection to the current master, asked of the sentinels
 //!   again whenever the master is lost (dropped connection, `READONLY` from
 //!   a demoted master), so writes follow a failover.
@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
-use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
+use super::cluster::ClusterConnection;
 use crate::repo::{ConnectionString, OnlineStoreConfig, RedisType};
 
 /// How long one Redis request may take before it fails.
@@ -46,23 +46,29 @@ impl RedisConnection {
     /// sentinel, as `redis_type` says.
     pub async fn open(config: &OnlineStoreConfig, url_override: Option<&str>) -> RedisResult<Self> {
         let redis_type = RedisType::parse(&config.redis_type).map_err(invalid_config)?;
-        let nodes = node_urls(config, url_override)?;
+        let options = ConnectionString::parse(&config.connection_string).map_err(invalid_config)?;
+        let nodes: Vec<redis::ConnectionInfo> = match url_override {
+            Some(url) => vec![redis::IntoConnectionInfo::into_connection_info(url)?],
+            None => options
+                .node_urls()
+                .iter()
+                .map(|url| redis::IntoConnectionInfo::into_connection_info(url.as_str()))
+                .collect::<RedisResult<_>>()?,
+        };
         match redis_type {
-            RedisType::Single => Self::open_node(&nodes[0]).await,
+            RedisType::Single => Self::open_node(nodes[0].clone()).await,
             RedisType::Cluster => Self::open_cluster(&nodes).await,
             RedisType::Sentinel => {
                 let master = config.sentinel_master.as_deref().unwrap_or("mymaster");
-                let connection_string =
-                    ConnectionString::parse(&config.connection_string).map_err(invalid_config)?;
-                SentinelConnection::open(&nodes, master, &connection_string)
+                SentinelConnection::open(nodes, master, &options)
                     .await
                     .map(Self::Sentinel)
             }
         }
     }
 
-    async fn open_node(url: &str) -> RedisResult<Self> {
-        let client = redis::Client::open(url)?;
+    async fn open_node(node: redis::ConnectionInfo) -> RedisResult<Self> {
+        let client = redis::Client::open(node)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -73,16 +79,19 @@ impl RedisConnection {
             .map(Self::Node)
     }
 
-    async fn open_cluster(seeds: &[String]) -> RedisResult<Self> {
-        let client = redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
-            .connection_timeout(CONNECT_TIMEOUT)
-            .response_timeout(RESPONSE_TIMEOUT)
-            // Resharding and failover answer MOVED/ASK/TRYAGAIN/CLUSTERDOWN
-            // for a while; the client retries with backoff before giving up
-            // (and the stream loop retries the batch after that).
-            .retries(8)
-            .build()?;
-        client.get_async_connection().await.map(Self::Cluster)
+    async fn open_cluster(seeds: &[redis::ConnectionInfo]) -> RedisResult<Self> {
+        let addresses = seeds
+            .iter()
+            .map(|seed| match seed.addr() {
+                redis::ConnectionAddr::Tcp(host, port) => Ok(format!("{host}:{port}")),
+                other => Err(invalid_config(format!(
+                    "{other}: a Redis Cluster is reached over plain TCP"
+                ))),
+            })
+            .collect::<RedisResult<Vec<_>>>()?;
+        ClusterConnection::open(addresses, seeds[0].redis_settings().clone(), node_config())
+            .await
+            .map(Self::Cluster)
     }
 
     /// Whether keys must be grouped by hash slot (one slot per command).
@@ -91,21 +100,15 @@ impl RedisConnection {
     }
 }
 
-/// The `redis://` URLs of the connection string's nodes (or the override).
-fn node_urls(config: &OnlineStoreConfig, url_override: Option<&str>) -> RedisResult<Vec<String>> {
-    if let Some(url) = url_override {
-        return Ok(vec![url.to_string()]);
-    }
-    let parsed = ConnectionString::parse(&config.connection_string).map_err(invalid_config)?;
-    Ok(parsed.node_urls())
+/// Timeouts of each connection to a cluster node or a Sentinel-named master.
+fn node_config() -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
 }
 
 fn invalid_config(message: String) -> RedisError {
-    RedisError::from((
-        ErrorKind::InvalidClientConfig,
-        "online_store",
-        message,
-    ))
+    RedisError::from((ErrorKind::InvalidClientConfig, "online_store", message))
 }
 
 impl ConnectionLike for RedisConnection {
@@ -154,7 +157,7 @@ pub struct SentinelConnection {
 
 impl SentinelConnection {
     async fn open(
-        sentinels: &[String],
+        sentinels: Vec<redis::ConnectionInfo>,
         master: &str,
         options: &ConnectionString,
     ) -> RedisResult<Self> {
@@ -166,7 +169,7 @@ impl SentinelConnection {
             info = info.set_password(password);
         }
         let client = SentinelClient::build(
-            sentinels.to_vec(),
+            sentinels,
             master.to_string(),
             Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(info)),
             SentinelServerType::Master,
@@ -190,11 +193,8 @@ impl SentinelConnection {
             return Ok(connection);
         }
         let client = sentinels.async_get_client().await?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(CONNECT_TIMEOUT));
         let connection = client
-            .get_multiplexed_async_connection_with_config(&config)
+            .get_multiplexed_async_connection_with_config(&node_config())
             .await?;
         *self.lock_master() = Some(connection.clone());
         Ok(connection)

@@ -12,6 +12,7 @@
 //! timeout or a failover is harmless: a newer-wins write of the same event
 //! finds its own `_ts` already stored and leaves the key as it is.
 
+pub mod cluster;
 pub mod connection;
 pub mod slots;
 
@@ -132,43 +133,83 @@ impl RedisStore {
         group_by_slot(keys, self.connection.is_cluster())
     }
 
-    /// Runs each pipeline (one per slot group), all at once, and returns
-    /// their replies in order.
-    async fn run_all<T: redis::FromRedisValue>(
+    /// Runs `commands`, each with the hash slot of its keys, and returns
+    /// their replies in order: one pipeline on a single server or behind
+    /// Sentinel; on a cluster one pipeline per master, all at once. Where a
+    /// server does not know `script` (restarted, flushed, a new master
+    /// after failover) it is loaded and the calls sent again.
+    async fn run_commands(
         &self,
-        pipelines: Vec<redis::Pipeline>,
-        script: &redis::Script,
-    ) -> Result<Vec<T>, StoreError> {
-        let calls = pipelines
-            .iter()
-            .map(|pipeline| self.run_scripted::<T>(pipeline, script));
-        futures::future::try_join_all(calls).await
-    }
-
-    /// Runs a pipeline of `script`'s calls, loading the script first when
-    /// the server does not know it (a restarted or flushed server, a new
-    /// master after failover), and once more when the connection had
-    /// dropped (see [`again_after`]).
-    async fn run_scripted<T: redis::FromRedisValue>(
-        &self,
-        pipeline: &redis::Pipeline,
-        script: &redis::Script,
-    ) -> Result<T, StoreError> {
-        let mut connection = self.connection.clone();
-        let mut reconnected = false;
-        loop {
-            match pipeline.query_async(&mut connection).await {
-                Err(e)
-                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
+        commands: Vec<(u16, redis::Cmd)>,
+        script: Option<&redis::Script>,
+        failed: fn(redis::RedisError) -> StoreError,
+    ) -> Result<Vec<redis::Value>, StoreError> {
+        match &self.connection {
+            RedisConnection::Cluster(cluster) => {
+                let mut replies = cluster.run(&commands).await.map_err(failed)?;
+                let unknown: Vec<usize> = (0..replies.len())
+                    .filter(|i| lacks_script(&replies[*i]))
+                    .collect();
+                if let (Some(script), false) = (script, unknown.is_empty()) {
+                    let mut connection = self.connection.clone();
                     script
                         .prepare_invoke()
                         .load_async(&mut connection)
                         .await
-                        .map_err(StoreError::RedisWrite)?;
+                        .map_err(failed)?;
+                    let again: Vec<(u16, redis::Cmd)> =
+                        unknown.iter().map(|i| commands[*i].clone()).collect();
+                    let second = cluster.run(&again).await.map_err(failed)?;
+                    for (i, reply) in unknown.into_iter().zip(second) {
+                        replies[i] = reply;
+                    }
+                }
+                match replies.iter().find_map(server_error) {
+                    Some(error) => Err(failed(error)),
+                    None => Ok(replies),
+                }
+            }
+            _ => {
+                let mut pipeline = redis::pipe();
+                for (_, command) in commands {
+                    pipeline.add_command(command);
+                }
+                self.run_pipeline(&pipeline, script, failed).await
+            }
+        }
+    }
+
+    /// Runs a pipeline on a single server or Sentinel's master, loading
+    /// `script` first when the server does not know it, and once more when
+    /// the connection had dropped (see [`again_after`]).
+    async fn run_pipeline(
+        &self,
+        pipeline: &redis::Pipeline,
+        script: Option<&redis::Script>,
+        failed: fn(redis::RedisError) -> StoreError,
+    ) -> Result<Vec<redis::Value>, StoreError> {
+        let mut connection = self.connection.clone();
+        let mut reconnected = false;
+        let mut loaded = false;
+        loop {
+            match pipeline.query_async(&mut connection).await {
+                Err(e)
+                    if !loaded
+                        && e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    let Some(script) = script else {
+                        return Err(failed(e));
+                    };
+                    script
+                        .prepare_invoke()
+                        .load_async(&mut connection)
+                        .await
+                        .map_err(failed)?;
+                    loaded = true;
                 }
                 Err(e) if !reconnected && again_after(&e) => reconnected = true,
-                result => return result.map_err(StoreError::RedisWrite),
+                result => return result.map_err(failed),
             }
         }
     }
@@ -196,65 +237,105 @@ impl RedisStore {
         Ok(())
     }
 
-    fn write_pipeline(
+    /// The script calls writing `rows` (all of one slot group).
+    fn write_calls(
         &self,
         script: &redis::Script,
         fields: &ViewFields,
         rows: &[&OnlineRow],
-    ) -> redis::Pipeline {
-        let mut pipeline = redis::pipe();
-        for chunk in rows.chunks(KEYS_PER_CALL) {
-            let mut call = redis::cmd("EVALSHA");
-            call.arg(script.get_hash()).arg(chunk.len());
-            for row in chunk {
-                call.arg(&row.key);
-            }
-            call.arg(&fields.timestamp)
-                .arg(self.ttl_seconds)
-                .arg(if self.check_newer { "1" } else { "0" })
-                .arg(fields.features.len());
-            for field in &fields.features {
-                call.arg(&field[..]);
-            }
-            for row in chunk {
-                call.arg(row.event_time.seconds())
-                    .arg(row.event_time.nanos())
-                    .arg(timestamp::encode(row.event_time));
-                for value in &row.values {
-                    call.arg(value);
+    ) -> Vec<redis::Cmd> {
+        rows.chunks(KEYS_PER_CALL)
+            .map(|chunk| {
+                let mut call = redis::cmd("EVALSHA");
+                call.arg(script.get_hash()).arg(chunk.len());
+                for row in chunk {
+                    call.arg(&row.key);
                 }
-            }
-            pipeline.add_command(call);
-        }
-        pipeline
+                call.arg(&fields.timestamp)
+                    .arg(self.ttl_seconds)
+                    .arg(if self.check_newer { "1" } else { "0" })
+                    .arg(fields.features.len());
+                for field in &fields.features {
+                    call.arg(&field[..]);
+                }
+                for row in chunk {
+                    call.arg(row.event_time.seconds())
+                        .arg(row.event_time.nanos())
+                        .arg(timestamp::encode(row.event_time));
+                    for value in &row.values {
+                        call.arg(value);
+                    }
+                }
+                call
+            })
+            .collect()
     }
 
-    fn swap_pipeline(&self, script: &redis::Script, updates: &[&GuardedUpdate]) -> redis::Pipeline {
-        let mut pipeline = redis::pipe();
-        for chunk in updates.chunks(KEYS_PER_CALL) {
-            let mut call = redis::cmd("EVALSHA");
-            call.arg(script.get_hash()).arg(chunk.len());
-            for update in chunk {
-                call.arg(&update.key);
-            }
-            call.arg(self.ttl_seconds);
-            for update in chunk {
-                call.arg(&update.guard)
-                    .arg(if update.expected_prefix.is_some() {
-                        "1"
-                    } else {
-                        "0"
-                    })
-                    .arg(update.expected_prefix.as_deref().unwrap_or_default())
-                    .arg(update.set.len());
-                for (field, value) in &update.set {
-                    call.arg(field).arg(value);
+    /// The script calls applying `updates` (all of one slot group).
+    fn swap_calls(&self, script: &redis::Script, updates: &[&GuardedUpdate]) -> Vec<redis::Cmd> {
+        updates
+            .chunks(KEYS_PER_CALL)
+            .map(|chunk| {
+                let mut call = redis::cmd("EVALSHA");
+                call.arg(script.get_hash()).arg(chunk.len());
+                for update in chunk {
+                    call.arg(&update.key);
                 }
-            }
-            pipeline.add_command(call);
-        }
-        pipeline
+                call.arg(self.ttl_seconds);
+                for update in chunk {
+                    call.arg(&update.guard)
+                        .arg(if update.expected_prefix.is_some() {
+                            "1"
+                        } else {
+                            "0"
+                        })
+                        .arg(update.expected_prefix.as_deref().unwrap_or_default())
+                        .arg(update.set.len());
+                    for (field, value) in &update.set {
+                        call.arg(field).arg(value);
+                    }
+                }
+                call
+            })
+            .collect()
     }
+
+    /// Each group's calls, with the group's slot.
+    fn calls_by_slot<T>(
+        groups: &[Vec<usize>],
+        items: &[T],
+        key: impl Fn(&T) -> &[u8],
+        calls: impl Fn(&[&T]) -> Vec<redis::Cmd>,
+    ) -> Vec<(u16, redis::Cmd)> {
+        let mut all = Vec::new();
+        for group in groups {
+            let members = pick(items, group);
+            let slot = members.first().map_or(0, |m| cluster::slot_of(key(m)));
+            all.extend(calls(&members).into_iter().map(|call| (slot, call)));
+        }
+        all
+    }
+}
+
+/// Whether a reply says the server does not know the script.
+fn lacks_script(reply: &redis::Value) -> bool {
+    matches!(reply, redis::Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::NoScript))
+}
+
+/// The error a reply carries, if it is one.
+fn server_error(reply: &redis::Value) -> Option<redis::RedisError> {
+    match reply {
+        redis::Value::ServerError(error) => Some(error.clone().into()),
+        _ => None,
+    }
+}
+
+/// A reply read as `T`, or the store error saying it was not one.
+fn reply_as<T: redis::FromRedisValue>(
+    reply: redis::Value,
+    failed: fn(redis::RedisError) -> StoreError,
+) -> Result<T, StoreError> {
+    redis::from_redis_value(reply).map_err(|e| failed(e.into()))
 }
 
 /// The items at `positions`, borrowed.
@@ -274,16 +355,23 @@ impl OnlineStore for RedisStore {
         }
         let script = self.script(fields.features.len());
         let groups = self.groups(rows.iter().map(|row| row.key.as_slice()));
-        let pipelines = groups
-            .iter()
-            .map(|group| self.write_pipeline(&script, fields, &pick(rows, group)))
-            .collect();
-        let counts: Vec<Vec<u64>> = self.run_all(pipelines, &script).await?;
+        let calls = Self::calls_by_slot(
+            &groups,
+            rows,
+            |row| &row.key,
+            |members| self.write_calls(&script, fields, members),
+        );
+        let replies = self
+            .run_commands(calls, Some(&script), StoreError::RedisWrite)
+            .await?;
+        let mut written = 0u64;
+        for reply in replies {
+            written += reply_as::<u64>(reply, StoreError::RedisWrite)?;
+        }
         self.wait_for_replicas().await?;
-        let written: u64 = counts.iter().flatten().sum();
         Ok(WriteStats {
             written,
-            skipped_older: rows.len() as u64 - written,
+            skipped_older: rows.len() as u64 - written.min(rows.len() as u64),
         })
     }
 
@@ -295,23 +383,30 @@ impl OnlineStore for RedisStore {
             std::sync::LazyLock::new(|| redis::Script::new(SWAP_SCRIPT));
         let script = &*SWAP;
         let groups = self.groups(updates.iter().map(|update| update.key.as_slice()));
-        let pipelines = groups
-            .iter()
-            .map(|group| self.swap_pipeline(script, &pick(updates, group)))
-            .collect();
-        let replies: Vec<Vec<Vec<i64>>> = self.run_all(pipelines, script).await?;
+        let calls = Self::calls_by_slot(
+            &groups,
+            updates,
+            |update| &update.key,
+            |members| self.swap_calls(script, members),
+        );
+        let replies = self
+            .run_commands(calls, Some(script), StoreError::RedisWrite)
+            .await?;
+        let mut flags = Vec::with_capacity(updates.len());
+        for reply in replies {
+            flags.extend(reply_as::<Vec<i64>>(reply, StoreError::RedisWrite)?);
+        }
+        // Calls were made group by group: put each flag back at its update.
+        let order = groups.iter().flatten();
+        if flags.len() != updates.len() {
+            return Err(StoreError::RedisReply {
+                expected: updates.len(),
+                found: flags.len(),
+            });
+        }
         let mut applied = vec![false; updates.len()];
-        for (group, reply) in groups.iter().zip(replies) {
-            let flags: Vec<i64> = reply.into_iter().flatten().collect();
-            if flags.len() != group.len() {
-                return Err(StoreError::RedisReply {
-                    expected: group.len(),
-                    found: flags.len(),
-                });
-            }
-            for (&position, flag) in group.iter().zip(flags) {
-                applied[position] = flag == 1;
-            }
+        for (&position, flag) in order.zip(flags) {
+            applied[position] = flag == 1;
         }
         self.wait_for_replicas().await?;
         Ok(applied)
@@ -322,55 +417,37 @@ impl OnlineStore for RedisStore {
             return Ok(Vec::new());
         }
         let groups = self.groups(reads.iter().map(|read| read.key.as_slice()));
-        let pipelines: Vec<redis::Pipeline> = groups
-            .iter()
-            .map(|group| read_pipeline(&pick(reads, group)))
-            .collect();
-        let calls = pipelines.iter().map(|pipeline| self.run_read(pipeline));
-        let replies = futures::future::try_join_all(calls).await?;
+        let calls = Self::calls_by_slot(
+            &groups,
+            reads,
+            |read| &read.key,
+            |members| members.iter().map(|read| hmget(read)).collect(),
+        );
+        let replies = self
+            .run_commands(calls, None, StoreError::RedisRead)
+            .await?;
+        if replies.len() != reads.len() {
+            return Err(StoreError::RedisReply {
+                expected: reads.len(),
+                found: replies.len(),
+            });
+        }
         let mut values = vec![Vec::new(); reads.len()];
-        for (group, reply) in groups.iter().zip(replies) {
-            if reply.len() != group.len() {
-                return Err(StoreError::RedisReply {
-                    expected: group.len(),
-                    found: reply.len(),
-                });
-            }
-            for (&position, fields) in group.iter().zip(reply) {
-                values[position] = fields;
-            }
+        for (&position, reply) in groups.iter().flatten().zip(replies) {
+            values[position] = reply_as(reply, StoreError::RedisRead)?;
         }
         Ok(values)
     }
 }
 
-/// One pipeline of `HMGET`s (one slot group's keys).
-fn read_pipeline(reads: &[&HashRead]) -> redis::Pipeline {
-    let mut pipeline = redis::pipe();
-    for read in reads {
-        let mut call = redis::cmd("HMGET");
-        call.arg(&read.key);
-        for field in &read.fields {
-            call.arg(field);
-        }
-        pipeline.add_command(call);
+/// The `HMGET` reading one key's fields.
+fn hmget(read: &HashRead) -> redis::Cmd {
+    let mut call = redis::cmd("HMGET");
+    call.arg(&read.key);
+    for field in &read.fields {
+        call.arg(field);
     }
-    pipeline
-}
-
-impl RedisStore {
-    /// Runs a read pipeline, once more if the connection had dropped.
-    async fn run_read(
-        &self,
-        pipeline: &redis::Pipeline,
-    ) -> Result<Vec<Vec<Option<Vec<u8>>>>, StoreError> {
-        let mut connection = self.connection.clone();
-        match pipeline.query_async(&mut connection).await {
-            Err(e) if again_after(&e) => pipeline.query_async(&mut connection).await,
-            result => result,
-        }
-        .map_err(StoreError::RedisRead)
-    }
+    call
 }
 
 /// Whether a request failed because the connection had dropped (a

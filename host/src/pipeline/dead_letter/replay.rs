@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::online::RedisConnection;
 use anyhow::Context;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use crate::online::RedisConnection;
 use serde::Serialize;
 
 /// One entry of a dead-letter stream.

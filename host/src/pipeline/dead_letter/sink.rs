@@ -11,9 +11,9 @@
 
 use std::time::Duration;
 
+use crate::online::RedisConnection;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use crate::online::RedisConnection;
 
 use super::{DeadLetter, LetterOrigin};
 
