@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what fvhost needs on a fresh Debian machine with a Rust toolchain:
-# the wasm32-wasip2 target, redis-server, a C toolchain for librdkafka, and
-# Python 3 with componentize-py (in a virtualenv cached at
-# ~/.cache/fvhost/py-venv) for Python transforms.
+# the wasm32-wasip2 target, redis-server (and redis-cli, for clusters), a C
+# toolchain for librdkafka, Python 3 with componentize-py (in a virtualenv
+# cached at ~/.cache/fvhost/py-venv) for Python transforms, Feast for the
+# round-trip tests, Prometheus, and the tansu broker.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ as_root() {
 
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v cc >/dev/null || missing+=(build-essential)
 command -v make >/dev/null || missing+=(make)
 command -v perl >/dev/null || missing+=(perl)
@@ -48,4 +50,20 @@ if ! "$FEAST_VENV/bin/python" -c "import feast, sys; sys.exit(feast.__version__ 
   rm -rf "$FEAST_VENV"
   python3 -m venv "$FEAST_VENV"
   "$FEAST_VENV/bin/pip" install --quiet "feast[redis]==$FEAST_VERSION"
+fi
+
+# tansu, a Kafka-compatible broker (Rust, from crates.io), for the end-to-end
+# test and benchmarks on a real broker; in-memory storage needs `dynostore`.
+# Pinned, cached outside the clone; its build folder is removed afterwards.
+# The first build takes about 15 minutes on 2 cores.
+TANSU_VERSION=0.6.0
+TANSU_ROOT="${FVHOST_TANSU_ROOT:-$HOME/.cache/fvhost/tansu}"
+if ! "$TANSU_ROOT/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION" \
+   || [ ! -f "$TANSU_ROOT/.dynostore" ]; then
+  echo "setup: building tansu $TANSU_VERSION into $TANSU_ROOT (once, about 15 minutes)" >&2
+  build_dir="$(mktemp -d)"
+  CARGO_TARGET_DIR="$build_dir" cargo install --quiet --locked tansu \
+    --version "$TANSU_VERSION" --features dynostore --root "$TANSU_ROOT" --force
+  rm -rf "$build_dir"
+  touch "$TANSU_ROOT/.dynostore"
 fi

@@ -248,3 +248,58 @@ fn a_sentinel_failover_mid_stream_loses_no_committed_write_when_writes_wait_for_
         "after the failover the new master holds exactly one host's bytes"
     );
 }
+
+#[test]
+fn two_hosts_on_a_real_kafka_protocol_broker_leave_a_single_hosts_bytes() {
+    if fvhost::local::tansu_binary().is_none() {
+        eprintln!(
+            "SKIPPED: tansu (a Kafka-compatible broker) is not installed; scripts/setup.sh installs it"
+        );
+        return;
+    }
+    let repo = TestRepo::new(
+        "scale_tansu",
+        &Definitions::new()
+            .driver_stats(VIEW, "drivers", "Float32")
+            .yaml(),
+    );
+    let (first, first_newest) = events(1..501, 4, BASE);
+    let (second, newest) = events(1..1001, 4, BASE + 600);
+    let expected = single_host_bytes(repo.path(), &repo.project, &[&first, &second], &newest);
+
+    let broker = LocalBroker::start_tansu().unwrap();
+    broker.create_topic("drivers", 6).unwrap();
+    let redis = RedisServer::start().unwrap();
+    let rt = runtime();
+    let hosts: Vec<HostProcess> = (0..2)
+        .map(|_| HostProcess::start(repo.path(), &broker, &redis))
+        .collect();
+    rt.block_on(broker.produce("drivers", &first)).unwrap();
+    let all: Vec<&HostProcess> = hosts.iter().collect();
+    wait_for_newest(
+        &mut redis_connection(&redis),
+        &repo.project,
+        &first_newest,
+        &all,
+    );
+    // One host leaves the group cleanly; the other takes its partitions
+    // from the offsets it committed.
+    let mut hosts = hosts.into_iter();
+    let left = hosts.next().unwrap().stop();
+    assert!(left.success, "stderr:\n{}", left.stderr);
+    let remaining = hosts.next().unwrap();
+    rt.block_on(broker.produce("drivers", &second)).unwrap();
+    wait_for_newest(
+        &mut redis_connection(&redis),
+        &repo.project,
+        &newest,
+        &[&remaining],
+    );
+    let exit = remaining.stop();
+    assert!(exit.success, "stderr:\n{}", exit.stderr);
+    assert_eq!(
+        redis_dump(&redis),
+        expected,
+        "a real broker, one host's bytes"
+    );
+}

@@ -107,6 +107,11 @@ impl RedisCluster {
             .join(",")
     }
 
+    /// The nodes' process ids (benchmarks read their CPU time).
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(|n| n.child.id()).collect()
+    }
+
     /// The ports of the nodes that are masters now.
     pub fn master_ports(&self) -> Vec<u16> {
         self.nodes
