@@ -56,7 +56,7 @@ impl Store {
         match self {
             Store::Single(redis) => vec![redis.pid()],
             Store::Cluster(cluster) => cluster.pids(),
-            Store::Sentinel(_) => Vec::new(),
+            Store::Sentinel(set) => set.pids(),
         }
     }
 }
@@ -72,6 +72,9 @@ fn cpu_seconds(pid: &str) -> f64 {
         .sum();
     ticks / 100.0
 }
+
+/// A run: its name, the store it starts, hosts, replicas each write waits for.
+type Configuration = (&'static str, fn() -> Store, usize, u32);
 
 struct Figures {
     rate: f64,
@@ -199,7 +202,7 @@ fn main() {
         messages.len()
     );
     let mut summary = serde_json::Map::new();
-    let configurations: Vec<(&str, fn() -> Store, usize, u32)> = vec![
+    let configurations: Vec<Configuration> = vec![
         (
             "1 master, 1 host",
             || Store::Single(RedisServer::start().unwrap()),

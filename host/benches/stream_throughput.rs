@@ -8,6 +8,10 @@
 //! profiling the stream loop alone under `perf record`); `=windowed` runs
 //! only the aggregating view (3 aggregations over 1 h in 5-minute hops).
 //!
+//! `FVHOST_BENCH_BROKER=tansu` runs the end-to-end figures on tansu, a real
+//! Kafka-compatible broker (`scripts/setup.sh` installs it), instead of the
+//! mock cluster, which keeps only about 50k messages per partition.
+//!
 //! Two reference figures come from `redis-benchmark` against the same
 //! redis-server: fvhost's write script called with 256 keys per call, and a
 //! blind pipelined `HSET` of the same shape (key, timestamp and feature
@@ -218,7 +222,11 @@ fn end_to_end(
 ) -> (f64, Duration) {
     let total = messages.len();
     let redis = RedisServer::start().unwrap();
-    let broker = LocalBroker::start(1).unwrap();
+    let broker = if std::env::var("FVHOST_BENCH_BROKER").as_deref() == Ok("tansu") {
+        LocalBroker::start_tansu().expect("tansu")
+    } else {
+        LocalBroker::start(1).unwrap()
+    };
     broker.create_topic("drivers", 8).unwrap();
     runtime
         .block_on(broker.produce("drivers", messages))

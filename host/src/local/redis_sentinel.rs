@@ -87,6 +87,11 @@ impl RedisSentinelSet {
         lines.get(at + 1)?.trim().parse().ok()
     }
 
+    /// The Redis servers' process ids (benchmarks read their CPU time).
+    pub fn pids(&self) -> Vec<u32> {
+        self.servers.iter().map(|(_, child)| child.id()).collect()
+    }
+
     /// Feast's `connection_string` for `redis_sentinel`: the sentinel.
     pub fn connection_string(&self) -> String {
         format!("127.0.0.1:{}", self.sentinel.0)

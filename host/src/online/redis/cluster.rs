@@ -69,6 +69,10 @@ enum Target {
     Asked(Arc<str>),
 }
 
+/// A node's share of a round: each command's position, and whether it
+/// must follow `ASKING`.
+type NodeBatch = (Arc<str>, Vec<(usize, bool)>);
+
 /// What a reply says to do with its command.
 enum Outcome {
     Done(Value),
@@ -168,11 +172,7 @@ impl ClusterConnection {
     }
 
     /// The pending commands grouped by the node each goes to next.
-    fn route(
-        &self,
-        pending: &[(usize, Target)],
-        commands: &[(u16, Cmd)],
-    ) -> Vec<(Arc<str>, Vec<(usize, bool)>)> {
+    fn route(&self, pending: &[(usize, Target)], commands: &[(u16, Cmd)]) -> Vec<NodeBatch> {
         let slots = self.inner.slots.read().unwrap_or_else(|p| p.into_inner());
         let mut by_node: HashMap<Arc<str>, Vec<(usize, bool)>> = HashMap::new();
         for (i, target) in pending {
@@ -374,7 +374,7 @@ fn routing(cmd: &Cmd) -> Routing {
 /// (the part between the first `{` and the next `}`, when not empty),
 /// modulo 16384 — as every Redis Cluster node computes it.
 pub fn slot_of(key: &[u8]) -> u16 {
-    (crc16_xmodem(hash_tag(key).unwrap_or(key)) % SLOTS as u16) as u16
+    crc16_xmodem(hash_tag(key).unwrap_or(key)) % SLOTS as u16
 }
 
 fn hash_tag(key: &[u8]) -> Option<&[u8]> {
