@@ -303,3 +303,69 @@ fn two_hosts_on_a_real_kafka_protocol_broker_leave_a_single_hosts_bytes() {
         "a real broker, one host's bytes"
     );
 }
+
+#[test]
+fn a_cluster_master_killed_mid_stream_fails_over_and_loses_no_committed_write() {
+    let repo = TestRepo::new(
+        "scale_cluster_failover",
+        &Definitions::new()
+            .driver_stats(VIEW, "drivers", "Float32")
+            .yaml(),
+    );
+    let (all, newest) = events(1..401, 8, BASE);
+    let expected = single_host_bytes(repo.path(), &repo.project, &[&all], &newest);
+
+    let mut cluster = RedisCluster::start(3, 1).unwrap();
+    use_online_store(
+        repo.path(),
+        &format!(
+            "  type: redis\n  redis_type: redis_cluster\n  connection_string: \"{}\"\n",
+            cluster.connection_string()
+        ),
+    );
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("drivers", 6).unwrap();
+    let rt = runtime();
+    let host =
+        HostProcess::start_on_repo_store(repo.path(), &broker, &["--wait-for-replicas", "1"]);
+    let waves: Vec<&[Message]> = all.chunks(all.len() / 8 + 1).collect();
+    let (before, after) = waves.split_at(3);
+    for wave in before {
+        rt.block_on(broker.produce("drivers", wave)).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A master dies with writes in flight; its replica takes its slots.
+    // Writes wait for a replica, so they stall until the dead node comes
+    // back as the new master's replica.
+    let victim = cluster.master_ports()[0];
+    cluster.kill_node(victim).unwrap();
+    for wave in after {
+        rt.block_on(broker.produce("drivers", wave)).unwrap();
+    }
+    cluster
+        .wait_for_failover(victim, Duration::from_secs(30))
+        .unwrap();
+    cluster.restart_node(victim).unwrap();
+    let seeds: Vec<String> = cluster
+        .master_ports()
+        .iter()
+        .map(|port| format!("redis://127.0.0.1:{port}"))
+        .collect();
+    let mut on_cluster = redis::cluster::ClusterClient::new(seeds)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    wait_for_newest(&mut on_cluster, &repo.project, &newest, &[&host]);
+    let exit = host.stop();
+    assert!(exit.success, "stderr:\n{}", exit.stderr);
+    assert!(
+        exit.stderr.contains("nothing committed, retrying"),
+        "the host's writes to the dead master failed and were retried\n{}",
+        exit.stderr
+    );
+    assert_eq!(
+        cluster_dump(&cluster),
+        expected,
+        "after the failover the cluster holds exactly one host's bytes"
+    );
+}

@@ -38,18 +38,7 @@ impl RedisCluster {
         };
         for _ in 0..masters * (1 + replicas_per_master) {
             let port = cluster_port()?;
-            let child = super::redis_server::spawn_with(
-                port,
-                &cluster.dir,
-                &[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    &format!("nodes-{port}.conf"),
-                    "--cluster-node-timeout",
-                    "2000",
-                ],
-            )?;
+            let child = cluster.spawn_node(port)?;
             cluster.nodes.push(ClusterNode { port, child });
         }
         for node in &cluster.nodes {
@@ -58,6 +47,52 @@ impl RedisCluster {
         cluster.create(replicas_per_master)?;
         cluster.wait_until_ok(Duration::from_secs(30))?;
         Ok(cluster)
+    }
+
+    fn spawn_node(&self, port: u16) -> anyhow::Result<Child> {
+        super::redis_server::spawn_with(
+            port,
+            &self.dir,
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &format!("nodes-{port}.conf"),
+                "--cluster-node-timeout",
+                "2000",
+                // A replica may take over however long ago it last heard
+                // from its master (the default refuses a replica whose
+                // sync had just begun).
+                "--cluster-replica-validity-factor",
+                "0",
+            ],
+        )
+    }
+
+    /// Kills the node on `port` (SIGKILL, nothing persisted but its
+    /// cluster config); its replica is promoted after the node timeout (2 s).
+    pub fn kill_node(&mut self, port: u16) -> anyhow::Result<()> {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .with_context(|| format!("no node on port {port}"))?;
+        let _ = node.child.kill();
+        let _ = node.child.wait();
+        Ok(())
+    }
+
+    /// Starts the node on `port` again after [`Self::kill_node`]: it
+    /// rejoins the cluster (as a replica, if it was failed over).
+    pub fn restart_node(&mut self, port: u16) -> anyhow::Result<()> {
+        let child = self.spawn_node(port)?;
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .with_context(|| format!("no node on port {port}"))?;
+        node.child = child;
+        super::redis_server::wait_for_ping(port, Duration::from_secs(10))
     }
 
     fn create(&self, replicas_per_master: usize) -> anyhow::Result<()> {
@@ -80,7 +115,7 @@ impl RedisCluster {
         Ok(())
     }
 
-    /// Waits until every node says `cluster_state:ok` and knows every node.
+    /// Waits until every running node says `cluster_state:ok` and knows every node.
     pub fn wait_until_ok(&self, timeout: Duration) -> anyhow::Result<()> {
         let started = Instant::now();
         while started.elapsed() < timeout {
@@ -112,7 +147,7 @@ impl RedisCluster {
         self.nodes.iter().map(|n| n.child.id()).collect()
     }
 
-    /// The ports of the nodes that are masters now.
+    /// The ports of the running nodes that are masters now.
     pub fn master_ports(&self) -> Vec<u16> {
         self.nodes
             .iter()
@@ -123,6 +158,29 @@ impl RedisCluster {
                     .unwrap_or(false)
             })
             .collect()
+    }
+
+    /// Waits until a replica of the killed master `old` took its slots: the
+    /// running nodes say the cluster is ok and `old` serves no slot.
+    pub fn wait_for_failover(&self, old: u16, timeout: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            let survivor = self.nodes.iter().find(|n| n.port != old).map(|n| n.port);
+            if let Some(port) = survivor {
+                let info = redis_cli(port, &["cluster", "info"]).unwrap_or_default();
+                let nodes = redis_cli(port, &["cluster", "nodes"]).unwrap_or_default();
+                let address = format!("127.0.0.1:{old}@");
+                let old_serves_slots = nodes.lines().any(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    fields.get(1).is_some_and(|a| a.starts_with(&address)) && fields.len() > 8
+                });
+                if info.contains("cluster_state:ok") && !old_serves_slots {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("no replica took over the slots of {old} within {timeout:?}")
     }
 
     /// Moves `slots` hash slots from the master on `from` to the master on
