@@ -109,6 +109,14 @@ impl RedisSentinelSet {
             .with_context(|| format!("the sentinel names no master: {text}"))
     }
 
+    /// Asks the sentinel to fail over now (`SENTINEL FAILOVER`): a replica
+    /// is promoted while the old master still runs; returns the old master's port.
+    pub fn failover(&self) -> anyhow::Result<u16> {
+        let old = self.master_port()?;
+        redis_cli(self.sentinel.0, &["sentinel", "failover", SENTINEL_MASTER])?;
+        Ok(old)
+    }
+
     /// Kills the current master (SIGKILL, nothing persisted) and returns
     /// its port; the sentinel promotes a replica about a second later.
     pub fn kill_master(&mut self) -> anyhow::Result<u16> {

@@ -26,6 +26,22 @@ impl RedisServer {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("redis-server did not start")))
     }
 
+    /// Starts redis-server with more arguments (`--requirepass ...`, say).
+    /// It is ready once its port accepts connections (a server with a
+    /// password answers `PING` only after `AUTH`).
+    pub fn start_with(extra: &[&str]) -> anyhow::Result<Self> {
+        let port = super::free_port()?;
+        let child = spawn_with(port, &std::env::temp_dir(), extra)?;
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if started.elapsed() > Duration::from_secs(10) {
+                bail!("redis-server on port {port} did not listen within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self { child, port })
+    }
+
     fn try_start() -> anyhow::Result<Self> {
         let port = super::free_port()?;
         let child = spawn(port)?;

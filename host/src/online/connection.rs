@@ -32,8 +32,21 @@ impl OnlineConnection {
         replicas: ReplicaWait,
     ) -> Result<Self, redis::RedisError> {
         let redis = RedisConnection::open(config, url_override).await?;
+        let store = RedisStore::new(redis.clone(), config).waiting_for(replicas);
+        if replicas.replicas > 0 {
+            match store.replicas_now().await {
+                Ok(now) if now < i64::from(replicas.replicas) => tracing::warn!(
+                    wanted = replicas.replicas,
+                    replicas = now,
+                    "writes wait for {} replicas, but the online store has {now} in sync now: writes stall until enough replicas acknowledge",
+                    replicas.replicas
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("cannot count the online store's replicas: {e}"),
+            }
+        }
         Ok(Self {
-            store: Arc::new(RedisStore::new(redis.clone(), config).waiting_for(replicas)),
+            store: Arc::new(store),
             redis,
         })
     }

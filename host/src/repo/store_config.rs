@@ -128,6 +128,7 @@ impl ConnectionString {
         if parsed.nodes.is_empty() {
             return Err(format!("`{text}` names no host:port"));
         }
+        parsed.addresses()?;
         Ok(parsed)
     }
 
@@ -146,24 +147,37 @@ impl ConnectionString {
         Ok(())
     }
 
-    /// A `redis://` URL for the first node: plain `redis_type: redis` uses only it, as Feast does.
-    pub fn first_node_url(&self) -> String {
-        self.node_url(&self.nodes[0])
+    /// The database, username and password every data node's connection
+    /// uses (set on the connection, never spliced into a URL, so any
+    /// character in a password is safe).
+    pub fn redis_settings(&self) -> redis::RedisConnectionInfo {
+        let mut settings = redis::RedisConnectionInfo::default().set_db(self.db);
+        if let Some(username) = &self.username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = &self.password {
+            settings = settings.set_password(password);
+        }
+        settings
     }
 
-    /// A `redis://` URL for each node, with the credentials and database.
-    pub fn node_urls(&self) -> Vec<String> {
-        self.nodes.iter().map(|node| self.node_url(node)).collect()
-    }
-
-    fn node_url(&self, node: &str) -> String {
-        let scheme = if self.ssl { "rediss" } else { "redis" };
-        let auth = match (&self.username, &self.password) {
-            (Some(user), Some(pass)) => format!("{user}:{pass}@"),
-            (None, Some(pass)) => format!(":{pass}@"),
-            _ => String::new(),
-        };
-        format!("{scheme}://{auth}{node}/{}", self.db)
+    /// Each node as `(host, port)`.
+    pub fn addresses(&self) -> Result<Vec<(String, u16)>, String> {
+        self.nodes
+            .iter()
+            .map(|node| {
+                let (host, port) = node
+                    .rsplit_once(':')
+                    .ok_or_else(|| format!("`{node}` is not host:port"))?;
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| format!("`{node}`: `{port}` is not a port"))?;
+                if host.is_empty() {
+                    return Err(format!("`{node}` names no host"));
+                }
+                Ok((host.to_string(), port))
+            })
+            .collect()
     }
 }
 
@@ -175,7 +189,15 @@ mod tests {
     fn nodes_and_options() {
         let c = ConnectionString::parse("10.0.0.1:6379, 10.0.0.2:6379,db=2,password=pw").unwrap();
         assert_eq!(c.nodes, ["10.0.0.1:6379", "10.0.0.2:6379"]);
-        assert_eq!(c.first_node_url(), "redis://:pw@10.0.0.1:6379/2");
+        assert_eq!(
+            c.addresses().unwrap(),
+            [
+                ("10.0.0.1".to_string(), 6379),
+                ("10.0.0.2".to_string(), 6379)
+            ]
+        );
+        assert_eq!(c.redis_settings().password(), Some("pw"));
+        assert!(ConnectionString::parse("redis:port").is_err());
         assert!(ConnectionString::parse("db=1").is_err());
     }
 }

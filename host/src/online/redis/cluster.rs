@@ -37,6 +37,13 @@ const SLOTS: usize = 16384;
 /// Rounds of re-sending a batch's redirected or failed commands before the
 /// batch fails (the stream loop then retries it whole, with backoff).
 const MAX_ROUNDS: u32 = 12;
+/// The longest one [`ClusterConnection::run`] may take, all rounds, slot
+/// map refreshes and reconnections included: a cluster that stops
+/// answering fails the call (a 503 from `serve`, a retried batch) instead
+/// of holding it.
+const RUN_DEADLINE: Duration = Duration::from_secs(15);
+/// The longest one node may take to answer `CLUSTER SLOTS`.
+const SLOTS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A Redis Cluster client. Cheap to clone: clones share the slot map and
 /// the node connections.
@@ -106,6 +113,21 @@ impl ClusterConnection {
     /// one's reply in order. A reply may be a server error other than a
     /// redirect (`NOSCRIPT`, say): the caller decides about those.
     pub async fn run(&self, commands: &[(u16, Cmd)]) -> RedisResult<Vec<Value>> {
+        match tokio::time::timeout(RUN_DEADLINE, self.run_rounds(commands)).await {
+            Ok(result) => result,
+            Err(_) => Err(RedisError::from((
+                ErrorKind::Io,
+                "the Redis Cluster did not answer",
+                format!(
+                    "within {} s (masters: {})",
+                    RUN_DEADLINE.as_secs(),
+                    self.masters().join(", ")
+                ),
+            ))),
+        }
+    }
+
+    async fn run_rounds(&self, commands: &[(u16, Cmd)]) -> RedisResult<Vec<Value>> {
         let mut replies: Vec<Option<Value>> = vec![None; commands.len()];
         let mut pending: Vec<(usize, Target)> =
             (0..commands.len()).map(|i| (i, Target::Owner)).collect();
@@ -205,14 +227,16 @@ impl ClusterConnection {
             }
             pipeline.add_command(commands[*i].1.clone());
         }
-        let mut connection = self.node(&node).await?;
-        let result: RedisResult<Vec<Value>> = pipeline.query_async(&mut connection).await;
-        if let Err(error) = &result
-            && (error.is_io_error() || error.is_connection_dropped() || error.is_timeout())
-        {
-            self.lock_nodes().remove(&node);
-        }
-        result
+        let result = match self.node(&node).await {
+            Ok(mut connection) => pipeline.query_async(&mut connection).await,
+            Err(error) => Err(error),
+        };
+        result.map_err(|error| {
+            if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() {
+                self.lock_nodes().remove(&node);
+            }
+            RedisError::from((error.kind(), "cluster node", format!("{node}: {error}")))
+        })
     }
 
     /// The connection to `node`, opened on first use.
@@ -241,7 +265,7 @@ impl ClusterConnection {
     }
 
     /// The masters the slot map names now.
-    fn masters(&self) -> Vec<Arc<str>> {
+    pub fn masters(&self) -> Vec<Arc<str>> {
         let slots = self.inner.slots.read().unwrap_or_else(|p| p.into_inner());
         let mut masters: Vec<Arc<str>> = slots.iter().flatten().cloned().collect();
         masters.sort();
@@ -264,7 +288,15 @@ impl ClusterConnection {
                     .query_async::<Value>(&mut connection)
                     .await
             };
-            match answer.await.and_then(|reply| slot_map(&reply)) {
+            let answer = match tokio::time::timeout(SLOTS_TIMEOUT, answer).await {
+                Ok(answer) => answer,
+                Err(_) => Err(RedisError::from((
+                    ErrorKind::Io,
+                    "no answer to CLUSTER SLOTS",
+                    format!("{node} within {} s", SLOTS_TIMEOUT.as_secs()),
+                ))),
+            };
+            match answer.and_then(|reply| slot_map(&reply)) {
                 Ok(map) => {
                     *self.inner.slots.write().unwrap_or_else(|p| p.into_inner()) = map;
                     return Ok(());

@@ -47,24 +47,41 @@ impl RedisConnection {
     pub async fn open(config: &OnlineStoreConfig, url_override: Option<&str>) -> RedisResult<Self> {
         let redis_type = RedisType::parse(&config.redis_type).map_err(invalid_config)?;
         let options = ConnectionString::parse(&config.connection_string).map_err(invalid_config)?;
-        let nodes: Vec<redis::ConnectionInfo> = match url_override {
-            Some(url) => vec![redis::IntoConnectionInfo::into_connection_info(url)?],
-            None => options
-                .node_urls()
-                .iter()
-                .map(|url| redis::IntoConnectionInfo::into_connection_info(url.as_str()))
-                .collect::<RedisResult<_>>()?,
+        let (nodes, named) = match url_override {
+            Some(url) => {
+                let node = redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| {
+                    invalid_config(format!("--redis `{url}` is not a redis:// URL ({e})"))
+                })?;
+                (vec![node], format!("--redis {}", node_name(url)))
+            }
+            None => {
+                let settings = options.redis_settings();
+                let nodes = options
+                    .addresses()
+                    .map_err(invalid_config)?
+                    .into_iter()
+                    .map(|(host, port)| {
+                        redis::IntoConnectionInfo::into_connection_info((host.as_str(), port))
+                            .map(|info| info.set_redis_settings(settings.clone()))
+                    })
+                    .collect::<RedisResult<Vec<_>>>()?;
+                (nodes, options.nodes.join(","))
+            }
         };
-        match redis_type {
+        let opened = match redis_type {
             RedisType::Single => Self::open_node(nodes[0].clone()).await,
             RedisType::Cluster => Self::open_cluster(&nodes).await,
             RedisType::Sentinel => {
                 let master = config.sentinel_master.as_deref().unwrap_or("mymaster");
+                if master.is_empty() {
+                    return Err(invalid_config("sentinel_master is empty".into()));
+                }
                 SentinelConnection::open(nodes, master, &options)
                     .await
                     .map(Self::Sentinel)
             }
-        }
+        };
+        opened.map_err(|e| explain_open_error(&config.redis_type, &named, e))
     }
 
     async fn open_node(node: redis::ConnectionInfo) -> RedisResult<Self> {
@@ -73,10 +90,15 @@ impl RedisConnection {
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_number_of_retries(3);
-        client
-            .get_connection_manager_with_config(config)
-            .await
-            .map(Self::Node)
+        let connect = client.get_connection_manager_with_config(config);
+        match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(1), connect).await {
+            Ok(result) => result.map(Self::Node),
+            Err(_) => Err(RedisError::from((
+                ErrorKind::Io,
+                "no answer",
+                format!("within {} s", CONNECT_TIMEOUT.as_secs() + 1),
+            ))),
+        }
     }
 
     async fn open_cluster(seeds: &[redis::ConnectionInfo]) -> RedisResult<Self> {
@@ -105,6 +127,35 @@ fn node_config() -> redis::AsyncConnectionConfig {
     redis::AsyncConnectionConfig::new()
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
+}
+
+/// A URL without its credentials, to name it in messages.
+fn node_name(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// An error opening the store, naming the deployment and its nodes, with a
+/// hint where the deployment named is not the one that answered.
+fn explain_open_error(redis_type: &str, nodes: &str, error: RedisError) -> RedisError {
+    let text = error.to_string();
+    let hint = if text.contains("cluster support disabled") {
+        " (these servers are not in cluster mode: use redis_type: redis)"
+    } else if error.kind() == ErrorKind::Server(redis::ServerErrorKind::Moved) {
+        " (this server is a Redis Cluster node: use redis_type: redis_cluster)"
+    } else {
+        ""
+    };
+    RedisError::from((
+        error.kind(),
+        "cannot open the online store",
+        format!("redis_type {redis_type} at {nodes}: {text}{hint}"),
+    ))
 }
 
 fn invalid_config(message: String) -> RedisError {
@@ -151,9 +202,24 @@ impl ConnectionLike for RedisConnection {
 #[derive(Clone)]
 pub struct SentinelConnection {
     sentinels: Arc<tokio::sync::Mutex<SentinelClient>>,
-    master: Arc<Mutex<Option<MultiplexedConnection>>>,
+    master: Arc<Mutex<Option<Master>>>,
     db: i64,
 }
+
+/// The master in use: its address, its connection, and when the sentinels
+/// last confirmed it.
+#[derive(Clone)]
+struct Master {
+    address: String,
+    connection: MultiplexedConnection,
+    confirmed: std::time::Instant,
+}
+
+/// How often the sentinels are asked whether the master changed. A
+/// switch (a failover, `SENTINEL FAILOVER`) can leave the old master
+/// answering as a master for seconds; asking the sentinels bounds how long
+/// fvhost keeps using it.
+const RECHECK_MASTER: Duration = Duration::from_secs(1);
 
 impl SentinelConnection {
     async fn open(
@@ -168,6 +234,12 @@ impl SentinelConnection {
         if let Some(password) = &options.password {
             info = info.set_password(password);
         }
+        // The sentinels themselves take no database or password (as Feast's
+        // client): those are the master's.
+        let sentinels: Vec<redis::ConnectionInfo> = sentinels
+            .into_iter()
+            .map(|info| info.set_redis_settings(redis::RedisConnectionInfo::default()))
+            .collect();
         let client = SentinelClient::build(
             sentinels,
             master.to_string(),
@@ -183,24 +255,48 @@ impl SentinelConnection {
         Ok(connection)
     }
 
-    /// The connection to the master, asking the sentinels for it when there is none.
+    /// The connection to the master: asks the sentinels for it when there
+    /// is none, and again when they last confirmed it more than
+    /// [`RECHECK_MASTER`] ago (reconnecting if they name another).
     async fn current_master(&self) -> RedisResult<MultiplexedConnection> {
-        if let Some(connection) = self.lock_master().clone() {
-            return Ok(connection);
+        if let Some(master) = self.lock_master().as_ref()
+            && master.confirmed.elapsed() < RECHECK_MASTER
+        {
+            return Ok(master.connection.clone());
         }
         let mut sentinels = self.sentinels.lock().await;
-        if let Some(connection) = self.lock_master().clone() {
-            return Ok(connection);
+        if let Some(master) = self.lock_master().as_ref()
+            && master.confirmed.elapsed() < RECHECK_MASTER
+        {
+            return Ok(master.connection.clone());
         }
         let client = sentinels.async_get_client().await?;
-        let connection = client
-            .get_multiplexed_async_connection_with_config(&node_config())
-            .await?;
-        *self.lock_master() = Some(connection.clone());
+        let address = client.get_connection_info().addr().to_string();
+        let known = self.lock_master().clone();
+        let connection = match known {
+            Some(master) if master.address == address => master.connection,
+            previous => {
+                if let Some(previous) = previous {
+                    tracing::warn!(
+                        from = %previous.address,
+                        to = %address,
+                        "the sentinels name a new Redis master; writing there from now on"
+                    );
+                }
+                client
+                    .get_multiplexed_async_connection_with_config(&node_config())
+                    .await?
+            }
+        };
+        *self.lock_master() = Some(Master {
+            address,
+            connection: connection.clone(),
+            confirmed: std::time::Instant::now(),
+        });
         Ok(connection)
     }
 
-    fn lock_master(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+    fn lock_master(&self) -> std::sync::MutexGuard<'_, Option<Master>> {
         self.master.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -209,9 +209,21 @@ impl RedisStore {
                     loaded = true;
                 }
                 Err(e) if !reconnected && again_after(&e) => reconnected = true,
-                result => return result.map_err(failed),
+                result => return result.map_err(|e| failed(explain(e))),
             }
         }
+    }
+
+    /// How many replicas hold everything written so far (on a cluster: the
+    /// fewest of any master): `WAIT 0 0` answers at once.
+    pub async fn replicas_now(&self) -> Result<i64, StoreError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("WAIT")
+            .arg(0)
+            .arg(0)
+            .query_async(&mut connection)
+            .await
+            .map_err(StoreError::RedisRead)
     }
 
     /// Waits until the configured number of replicas hold every write
@@ -315,6 +327,21 @@ impl RedisStore {
         }
         all
     }
+}
+
+/// `error`, with a hint when a single server's answer shows it is a
+/// cluster node (`redis_type` should say `redis_cluster`).
+fn explain(error: redis::RedisError) -> redis::RedisError {
+    let moved = error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::Moved);
+    let cross_slot = error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot);
+    if !(moved || cross_slot) {
+        return error;
+    }
+    redis::RedisError::from((
+        error.kind(),
+        "the server is a Redis Cluster node",
+        format!("{error} (set online_store.redis_type: redis_cluster)"),
+    ))
 }
 
 /// Whether a reply says the server does not know the script.

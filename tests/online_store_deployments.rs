@@ -1,0 +1,210 @@
+//! The Redis deployments an online store can be, seen from `serve` and the
+//! CLI: credentials with any character, a Sentinel set with a database, a
+//! Sentinel switching masters under a running server, a cluster that stops
+//! answering. Each asserts what a user sees: the value read back, the
+//! status code and how long it took.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use fvhost::local::{RedisSentinelSet, SENTINEL_MASTER};
+use support::*;
+
+const DEFINITIONS: &str = r#"
+entities:
+  - name: driver
+    join_keys: [driver_id]
+    value_type: INT64
+sources:
+  - name: driver_stats_source
+    type: file
+    path: data/driver_stats
+    timestamp_field: event_timestamp
+  - name: driver_stats_push
+    type: push
+    batch_source: driver_stats_source
+feature_views:
+  - name: driver_trips
+    entities: [driver]
+    ttl: 2d
+    source: driver_stats_push
+    schema:
+      - {name: avg_daily_trips, dtype: Int64}
+"#;
+
+/// A repo whose online store is `online_store` (YAML lines under `online_store:`).
+fn repo_on(project: &str, online_store: &str) -> TestRepo {
+    let repo = TestRepo::new(project, DEFINITIONS);
+    std::fs::write(
+        repo.path().join("feature_store.yaml"),
+        format!(
+            "project: {project}\nprovider: local\nregistry: data/registry.db\nonline_store:\n{online_store}entity_key_serialization_version: 3\n"
+        ),
+    )
+    .unwrap();
+    repo
+}
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `fvhost serve` on the repo's own store, once it answers `/health`.
+fn serve(repo: &Path) -> (Serve, u16) {
+    let port = fvhost::local::free_port().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_fvhost"))
+        .args(["serve", "-r", repo.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .spawn()
+        .unwrap();
+    let server = Serve(child);
+    wait_for("serve to answer", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && http(port, "GET", "/health", None).0 == 200
+    });
+    (server, port)
+}
+
+fn push(port: u16, driver: i64, trips: i64, hour: u32) -> (u16, String) {
+    let body = serde_json::json!({
+        "push_source_name": "driver_stats_push",
+        "df": {
+            "driver_id": [driver],
+            "event_timestamp": [format!("2026-01-01T{hour:02}:00:00Z")],
+            "avg_daily_trips": [trips]
+        },
+        "to": "online"
+    });
+    http(port, "POST", "/push", Some(&body))
+}
+
+/// `avg_daily_trips` of `driver` as `fvhost get-online-features` (a new
+/// process, connecting afresh) reads it.
+fn trips_read_afresh(repo: &Path, driver: i64) -> serde_json::Value {
+    let out = run_fvhost(
+        &[
+            "get-online-features",
+            "-r",
+            repo.to_str().unwrap(),
+            "--features",
+            "driver_trips:avg_daily_trips",
+            "--entity",
+            &format!("driver_id={driver}"),
+        ],
+        None,
+        0,
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    answer["results"][1]["values"][0].clone()
+}
+
+#[test]
+fn a_password_with_url_characters_and_a_sentinel_database_reach_redis() {
+    let password = "p@ss/w:rd#1?x%";
+    let redis = RedisServer::start_with(&["--requirepass", password]).unwrap();
+    let repo = repo_on(
+        "deploy_password",
+        &format!(
+            "  type: redis\n  connection_string: \"127.0.0.1:{},password={password}\"\n",
+            redis.port()
+        ),
+    );
+    let (_serve, port) = serve(repo.path());
+    let (status, body) = push(port, 1001, 31, 1);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(trips_read_afresh(repo.path(), 1001), 31);
+
+    // Sentinel with db=3: the database is the master's, not the sentinel's.
+    let sentinels = RedisSentinelSet::start(1).unwrap();
+    let repo = repo_on(
+        "deploy_sentinel_db",
+        &format!(
+            "  type: redis\n  redis_type: redis_sentinel\n  sentinel_master: {SENTINEL_MASTER}\n  connection_string: \"{},db=3\"\n",
+            sentinels.connection_string()
+        ),
+    );
+    let (_serve, port) = serve(repo.path());
+    let (status, body) = push(port, 1002, 7, 1);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(trips_read_afresh(repo.path(), 1002), 7);
+    let master = sentinels.master_port().unwrap();
+    let mut db3 = redis::Client::open(format!("redis://127.0.0.1:{master}/3"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: i64 = redis::cmd("DBSIZE").query(&mut db3).unwrap();
+    assert_eq!(keys, 1, "the row is in database 3 of the master");
+}
+
+#[test]
+fn after_a_sentinel_failover_a_running_server_writes_to_the_new_master() {
+    let sentinels = RedisSentinelSet::start(1).unwrap();
+    let repo = repo_on(
+        "deploy_switch",
+        &format!(
+            "  type: redis\n  redis_type: redis_sentinel\n  sentinel_master: {SENTINEL_MASTER}\n  connection_string: \"{}\"\n",
+            sentinels.connection_string()
+        ),
+    );
+    let (_serve, port) = serve(repo.path());
+    assert_eq!(push(port, 1001, 31, 1).0, 200);
+    // The old master keeps answering as a master for seconds after the
+    // sentinels switched: a server that asked once would write there.
+    let old = sentinels.failover().unwrap();
+    sentinels
+        .wait_for_new_master(old, Duration::from_secs(30))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, body) = push(port, 1001, 32, 2);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        trips_read_afresh(repo.path(), 1001),
+        32,
+        "the push after the switch is on the new master"
+    );
+}
+
+#[test]
+fn a_cluster_that_stops_answering_gets_a_503_within_the_deadline_not_a_hung_request() {
+    let cluster = RedisCluster::start(3, 0).unwrap();
+    let repo = repo_on(
+        "deploy_frozen",
+        &format!(
+            "  type: redis\n  redis_type: redis_cluster\n  connection_string: \"{}\"\n",
+            cluster.connection_string()
+        ),
+    );
+    let (_serve, port) = serve(repo.path());
+    assert_eq!(push(port, 1001, 31, 1).0, 200);
+    let read = serde_json::json!({
+        "features": ["driver_trips:avg_daily_trips"],
+        "entities": {"driver_id": [1001, 1002, 1003, 1004]}
+    });
+    let signal = |sig: i32| {
+        for pid in cluster.pids() {
+            // SAFETY: kill(2) on our own child processes.
+            unsafe { libc::kill(pid as i32, sig) };
+        }
+    };
+    signal(libc::SIGSTOP);
+    let started = Instant::now();
+    let (status, body) = http(port, "POST", "/get-online-features", Some(&read));
+    let waited = started.elapsed();
+    signal(libc::SIGCONT);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        waited < Duration::from_secs(25),
+        "answered after {waited:?}, not held: {body}"
+    );
+    assert!(body.contains("did not answer"), "{body}");
+    let (status, body) = http(port, "POST", "/get-online-features", Some(&read));
+    assert_eq!(status, 200, "the cluster back, reads work again: {body}");
+}
