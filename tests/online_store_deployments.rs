@@ -208,3 +208,147 @@ fn a_cluster_that_stops_answering_gets_a_503_within_the_deadline_not_a_hung_requ
     let (status, body) = http(port, "POST", "/get-online-features", Some(&read));
     assert_eq!(status, 200, "the cluster back, reads work again: {body}");
 }
+
+/// A certificate authority and a server certificate for 127.0.0.1, made
+/// with openssl in `dir` (`ca.crt`, `server.crt`, `server.key`).
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (Debian: apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=fvhost test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+#[test]
+fn ssl_true_reaches_a_tls_only_redis_and_checks_its_certificate() {
+    let certificates = tempfile::tempdir().unwrap();
+    make_certificates(certificates.path());
+    let redis = RedisServer::start_tls(certificates.path()).unwrap();
+    let ca = certificates.path().join("ca.crt");
+    let repo = repo_on(
+        "deploy_tls",
+        &format!(
+            "  type: redis\n  connection_string: \"127.0.0.1:{},ssl=true,ssl_ca_certs={}\"\n",
+            redis.port(),
+            ca.display()
+        ),
+    );
+    let (_serve, port) = serve(repo.path());
+    let (status, body) = push(port, 1001, 31, 1);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(trips_read_afresh(repo.path(), 1001), 31);
+
+    // Without the authority the certificate is not trusted: a clear refusal.
+    let untrusted = repo_on(
+        "deploy_tls_untrusted",
+        &format!(
+            "  type: redis\n  connection_string: \"127.0.0.1:{},ssl=true\"\n",
+            redis.port()
+        ),
+    );
+    let out = run_fvhost(
+        &[
+            "get-online-features",
+            "-r",
+            untrusted.path().to_str().unwrap(),
+            "--features",
+            "driver_trips:avg_daily_trips",
+            "--entity",
+            "driver_id=1001",
+        ],
+        None,
+        1,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot open the online store") && stderr.contains("127.0.0.1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_cluster_over_tls_takes_writes_on_every_master_and_reads_them_back() {
+    let certificates = tempfile::tempdir().unwrap();
+    make_certificates(certificates.path());
+    let cluster = RedisCluster::start_tls(3, 0, certificates.path()).unwrap();
+    let repo = repo_on(
+        "deploy_tls_cluster",
+        &format!(
+            "  type: redis\n  redis_type: redis_cluster\n  connection_string: \"{},ssl=true,ssl_ca_certs={}\"\n",
+            cluster.connection_string(),
+            certificates.path().join("ca.crt").display()
+        ),
+    );
+    let (_serve, port) = serve(repo.path());
+    // 30 drivers: their keys fall on every master.
+    for driver in 1001..1031 {
+        let (status, body) = push(port, driver, driver - 1000, 1);
+        assert_eq!(status, 200, "{body}");
+    }
+    let read = serde_json::json!({
+        "features": ["driver_trips:avg_daily_trips"],
+        "entities": {"driver_id": (1001..1031).collect::<Vec<i64>>()}
+    });
+    let (status, body) = http(port, "POST", "/get-online-features", Some(&read));
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let trips: Vec<i64> = answer["results"][1]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert_eq!(trips, (1..31).collect::<Vec<i64>>());
+}

@@ -356,13 +356,11 @@ fn a_cluster_master_killed_mid_stream_fails_over_and_loses_no_committed_write() 
         .get_connection()
         .unwrap();
     wait_for_newest(&mut on_cluster, &repo.project, &newest, &[&host]);
+    // The cluster client may ride the failover out inside one write (it
+    // re-sends for up to 15 s) or the write may fail and be retried: either
+    // way, what matters is the bytes.
     let exit = host.stop();
     assert!(exit.success, "stderr:\n{}", exit.stderr);
-    assert!(
-        exit.stderr.contains("nothing committed, retrying"),
-        "the host's writes to the dead master failed and were retried\n{}",
-        exit.stderr
-    );
     assert_eq!(
         cluster_dump(&cluster),
         expected,

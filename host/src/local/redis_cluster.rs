@@ -12,6 +12,9 @@ use anyhow::{Context, bail};
 pub struct RedisCluster {
     nodes: Vec<ClusterNode>,
     dir: PathBuf,
+    /// The folder of `ca.crt`, `server.crt`, `server.key` when the nodes
+    /// talk TLS only (clients and the cluster bus).
+    tls: Option<PathBuf>,
 }
 
 struct ClusterNode {
@@ -23,6 +26,28 @@ impl RedisCluster {
     /// Starts `masters` masters, each with `replicas_per_master` replicas,
     /// and waits until every node reports the cluster ok.
     pub fn start(masters: usize, replicas_per_master: usize) -> anyhow::Result<Self> {
+        Self::start_with_tls(masters, replicas_per_master, None)
+    }
+
+    /// [`Self::start`], the nodes answering only over TLS with the
+    /// certificates in `certificates` (`ca.crt`, `server.crt`, `server.key`).
+    pub fn start_tls(
+        masters: usize,
+        replicas_per_master: usize,
+        certificates: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        Self::start_with_tls(
+            masters,
+            replicas_per_master,
+            Some(certificates.to_path_buf()),
+        )
+    }
+
+    fn start_with_tls(
+        masters: usize,
+        replicas_per_master: usize,
+        tls: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
         if masters < 3 {
             bail!("a Redis Cluster needs at least 3 masters ({masters} asked)");
         }
@@ -35,6 +60,7 @@ impl RedisCluster {
         let mut cluster = Self {
             nodes: Vec::new(),
             dir,
+            tls,
         };
         for _ in 0..masters * (1 + replicas_per_master) {
             let port = cluster_port()?;
@@ -42,14 +68,71 @@ impl RedisCluster {
             cluster.nodes.push(ClusterNode { port, child });
         }
         for node in &cluster.nodes {
-            super::redis_server::wait_for_ping(node.port, Duration::from_secs(10))?;
+            cluster.wait_for_node(node.port)?;
         }
         cluster.create(replicas_per_master)?;
         cluster.wait_until_ok(Duration::from_secs(30))?;
         Ok(cluster)
     }
 
+    /// The arguments that make redis-server or redis-cli talk TLS, if the nodes do.
+    fn tls_args(&self, server: bool) -> Vec<String> {
+        let Some(dir) = &self.tls else {
+            return Vec::new();
+        };
+        let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        if !server {
+            return vec!["--tls".into(), "--cacert".into(), file("ca.crt")];
+        }
+        [
+            "--tls-cert-file",
+            &file("server.crt"),
+            "--tls-key-file",
+            &file("server.key"),
+            "--tls-ca-cert-file",
+            &file("ca.crt"),
+            "--tls-auth-clients",
+            "no",
+            "--tls-cluster",
+            "yes",
+            "--tls-replication",
+            "yes",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    }
+
+    fn wait_for_node(&self, port: u16) -> anyhow::Result<()> {
+        let started = Instant::now();
+        while self
+            .cli(port, &["ping"])
+            .map(|r| r.trim() != "PONG")
+            .unwrap_or(true)
+        {
+            if started.elapsed() > Duration::from_secs(10) {
+                bail!("the cluster node on {port} did not answer PING within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// `redis-cli` against the node on `port`, over TLS if the nodes talk it.
+    fn cli(&self, port: u16, args: &[&str]) -> anyhow::Result<String> {
+        let tls = self.tls_args(false);
+        let mut all: Vec<&str> = tls.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        redis_cli(port, &all)
+    }
+
     fn spawn_node(&self, port: u16) -> anyhow::Result<Child> {
+        let port_text = port.to_string();
+        let mut tls = self.tls_args(true);
+        if self.tls.is_some() {
+            tls.extend(["--port".into(), "0".into(), "--tls-port".into(), port_text]);
+        }
+        let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
         super::redis_server::spawn_with(
             port,
             &self.dir,
@@ -65,7 +148,11 @@ impl RedisCluster {
                 // sync had just begun).
                 "--cluster-replica-validity-factor",
                 "0",
-            ],
+            ]
+            .iter()
+            .chain(tls.iter())
+            .copied()
+            .collect::<Vec<&str>>(),
         )
     }
 
@@ -92,11 +179,12 @@ impl RedisCluster {
             .find(|n| n.port == port)
             .with_context(|| format!("no node on port {port}"))?;
         node.child = child;
-        super::redis_server::wait_for_ping(port, Duration::from_secs(10))
+        self.wait_for_node(port)
     }
 
     fn create(&self, replicas_per_master: usize) -> anyhow::Result<()> {
         let output = Command::new("redis-cli")
+            .args(self.tls_args(false))
             .arg("--cluster")
             .arg("create")
             .args(self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
@@ -128,7 +216,7 @@ impl RedisCluster {
     }
 
     fn node_is_settled(&self, port: u16) -> bool {
-        let info = redis_cli(port, &["cluster", "info"]).unwrap_or_default();
+        let info = self.cli(port, &["cluster", "info"]).unwrap_or_default();
         let known = format!("cluster_known_nodes:{}", self.nodes.len());
         info.contains("cluster_state:ok") && info.contains(&known)
     }
@@ -153,7 +241,7 @@ impl RedisCluster {
             .iter()
             .map(|n| n.port)
             .filter(|&port| {
-                redis_cli(port, &["role"])
+                self.cli(port, &["role"])
                     .map(|role| role.starts_with("master"))
                     .unwrap_or(false)
             })
@@ -167,8 +255,8 @@ impl RedisCluster {
         while started.elapsed() < timeout {
             let survivor = self.nodes.iter().find(|n| n.port != old).map(|n| n.port);
             if let Some(port) = survivor {
-                let info = redis_cli(port, &["cluster", "info"]).unwrap_or_default();
-                let nodes = redis_cli(port, &["cluster", "nodes"]).unwrap_or_default();
+                let info = self.cli(port, &["cluster", "info"]).unwrap_or_default();
+                let nodes = self.cli(port, &["cluster", "nodes"]).unwrap_or_default();
                 let address = format!("127.0.0.1:{old}@");
                 let old_serves_slots = nodes.lines().any(|line| {
                     let fields: Vec<&str> = line.split_whitespace().collect();
@@ -187,9 +275,10 @@ impl RedisCluster {
     /// `to`, key by key, as an operator resharding a live cluster would.
     pub fn reshard(&self, from: u16, to: u16, slots: usize) -> anyhow::Result<()> {
         let id = |port: u16| -> anyhow::Result<String> {
-            Ok(redis_cli(port, &["cluster", "myid"])?.trim().to_string())
+            Ok(self.cli(port, &["cluster", "myid"])?.trim().to_string())
         };
         let output = Command::new("redis-cli")
+            .args(self.tls_args(false))
             .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
             .args(["--cluster-from", &id(from)?, "--cluster-to", &id(to)?])
             .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])

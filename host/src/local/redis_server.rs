@@ -30,7 +30,12 @@ impl RedisServer {
     /// It is ready once its port accepts connections (a server with a
     /// password answers `PING` only after `AUTH`).
     pub fn start_with(extra: &[&str]) -> anyhow::Result<Self> {
-        let port = super::free_port()?;
+        Self::start_listening(super::free_port()?, extra)
+    }
+
+    /// Starts redis-server with `extra` and waits until `port` accepts
+    /// connections (`extra` may move the plain port elsewhere).
+    fn start_listening(port: u16, extra: &[&str]) -> anyhow::Result<Self> {
         let child = spawn_with(port, &std::env::temp_dir(), extra)?;
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -40,6 +45,32 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(Self { child, port })
+    }
+
+    /// Starts redis-server answering only over TLS on its port, with the
+    /// certificate and key in `dir` (`server.crt`, `server.key`, `ca.crt`).
+    pub fn start_tls(dir: &std::path::Path) -> anyhow::Result<Self> {
+        let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        let port = super::free_port()?;
+        let tls_port = port.to_string();
+        let (cert, key, ca) = (file("server.crt"), file("server.key"), file("ca.crt"));
+        Self::start_listening(
+            port,
+            &[
+                "--port",
+                "0",
+                "--tls-port",
+                &tls_port,
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-ca-cert-file",
+                &ca,
+                "--tls-auth-clients",
+                "no",
+            ],
+        )
     }
 
     fn try_start() -> anyhow::Result<Self> {

@@ -256,10 +256,16 @@ impl<'a> Loader<'a> {
         match ConnectionString::parse(&online.connection_string) {
             Err(e) => self.errors.push(field("online_store.connection_string", e)),
             Ok(parsed) => {
-                if parsed.ssl {
+                if !parsed.ssl && (parsed.ssl_ca_certs.is_some() || parsed.ssl_insecure) {
                     self.errors.push(field(
                         "online_store.connection_string",
-                        "ssl=true: this fvhost build has no TLS; reach Redis over a private network or a TLS tunnel".into(),
+                        "ssl_ca_certs and ssl_cert_reqs need ssl=true".into(),
+                    ));
+                }
+                if redis_type == Ok(RedisType::Sentinel) && parsed.ssl_ca_certs.is_some() {
+                    self.errors.push(field(
+                        "online_store.connection_string",
+                        "ssl_ca_certs is not supported with redis_sentinel (the system's roots are used)".into(),
                     ));
                 }
                 if redis_type == Ok(RedisType::Cluster) && parsed.db != 0 {

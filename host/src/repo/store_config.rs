@@ -107,6 +107,11 @@ pub struct ConnectionString {
     pub username: Option<String>,
     pub password: Option<String>,
     pub ssl: bool,
+    /// `ssl_ca_certs`: a PEM file of the certificate authorities to trust
+    /// (redis-py's name, as Feast passes it); the system's roots otherwise.
+    pub ssl_ca_certs: Option<String>,
+    /// `ssl_cert_reqs=none`: accept any server certificate (redis-py's name).
+    pub ssl_insecure: bool,
 }
 
 impl ConnectionString {
@@ -118,6 +123,8 @@ impl ConnectionString {
             username: None,
             password: None,
             ssl: false,
+            ssl_ca_certs: None,
+            ssl_insecure: false,
         };
         for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             match token.split_once('=') {
@@ -142,6 +149,18 @@ impl ConnectionString {
             "username" => self.username = Some(value.to_string()),
             "password" => self.password = Some(value.to_string()),
             "ssl" => self.ssl = value.eq_ignore_ascii_case("true"),
+            "ssl_ca_certs" => self.ssl_ca_certs = Some(value.to_string()),
+            "ssl_cert_reqs" => {
+                self.ssl_insecure = match value.to_ascii_lowercase().as_str() {
+                    "none" => true,
+                    "required" => false,
+                    other => {
+                        return Err(format!(
+                            "ssl_cert_reqs={other}: fvhost takes `required` (the default) or `none`"
+                        ));
+                    }
+                }
+            }
             _ => {}
         }
         Ok(())

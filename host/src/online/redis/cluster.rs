@@ -58,6 +58,8 @@ struct Inner {
     /// Credentials and timeouts for every node connection.
     node_info: redis::RedisConnectionInfo,
     config: redis::AsyncConnectionConfig,
+    /// TLS to every node (`ssl=true`).
+    tls: Option<Arc<super::connection::NodeTls>>,
     /// The master (`host:port`) of each slot, as last learned.
     slots: RwLock<Vec<Option<Arc<str>>>>,
     nodes: Mutex<HashMap<Arc<str>, MultiplexedConnection>>,
@@ -94,12 +96,14 @@ impl ClusterConnection {
         seeds: Vec<String>,
         node_info: redis::RedisConnectionInfo,
         config: redis::AsyncConnectionConfig,
+        tls: Option<Arc<super::connection::NodeTls>>,
     ) -> RedisResult<Self> {
         let connection = Self {
             inner: Arc::new(Inner {
                 seeds,
                 node_info,
                 config,
+                tls,
                 slots: RwLock::new(vec![None; SLOTS]),
                 nodes: Mutex::default(),
                 refreshing: tokio::sync::Mutex::new(()),
@@ -245,9 +249,9 @@ impl ClusterConnection {
             return Ok(connection.clone());
         }
         let (host, port) = split_address(node)?;
-        let info = redis::IntoConnectionInfo::into_connection_info((host.as_str(), port))?
-            .set_redis_settings(self.inner.node_info.clone());
-        let client = redis::Client::open(info)?;
+        let tls = self.inner.tls.as_deref();
+        let info = super::connection::node_info(&host, port, &self.inner.node_info, tls)?;
+        let client = super::connection::client_for(info, tls)?;
         let connection = client
             .get_multiplexed_async_connection_with_config(&self.inner.config)
             .await?;

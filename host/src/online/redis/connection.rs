@@ -47,6 +47,7 @@ impl RedisConnection {
     pub async fn open(config: &OnlineStoreConfig, url_override: Option<&str>) -> RedisResult<Self> {
         let redis_type = RedisType::parse(&config.redis_type).map_err(invalid_config)?;
         let options = ConnectionString::parse(&config.connection_string).map_err(invalid_config)?;
+        let tls = NodeTls::from_options(&options)?;
         let (nodes, named) = match url_override {
             Some(url) => {
                 let node = redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| {
@@ -56,27 +57,29 @@ impl RedisConnection {
             }
             None => {
                 let settings = options.redis_settings();
+                // Sentinels are reached in the clear; the master over TLS.
+                let node_tls = match redis_type {
+                    RedisType::Sentinel => None,
+                    _ => tls.as_deref(),
+                };
                 let nodes = options
                     .addresses()
                     .map_err(invalid_config)?
                     .into_iter()
-                    .map(|(host, port)| {
-                        redis::IntoConnectionInfo::into_connection_info((host.as_str(), port))
-                            .map(|info| info.set_redis_settings(settings.clone()))
-                    })
+                    .map(|(host, port)| node_info(&host, port, &settings, node_tls))
                     .collect::<RedisResult<Vec<_>>>()?;
                 (nodes, options.nodes.join(","))
             }
         };
         let opened = match redis_type {
-            RedisType::Single => Self::open_node(nodes[0].clone()).await,
-            RedisType::Cluster => Self::open_cluster(&nodes).await,
+            RedisType::Single => Self::open_node(nodes[0].clone(), tls.as_deref()).await,
+            RedisType::Cluster => Self::open_cluster(&nodes, tls).await,
             RedisType::Sentinel => {
                 let master = config.sentinel_master.as_deref().unwrap_or("mymaster");
                 if master.is_empty() {
                     return Err(invalid_config("sentinel_master is empty".into()));
                 }
-                SentinelConnection::open(nodes, master, &options)
+                SentinelConnection::open(nodes, master, &options, tls.as_deref())
                     .await
                     .map(Self::Sentinel)
             }
@@ -84,8 +87,8 @@ impl RedisConnection {
         opened.map_err(|e| explain_open_error(&config.redis_type, &named, e))
     }
 
-    async fn open_node(node: redis::ConnectionInfo) -> RedisResult<Self> {
-        let client = redis::Client::open(node)?;
+    async fn open_node(node: redis::ConnectionInfo, tls: Option<&NodeTls>) -> RedisResult<Self> {
+        let client = client_for(node, tls)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -101,17 +104,22 @@ impl RedisConnection {
         }
     }
 
-    async fn open_cluster(seeds: &[redis::ConnectionInfo]) -> RedisResult<Self> {
+    async fn open_cluster(
+        seeds: &[redis::ConnectionInfo],
+        tls: Option<Arc<NodeTls>>,
+    ) -> RedisResult<Self> {
         let addresses = seeds
             .iter()
             .map(|seed| match seed.addr() {
-                redis::ConnectionAddr::Tcp(host, port) => Ok(format!("{host}:{port}")),
+                redis::ConnectionAddr::Tcp(host, port)
+                | redis::ConnectionAddr::TcpTls { host, port, .. } => Ok(format!("{host}:{port}")),
                 other => Err(invalid_config(format!(
-                    "{other}: a Redis Cluster is reached over plain TCP"
+                    "{other}: a Redis Cluster is reached over TCP"
                 ))),
             })
             .collect::<RedisResult<Vec<_>>>()?;
-        ClusterConnection::open(addresses, seeds[0].redis_settings().clone(), node_config())
+        let settings = seeds[0].redis_settings().clone();
+        ClusterConnection::open(addresses, settings, node_config(), tls)
             .await
             .map(Self::Cluster)
     }
@@ -119,6 +127,77 @@ impl RedisConnection {
     /// Whether keys must be grouped by hash slot (one slot per command).
     pub fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster(_))
+    }
+}
+
+/// How data nodes are reached over TLS (`ssl=true` in the connection
+/// string): with the system's roots, or the authorities `ssl_ca_certs`
+/// names; `ssl_cert_reqs=none` accepts any certificate.
+pub struct NodeTls {
+    insecure: bool,
+    root_cert: Option<Vec<u8>>,
+}
+
+/// The most bytes an `ssl_ca_certs` file may hold.
+const MAX_CA_FILE: u64 = 1 << 20;
+
+impl NodeTls {
+    fn from_options(options: &ConnectionString) -> RedisResult<Option<Arc<Self>>> {
+        if !options.ssl {
+            return Ok(None);
+        }
+        let root_cert = match &options.ssl_ca_certs {
+            None => None,
+            Some(path) => Some(
+                crate::bounded_file::read(std::path::Path::new(path), MAX_CA_FILE, "ssl_ca_certs")
+                    .map_err(|e| invalid_config(e.to_string()))?,
+            ),
+        };
+        // rustls is built with ring alone; make it the process's provider
+        // (an error means one is installed already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(Some(Arc::new(Self {
+            insecure: options.ssl_insecure,
+            root_cert,
+        })))
+    }
+}
+
+/// A data node's connection info: its address (over TLS if `tls`) and
+/// the database and credentials.
+pub(super) fn node_info(
+    host: &str,
+    port: u16,
+    settings: &redis::RedisConnectionInfo,
+    tls: Option<&NodeTls>,
+) -> RedisResult<redis::ConnectionInfo> {
+    let address = match tls {
+        None => redis::ConnectionAddr::Tcp(host.to_string(), port),
+        Some(tls) => redis::ConnectionAddr::TcpTls {
+            host: host.to_string(),
+            port,
+            insecure: tls.insecure,
+            tls_params: None,
+        },
+    };
+    Ok(redis::IntoConnectionInfo::into_connection_info(address)?
+        .set_redis_settings(settings.clone()))
+}
+
+/// A client for `info`, trusting `tls`'s authorities when it names some.
+pub(super) fn client_for(
+    info: redis::ConnectionInfo,
+    tls: Option<&NodeTls>,
+) -> RedisResult<redis::Client> {
+    match tls.and_then(|tls| tls.root_cert.clone()) {
+        Some(root_cert) => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            },
+        ),
+        None => redis::Client::open(info),
     }
 }
 
@@ -226,6 +305,7 @@ impl SentinelConnection {
         sentinels: Vec<redis::ConnectionInfo>,
         master: &str,
         options: &ConnectionString,
+        tls: Option<&NodeTls>,
     ) -> RedisResult<Self> {
         let mut info = redis::RedisConnectionInfo::default().set_db(options.db);
         if let Some(username) = &options.username {
@@ -240,12 +320,16 @@ impl SentinelConnection {
             .into_iter()
             .map(|info| info.set_redis_settings(redis::RedisConnectionInfo::default()))
             .collect();
-        let client = SentinelClient::build(
-            sentinels,
-            master.to_string(),
-            Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(info)),
-            SentinelServerType::Master,
-        )?;
+        let mut node = SentinelNodeConnectionInfo::default().set_redis_connection_info(info);
+        if let Some(tls) = tls {
+            node = node.set_tls_mode(if tls.insecure {
+                redis::TlsMode::Insecure
+            } else {
+                redis::TlsMode::Secure
+            });
+        }
+        let client =
+            SentinelClient::build(sentinels, master, Some(node), SentinelServerType::Master)?;
         let connection = Self {
             sentinels: Arc::new(tokio::sync::Mutex::new(client)),
             master: Arc::default(),
