@@ -316,6 +316,40 @@ fn ssl_true_reaches_a_tls_only_redis_and_checks_its_certificate() {
         stderr.contains("cannot open the online store") && stderr.contains("127.0.0.1"),
         "{stderr}"
     );
+
+    // An authority file that is not one, or not a file: named, refused.
+    let junk = certificates.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    for (path, expected) in [
+        (junk.display().to_string(), "holds no PEM certificate"),
+        ("/dev/zero".to_string(), "not a regular file"),
+    ] {
+        let repo = repo_on(
+            "deploy_tls_bad_ca",
+            &format!(
+                "  type: redis\n  connection_string: \"127.0.0.1:{},ssl=true,ssl_ca_certs={path}\"\n",
+                redis.port()
+            ),
+        );
+        let out = run_fvhost(
+            &[
+                "get-online-features",
+                "-r",
+                repo.path().to_str().unwrap(),
+                "--features",
+                "driver_trips:avg_daily_trips",
+                "--entity",
+                "driver_id=1001",
+            ],
+            None,
+            1,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("ssl_ca_certs") && stderr.contains(expected),
+            "{path}: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -148,10 +148,21 @@ impl NodeTls {
         }
         let root_cert = match &options.ssl_ca_certs {
             None => None,
-            Some(path) => Some(
-                crate::bounded_file::read(std::path::Path::new(path), MAX_CA_FILE, "ssl_ca_certs")
-                    .map_err(|e| invalid_config(e.to_string()))?,
-            ),
+            Some(path) => {
+                let pem = crate::bounded_file::read(
+                    std::path::Path::new(path),
+                    MAX_CA_FILE,
+                    "ssl_ca_certs",
+                )
+                .map_err(|e| invalid_config(format!("ssl_ca_certs: {e}")))?;
+                let marker: &[u8] = b"-----BEGIN CERTIFICATE-----";
+                if !pem.windows(marker.len()).any(|w| w == marker) {
+                    return Err(invalid_config(format!(
+                        "ssl_ca_certs: {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+                    )));
+                }
+                Some(pem)
+            }
         };
         // rustls is built with ring alone; make it the process's provider
         // (an error means one is installed already).
