@@ -170,6 +170,21 @@ fn after_a_sentinel_failover_a_running_server_writes_to_the_new_master() {
         32,
         "the push after the switch is on the new master"
     );
+
+    // The sentinel gone, the running server keeps the master it knows.
+    let mut sentinels = sentinels;
+    sentinels.kill_sentinel();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, body) = push(port, 1001, 33, 3);
+    assert_eq!(status, 200, "without a sentinel: {body}");
+    let read = serde_json::json!({
+        "features": ["driver_trips:avg_daily_trips"],
+        "entities": {"driver_id": [1001]}
+    });
+    let (status, body) = http(port, "POST", "/get-online-features", Some(&read));
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["results"][1]["values"][0], 33, "{body}");
 }
 
 #[test]

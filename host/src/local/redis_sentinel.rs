@@ -109,6 +109,12 @@ impl RedisSentinelSet {
             .with_context(|| format!("the sentinel names no master: {text}"))
     }
 
+    /// Kills the sentinel (SIGKILL); the servers go on.
+    pub fn kill_sentinel(&mut self) {
+        let _ = self.sentinel.1.kill();
+        let _ = self.sentinel.1.wait();
+    }
+
     /// Asks the sentinel to fail over now (`SENTINEL FAILOVER`): a replica
     /// is promoted while the old master still runs; returns the old master's port.
     pub fn failover(&self) -> anyhow::Result<u16> {

@@ -310,6 +310,8 @@ struct Master {
 /// answering as a master for seconds; asking the sentinels bounds how long
 /// fvhost keeps using it.
 const RECHECK_MASTER: Duration = Duration::from_secs(1);
+/// How long the sentinels have to name the master.
+const SENTINEL_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl SentinelConnection {
     async fn open(
@@ -365,7 +367,15 @@ impl SentinelConnection {
         {
             return Ok(master.connection.clone());
         }
-        let client = sentinels.async_get_client().await?;
+        let client =
+            match tokio::time::timeout(SENTINEL_TIMEOUT, sentinels.async_get_client()).await {
+                Ok(Ok(client)) => client,
+                Ok(Err(error)) => return self.keep_known_master(error.to_string()),
+                Err(_) => {
+                    let secs = SENTINEL_TIMEOUT.as_secs();
+                    return self.keep_known_master(format!("no answer within {secs} s"));
+                }
+            };
         let address = client.get_connection_info().addr().to_string();
         let known = self.lock_master().clone();
         let connection = match known {
@@ -389,6 +399,25 @@ impl SentinelConnection {
             confirmed: std::time::Instant::now(),
         });
         Ok(connection)
+    }
+
+    /// The sentinels did not answer (`why`): keeps writing to the master
+    /// they last named, asked again in a second; with none known, fails.
+    fn keep_known_master(&self, why: String) -> RedisResult<MultiplexedConnection> {
+        let mut known = self.lock_master();
+        let Some(master) = known.as_mut() else {
+            return Err(RedisError::from((
+                ErrorKind::Io,
+                "no sentinel named the master",
+                why,
+            )));
+        };
+        master.confirmed = std::time::Instant::now();
+        tracing::warn!(
+            master = %master.address,
+            "the sentinels did not answer ({why}); using the master they last named"
+        );
+        Ok(master.connection.clone())
     }
 
     fn lock_master(&self) -> std::sync::MutexGuard<'_, Option<Master>> {
