@@ -59,10 +59,16 @@ impl Drop for Serve {
 
 /// `fvhost serve` on the repo's own store, once it answers `/health`.
 fn serve(repo: &Path) -> (Serve, u16) {
+    serve_with(repo, &[])
+}
+
+/// [`serve`] with more `serve` arguments.
+fn serve_with(repo: &Path, extra: &[&str]) -> (Serve, u16) {
     let port = fvhost::local::free_port().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_fvhost"))
         .args(["serve", "-r", repo.to_str().unwrap()])
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .spawn()
         .unwrap();
     let server = Serve(child);
@@ -400,4 +406,45 @@ fn a_cluster_over_tls_takes_writes_on_every_master_and_reads_them_back() {
         .map(|v| v.as_i64().unwrap())
         .collect();
     assert_eq!(trips, (1..31).collect::<Vec<i64>>());
+}
+
+#[test]
+fn serve_acknowledges_a_push_only_once_a_replica_holds_it_when_asked_to() {
+    let sentinels = RedisSentinelSet::start(1).unwrap();
+    let repo = repo_on(
+        "deploy_wait",
+        &format!(
+            "  type: redis\n  redis_type: redis_sentinel\n  sentinel_master: {SENTINEL_MASTER}\n  connection_string: \"{}\"\n",
+            sentinels.connection_string()
+        ),
+    );
+    let (_serve, port) = serve_with(repo.path(), &["--wait-for-replicas", "1"]);
+    let (status, body) = push(port, 1001, 31, 1);
+    assert_eq!(status, 200, "{body}");
+    let master = sentinels.master_port().unwrap();
+    // ROLE on a master: "master", its offset, then each replica's ip, port, offset.
+    let role = Command::new("redis-cli")
+        .args(["-p", &master.to_string(), "role"])
+        .output()
+        .unwrap();
+    let replica: u16 = String::from_utf8_lossy(&role.stdout)
+        .lines()
+        .nth(3)
+        .and_then(|port| port.trim().parse().ok())
+        .expect("the master names its replica");
+    let mut on_replica = redis::Client::open(format!("redis://127.0.0.1:{replica}/0"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: i64 = redis::cmd("DBSIZE").query(&mut on_replica).unwrap();
+    assert_eq!(
+        keys, 1,
+        "the replica held the row when the push was answered"
+    );
+
+    // Asking for more replicas than there are: the push is refused, not acknowledged.
+    let (_serve, port) = serve_with(repo.path(), &["--wait-for-replicas", "2"]);
+    let (status, body) = push(port, 1002, 7, 1);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("replicas"), "{body}");
 }

@@ -16,6 +16,11 @@ pub struct ServeArgs {
     /// Redis URL of the online store, instead of the repo's connection_string.
     #[arg(long, env = "FVHOST_REDIS_URL")]
     pub redis: Option<String>,
+    /// Replicas that must hold a `/push` or `/write-to-online-store` write
+    /// (Redis `WAIT`) before it is answered 200: a failover then loses no
+    /// acknowledged write. 0 (the default) does not wait.
+    #[arg(long, default_value_t = 0, env = "FVHOST_WAIT_FOR_REPLICAS")]
+    pub wait_for_replicas: u32,
     /// Largest `/push` body accepted, in bytes (larger ones are answered 413).
     #[arg(long, default_value_t = crate::server::DEFAULT_MAX_PUSH_BYTES)]
     pub max_push_bytes: usize,
@@ -31,7 +36,8 @@ pub struct ServeArgs {
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let repo = args.repo.load()?;
-    let mut state = ServerState::new(repo, args.redis.as_deref()).await?;
+    let replicas = crate::online::ReplicaWait::for_replicas(args.wait_for_replicas);
+    let mut state = ServerState::waiting_for(repo, args.redis.as_deref(), replicas).await?;
     state.max_push_bytes = args.max_push_bytes;
     state.feast_compatible = crate::server::FeastCompatibility {
         statuses: args.feast_statuses,

@@ -148,7 +148,23 @@ impl ConnectionString {
             }
             "username" => self.username = Some(value.to_string()),
             "password" => self.password = Some(value.to_string()),
-            "ssl" => self.ssl = value.eq_ignore_ascii_case("true"),
+            "ssl" => {
+                self.ssl = match value.to_ascii_lowercase().as_str() {
+                    "true" | "yes" | "on" | "1" => true,
+                    "false" | "no" | "off" | "0" => false,
+                    other => {
+                        return Err(format!(
+                            "ssl={other}: not a yes/no value (true, yes, on, 1; false, no, off, 0)"
+                        ));
+                    }
+                }
+            }
+            "ssl_certfile" | "ssl_keyfile" | "ssl_check_hostname" | "ssl_ca_path"
+            | "ssl_ca_data" | "ssl_password" => {
+                return Err(format!(
+                    "{key}: not supported by fvhost (client certificates and other TLS settings); it takes ssl, ssl_ca_certs and ssl_cert_reqs"
+                ));
+            }
             "ssl_ca_certs" => self.ssl_ca_certs = Some(value.to_string()),
             "ssl_cert_reqs" => {
                 self.ssl_insecure = match value.to_ascii_lowercase().as_str() {
@@ -217,6 +233,13 @@ mod tests {
         );
         assert_eq!(c.redis_settings().password(), Some("pw"));
         assert!(ConnectionString::parse("redis:port").is_err());
+        assert!(ConnectionString::parse("h:1,ssl=yes").unwrap().ssl);
+        assert!(!ConnectionString::parse("h:1,ssl=0").unwrap().ssl);
+        assert!(
+            ConnectionString::parse("h:1,ssl=tru").is_err(),
+            "a typo is not plaintext"
+        );
+        assert!(ConnectionString::parse("h:1,ssl=true,ssl_certfile=/c.pem").is_err());
         assert!(ConnectionString::parse("db=1").is_err());
     }
 }

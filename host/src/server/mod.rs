@@ -58,6 +58,16 @@ pub const DEFAULT_MAX_PUSH_BYTES: usize = 32 << 20;
 impl ServerState {
     /// Loads the push sources' views and connects to the online store.
     pub async fn new(repo: FeatureRepo, redis_url: Option<&str>) -> anyhow::Result<Self> {
+        Self::waiting_for(repo, redis_url, crate::online::ReplicaWait::default()).await
+    }
+
+    /// [`Self::new`], with `/push` writes that wait for replicas before
+    /// they are acknowledged (see [`crate::online::ReplicaWait`]).
+    pub async fn waiting_for(
+        repo: FeatureRepo,
+        redis_url: Option<&str>,
+        replicas: crate::online::ReplicaWait,
+    ) -> anyhow::Result<Self> {
         let engine = TransformEngine::new()?;
         let cache = ModuleCache::new(default_dir());
         let mut push_targets = HashMap::new();
@@ -78,7 +88,7 @@ impl ServerState {
                 (view.name.clone(), target)
             })
             .collect();
-        let online = OnlineConnection::open(&repo.config.online_store, redis_url)
+        let online = OnlineConnection::open_waiting(&repo.config.online_store, redis_url, replicas)
             .await
             .context("connecting to the Redis online store")?;
         Ok(Self {

@@ -68,7 +68,15 @@ impl RedisConnection {
                     .into_iter()
                     .map(|(host, port)| node_info(&host, port, &settings, node_tls))
                     .collect::<RedisResult<Vec<_>>>()?;
-                (nodes, options.nodes.join(","))
+                let named = match redis_type {
+                    RedisType::Sentinel => format!(
+                        "sentinels {} (master `{}`)",
+                        options.nodes.join(","),
+                        config.sentinel_master.as_deref().unwrap_or("mymaster")
+                    ),
+                    _ => options.nodes.join(","),
+                };
+                (nodes, named)
             }
         };
         let opened = match redis_type {
