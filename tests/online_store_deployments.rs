@@ -92,10 +92,10 @@ fn push(port: u16, driver: i64, trips: i64, hour: u32) -> (u16, String) {
     http(port, "POST", "/push", Some(&body))
 }
 
-/// `avg_daily_trips` of `driver` as `fvhost get-online-features` (a new
-/// process, connecting afresh) reads it.
-fn trips_read_afresh(repo: &Path, driver: i64) -> serde_json::Value {
-    let out = run_fvhost(
+/// `fvhost get-online-features` of `driver`'s trips (a new process,
+/// connecting afresh), expected to exit with `code`.
+fn get_trips(repo: &Path, driver: i64, code: i32) -> std::process::Output {
+    run_fvhost(
         &[
             "get-online-features",
             "-r",
@@ -106,8 +106,13 @@ fn trips_read_afresh(repo: &Path, driver: i64) -> serde_json::Value {
             &format!("driver_id={driver}"),
         ],
         None,
-        0,
-    );
+        code,
+    )
+}
+
+/// `avg_daily_trips` of `driver` as `fvhost get-online-features` reads it.
+fn trips_read_afresh(repo: &Path, driver: i64) -> serde_json::Value {
+    let out = get_trips(repo, driver, 0);
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     answer["results"][1]["values"][0].clone()
 }
@@ -319,19 +324,7 @@ fn ssl_true_reaches_a_tls_only_redis_and_checks_its_certificate() {
             redis.port()
         ),
     );
-    let out = run_fvhost(
-        &[
-            "get-online-features",
-            "-r",
-            untrusted.path().to_str().unwrap(),
-            "--features",
-            "driver_trips:avg_daily_trips",
-            "--entity",
-            "driver_id=1001",
-        ],
-        None,
-        1,
-    );
+    let out = get_trips(untrusted.path(), 1001, 1);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("cannot open the online store") && stderr.contains("127.0.0.1"),
@@ -352,19 +345,7 @@ fn ssl_true_reaches_a_tls_only_redis_and_checks_its_certificate() {
                 redis.port()
             ),
         );
-        let out = run_fvhost(
-            &[
-                "get-online-features",
-                "-r",
-                repo.path().to_str().unwrap(),
-                "--features",
-                "driver_trips:avg_daily_trips",
-                "--entity",
-                "driver_id=1001",
-            ],
-            None,
-            1,
-        );
+        let out = get_trips(repo.path(), 1001, 1);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains("ssl_ca_certs") && stderr.contains(expected),

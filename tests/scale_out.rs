@@ -87,6 +87,26 @@ fn wait_for_newest<C: redis::ConnectionLike>(
     );
 }
 
+/// Produces `all` in 8 waves: 3 paced 100 ms apart, then `failure` (a
+/// master killed with writes in flight), then the rest at once.
+fn produce_around(
+    rt: &tokio::runtime::Runtime,
+    broker: &LocalBroker,
+    all: &[Message],
+    failure: impl FnOnce(),
+) {
+    let waves: Vec<&[Message]> = all.chunks(all.len() / 8 + 1).collect();
+    let (before, after) = waves.split_at(3);
+    for wave in before {
+        rt.block_on(broker.produce("drivers", wave)).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    failure();
+    for wave in after {
+        rt.block_on(broker.produce("drivers", wave)).unwrap();
+    }
+}
+
 /// One host on one redis-server over `rounds` of events: the bytes every
 /// scaled-out run must leave.
 fn single_host_bytes(
@@ -179,17 +199,25 @@ fn three_hosts_on_a_cluster_one_killed_one_added_while_slots_move_leave_a_single
         expected,
         "hosts that came and went, on a cluster whose slots moved, leave one host's bytes"
     );
-    let letters: Vec<redis::Value> = redis::cmd("XRANGE")
+    // Dead letters are at least once: a host killed before its commit,
+    // or a rebalance, hands the batch with the bad event to another member,
+    // which dead-letters it again. Every entry is that one event.
+    let letters: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
         .arg(format!("fvhost:{}:dead_letter:{VIEW}", repo.project))
         .arg("-")
         .arg("+")
         .query(&mut on_cluster)
         .unwrap();
-    assert_eq!(
-        letters.len(),
-        1,
+    assert!(
+        !letters.is_empty(),
         "the bad event, dead-lettered on the cluster"
     );
+    for (id, fields) in &letters {
+        assert!(
+            fields.iter().any(|f| f.as_slice() == b"not json"),
+            "dead letter {id} is the bad event"
+        );
+    }
 }
 
 #[test]
@@ -216,17 +244,11 @@ fn a_sentinel_failover_mid_stream_loses_no_committed_write_when_writes_wait_for_
     let rt = runtime();
     let host =
         HostProcess::start_on_repo_store(repo.path(), &broker, &["--wait-for-replicas", "1"]);
-    let waves: Vec<&[Message]> = all.chunks(all.len() / 8 + 1).collect();
-    let (before, after) = waves.split_at(3);
-    for wave in before {
-        rt.block_on(broker.produce("drivers", wave)).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-    }
     // The master dies with writes in flight; a replica takes over.
-    let old = sentinels.kill_master().unwrap();
-    for wave in after {
-        rt.block_on(broker.produce("drivers", wave)).unwrap();
-    }
+    let mut old = 0;
+    produce_around(&rt, &broker, &all, || {
+        old = sentinels.kill_master().unwrap()
+    });
     let new = sentinels
         .wait_for_new_master(old, Duration::from_secs(30))
         .unwrap();
@@ -328,20 +350,11 @@ fn a_cluster_master_killed_mid_stream_fails_over_and_loses_no_committed_write() 
     let rt = runtime();
     let host =
         HostProcess::start_on_repo_store(repo.path(), &broker, &["--wait-for-replicas", "1"]);
-    let waves: Vec<&[Message]> = all.chunks(all.len() / 8 + 1).collect();
-    let (before, after) = waves.split_at(3);
-    for wave in before {
-        rt.block_on(broker.produce("drivers", wave)).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-    }
     // A master dies with writes in flight; its replica takes its slots.
     // Writes wait for a replica, so they stall until the dead node comes
     // back as the new master's replica.
     let victim = cluster.master_ports()[0];
-    cluster.kill_node(victim).unwrap();
-    for wave in after {
-        rt.block_on(broker.produce("drivers", wave)).unwrap();
-    }
+    produce_around(&rt, &broker, &all, || cluster.kill_node(victim).unwrap());
     cluster
         .wait_for_failover(victim, Duration::from_secs(30))
         .unwrap();
