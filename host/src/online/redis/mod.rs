@@ -26,7 +26,7 @@ use super::store::{GuardedUpdate, HashRead, OnlineStore, StoreError, WriteStats}
 use super::timestamp;
 use crate::repo::OnlineStoreConfig;
 pub use connection::{RESPONSE_TIMEOUT, RedisConnection};
-use slots::group_by_slot;
+use slots::{SlotGroup, group_by_slot};
 
 const WRITE_SCRIPT: &str = include_str!("script.lua");
 const SWAP_SCRIPT: &str = include_str!("swap.lua");
@@ -129,7 +129,7 @@ impl RedisStore {
 
     /// The positions of `keys` in groups one request may carry: one group
     /// on a single server, one per hash slot on a cluster.
-    fn groups<'a>(&self, keys: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<Vec<usize>> {
+    fn groups<'a>(&self, keys: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<SlotGroup> {
         group_by_slot(keys, self.connection.is_cluster())
     }
 
@@ -314,16 +314,14 @@ impl RedisStore {
 
     /// Each group's calls, with the group's slot.
     fn calls_by_slot<T>(
-        groups: &[Vec<usize>],
+        groups: &[SlotGroup],
         items: &[T],
-        key: impl Fn(&T) -> &[u8],
         calls: impl Fn(&[&T]) -> Vec<redis::Cmd>,
     ) -> Vec<(u16, redis::Cmd)> {
         let mut all = Vec::new();
         for group in groups {
-            let members = pick(items, group);
-            let slot = members.first().map_or(0, |m| cluster::slot_of(key(m)));
-            all.extend(calls(&members).into_iter().map(|call| (slot, call)));
+            let members = pick(items, &group.positions);
+            all.extend(calls(&members).into_iter().map(|call| (group.slot, call)));
         }
         all
     }
@@ -382,12 +380,9 @@ impl OnlineStore for RedisStore {
         }
         let script = self.script(fields.features.len());
         let groups = self.groups(rows.iter().map(|row| row.key.as_slice()));
-        let calls = Self::calls_by_slot(
-            &groups,
-            rows,
-            |row| &row.key,
-            |members| self.write_calls(&script, fields, members),
-        );
+        let calls = Self::calls_by_slot(&groups, rows, |members| {
+            self.write_calls(&script, fields, members)
+        });
         let replies = self
             .run_commands(calls, Some(&script), StoreError::RedisWrite)
             .await?;
@@ -410,12 +405,8 @@ impl OnlineStore for RedisStore {
             std::sync::LazyLock::new(|| redis::Script::new(SWAP_SCRIPT));
         let script = &*SWAP;
         let groups = self.groups(updates.iter().map(|update| update.key.as_slice()));
-        let calls = Self::calls_by_slot(
-            &groups,
-            updates,
-            |update| &update.key,
-            |members| self.swap_calls(script, members),
-        );
+        let calls =
+            Self::calls_by_slot(&groups, updates, |members| self.swap_calls(script, members));
         let replies = self
             .run_commands(calls, Some(script), StoreError::RedisWrite)
             .await?;
@@ -424,7 +415,7 @@ impl OnlineStore for RedisStore {
             flags.extend(reply_as::<Vec<i64>>(reply, StoreError::RedisWrite)?);
         }
         // Calls were made group by group: put each flag back at its update.
-        let order = groups.iter().flatten();
+        let order = groups.iter().flat_map(|group| &group.positions);
         if flags.len() != updates.len() {
             return Err(StoreError::RedisReply {
                 expected: updates.len(),
@@ -444,12 +435,9 @@ impl OnlineStore for RedisStore {
             return Ok(Vec::new());
         }
         let groups = self.groups(reads.iter().map(|read| read.key.as_slice()));
-        let calls = Self::calls_by_slot(
-            &groups,
-            reads,
-            |read| &read.key,
-            |members| members.iter().map(|read| hmget(read)).collect(),
-        );
+        let calls = Self::calls_by_slot(&groups, reads, |members| {
+            members.iter().map(|read| hmget(read)).collect()
+        });
         let replies = self
             .run_commands(calls, None, StoreError::RedisRead)
             .await?;
@@ -460,7 +448,11 @@ impl OnlineStore for RedisStore {
             });
         }
         let mut values = vec![Vec::new(); reads.len()];
-        for (&position, reply) in groups.iter().flatten().zip(replies) {
+        for (&position, reply) in groups
+            .iter()
+            .flat_map(|group| &group.positions)
+            .zip(replies)
+        {
             values[position] = reply_as(reply, StoreError::RedisRead)?;
         }
         Ok(values)

@@ -11,24 +11,38 @@ use std::collections::HashMap;
 
 use super::cluster::slot_of;
 
+/// The positions of keys that may go in one request, and their hash slot
+/// (0 when the store is not a cluster: the slot is not looked at).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotGroup {
+    pub slot: u16,
+    pub positions: Vec<usize>,
+}
+
 /// The positions of `keys` grouped by slot (one group when not `cluster`),
 /// each group in input order, groups in order of their first key.
 pub fn group_by_slot<'a>(
     keys: impl ExactSizeIterator<Item = &'a [u8]>,
     cluster: bool,
-) -> Vec<Vec<usize>> {
+) -> Vec<SlotGroup> {
     if !cluster {
-        return vec![(0..keys.len()).collect()];
+        return vec![SlotGroup {
+            slot: 0,
+            positions: (0..keys.len()).collect(),
+        }];
     }
     let mut group_of_slot: HashMap<u16, usize> = HashMap::new();
-    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut groups: Vec<SlotGroup> = Vec::new();
     for (position, key) in keys.enumerate() {
         let slot = slot_of(key);
         let group = *group_of_slot.entry(slot).or_insert_with(|| {
-            groups.push(Vec::new());
+            groups.push(SlotGroup {
+                slot,
+                positions: Vec::new(),
+            });
             groups.len() - 1
         });
-        groups[group].push(position);
+        groups[group].positions.push(position);
     }
     groups
 }
@@ -45,7 +59,8 @@ mod tests {
     fn a_single_server_takes_the_batch_as_one_group() {
         let keys = keys(&["a", "b", "c"]);
         let groups = group_by_slot(keys.iter().map(Vec::as_slice), false);
-        assert_eq!(groups, vec![vec![0, 1, 2]]);
+        let positions: Vec<&Vec<usize>> = groups.iter().map(|g| &g.positions).collect();
+        assert_eq!(positions, [&vec![0, 1, 2]]);
     }
 
     #[test]
@@ -53,6 +68,8 @@ mod tests {
         // `{user1}.a` and `{user1}.b` share a hash tag, hence a slot.
         let keys = keys(&["{user1}.a", "foo", "{user1}.b", "bar", "foo"]);
         let groups = group_by_slot(keys.iter().map(Vec::as_slice), true);
-        assert_eq!(groups, vec![vec![0, 2], vec![1, 4], vec![3]]);
+        let positions: Vec<&Vec<usize>> = groups.iter().map(|g| &g.positions).collect();
+        assert_eq!(positions, [&vec![0, 2], &vec![1, 4], &vec![3]]);
+        assert_eq!(groups[1].slot, slot_of(b"foo"), "each group knows its slot");
     }
 }
