@@ -156,7 +156,7 @@ impl SwapTarget<'_> {
                 .iter()
                 .map(|&i| HashRead {
                     key: keys[i].to_vec(),
-                    fields: vec![self.state_field.to_vec()],
+                    fields: vec![self.state_field.to_vec()].into(),
                 })
                 .collect();
             let stored = self.store.read(&reads).await?;
@@ -347,7 +347,7 @@ mod tests {
     fn sum_of(store: &dyn OnlineStore, key: &str) -> Vec<u8> {
         let read = HashRead {
             key: key.as_bytes().to_vec(),
-            fields: vec![b"sum0".to_vec()],
+            fields: vec![b"sum0".to_vec()].into(),
         };
         futures::executor::block_on(store.read(&[read])).unwrap()[0][0]
             .clone()

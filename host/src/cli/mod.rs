@@ -107,6 +107,17 @@ impl RepoArgs {
     }
 }
 
+impl Cli {
+    /// Worker threads of the async runtime, where the command sets them
+    /// (`serve --threads`); `None`: one per core.
+    pub fn worker_threads(&self) -> Option<usize> {
+        match &self.command {
+            Command::Serve(args) => args.threads.map(usize::from),
+            _ => None,
+        }
+    }
+}
+
 /// Runs the parsed command and returns the process exit code.
 pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {

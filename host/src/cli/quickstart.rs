@@ -234,7 +234,7 @@ fn print_table(
     for (i, id) in ids.iter().enumerate() {
         let conv = &response.results[1].values[i];
         let acc = &response.results[2].values[i];
-        let status = response.results[1].statuses[i];
+        let status = response.results[1].statuses[i].as_str();
         let ts = &response.results[1].event_timestamps[i];
         let check = match expected.get(id) {
             Some(e) => {

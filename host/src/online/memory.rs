@@ -138,7 +138,7 @@ mod tests {
     fn value_of(store: &MemoryStore, key: &[u8]) -> Option<Vec<u8>> {
         let read = HashRead {
             key: key.to_vec(),
-            fields: vec![b"f001".to_vec()],
+            fields: vec![b"f001".to_vec()].into(),
         };
         futures::executor::block_on(store.read(&[read]))
             .unwrap()

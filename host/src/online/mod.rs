@@ -6,7 +6,7 @@
 //! - [`value`]: feature values as `feast.types.Value` protobufs;
 //! - [`timestamp`]: event times as `google.protobuf.Timestamp`;
 //! - [`rows`]: output batches into per-entity rows, newest kept;
-//! - [`reader`], [`request`]: reads in Feast's response shape.
+//! - [`reader`], [`request`], [`answer`]: reads, answered as Feast's JSON.
 //!
 //! The stores, behind [`OnlineStore`] (write rows newer-wins, read fields):
 //! - [`redis`]: the Redis store Feast reads (atomic script writes, pipelined;
@@ -14,6 +14,7 @@
 //! - [`memory`]: the same semantics in memory, for tests and tools;
 //! - [`connection`]: the store a repo names, opened.
 
+pub mod answer;
 pub mod connection;
 pub mod entity_key;
 pub mod fields;
@@ -33,7 +34,9 @@ pub use connection::OnlineConnection;
 pub use entity_key::{KeyBuilder, KeyValue, KeyVersion};
 pub use fields::ViewFields;
 pub use memory::MemoryStore;
-pub use reader::{EntityRow, FeatureRef, OnlineResponse, ResponseStyle, get_online_features};
+pub use reader::{
+    EchoedColumn, EntityRow, FeatureRef, OnlineResponse, ResponseStyle, get_online_features,
+};
 pub use rows::{OnlineRow, RowFailure, build_rows, fold_newest, newest_per_entity};
 pub use store::{GuardedUpdate, HashRead, OnlineStore, StoreError, WriteStats};
 pub use timestamp::EventTime;

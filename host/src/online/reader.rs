@@ -4,13 +4,14 @@
 //! `NOT_FOUND` and a stored null as `NULL_VALUE` (Feast 0.67's server says
 //! `PRESENT` for both; [`ResponseStyle::feast_statuses`] answers the same).
 
-use serde::Serialize;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 
+use super::answer::{self, ColumnText, StoredStatuses};
 use super::entity_key::{KeyBuilder, KeyValue};
 use super::murmur3::{feature_field, timestamp_field};
 use super::store::{HashRead, OnlineStore, StoreError};
 use super::timestamp::{self, EventTime};
-use super::value::decode_to_json;
 use crate::repo::FeatureView;
 
 /// A `view:feature` reference from a request.
@@ -35,24 +36,41 @@ impl FeatureRef {
     }
 }
 
-/// Feast's `GetOnlineFeaturesResponse`, column-wise.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// Feast's `GetOnlineFeaturesResponse`, column-wise: the typed form of the
+/// JSON answer [`get_online_features`] writes, for callers that look into
+/// it (the command line, the quickstart).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct OnlineResponse {
     pub metadata: ResponseMetadata,
     pub results: Vec<FeatureColumn>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+impl OnlineResponse {
+    /// Reads an answer of [`get_online_features`].
+    pub fn from_json(json: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(json)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ResponseMetadata {
     pub feature_names: Vec<String>,
 }
 
 /// One requested column across all entities.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FeatureColumn {
     pub values: Vec<serde_json::Value>,
-    pub statuses: Vec<&'static str>,
+    pub statuses: Vec<String>,
     pub event_timestamps: Vec<String>,
+}
+
+/// A column answered as it was asked: the values a request gave for a join
+/// key of another entity, echoed after the views' join keys as Feast does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EchoedColumn {
+    pub name: String,
+    pub values: Vec<serde_json::Value>,
 }
 
 /// How an answer marks and names its values.
@@ -79,19 +97,184 @@ pub struct EntityRow<'a> {
     pub values: Vec<KeyValue<'a>>,
 }
 
-/// Reads `features` for `entities` (each with values for `join_keys`), one pipeline in all.
+/// Reads `features` for `entities` (each with values for `join_keys`) and
+/// writes Feast's JSON answer: the join-key columns, then `echoed`, then the
+/// features in request order.
+///
+/// The reads go out in chunks of whole entities, several in flight: while
+/// the store answers a later chunk, the answer to an earlier one is written
+/// (docs/architecture.md, "Online reads against Feast").
 pub async fn get_online_features(
     store: &dyn OnlineStore,
     keys: &KeyBuilder,
     join_keys: &[String],
     views: &[(&FeatureView, Vec<String>)],
     entities: &[EntityRow<'_>],
+    echoed: &[EchoedColumn],
     style: ResponseStyle,
-) -> Result<OnlineResponse, StoreError> {
-    let mut reads = Vec::with_capacity(entities.len() * views.len());
+) -> Result<Vec<u8>, StoreError> {
+    let reads = hash_reads(keys, views, entities);
+    let mut answer = AnswerBuilder::new(join_keys, views, entities, echoed, style);
+    let chunk = read_chunk(entities.len()) * views.len().max(1);
+    let calls: Vec<_> = reads
+        .chunks(chunk)
+        .map(|reads| read(store, reads))
+        .collect();
+    let mut replies = futures::stream::iter(calls).buffered(READS_IN_FLIGHT);
+    while let Some((expected, replies)) = replies.next().await {
+        let replies = replies?;
+        if replies.len() != expected {
+            return Err(StoreError::RedisReply {
+                expected,
+                found: replies.len(),
+            });
+        }
+        answer.add(replies);
+    }
+    Ok(answer.finish())
+}
+
+/// One chunk's reads, with how many replies they must have.
+async fn read<'s>(
+    store: &'s dyn OnlineStore,
+    reads: &'s [HashRead],
+) -> (usize, Result<Vec<Vec<Option<Vec<u8>>>>, StoreError>) {
+    (reads.len(), store.read(reads).await)
+}
+
+/// Read chunks in flight at once.
+const READS_IN_FLIGHT: usize = 4;
+
+/// Entities per read chunk for a request of `entities`: a quarter of them,
+/// at least 16 (smaller chunks cost more round trips than they overlap).
+fn read_chunk(entities: usize) -> usize {
+    entities.div_ceil(READS_IN_FLIGHT).max(16)
+}
+
+/// Feast's answer, written column by column as the store's replies come,
+/// entity by entity.
+struct AnswerBuilder<'r> {
+    views: &'r [(&'r FeatureView, Vec<String>)],
+    names: Vec<String>,
+    columns: Vec<ColumnText>,
+    first_feature: usize,
+    statuses: StoredStatuses,
+    not_found: &'static str,
+    /// The event time of a key never written, as quoted JSON text.
+    epoch: Vec<u8>,
+}
+
+impl<'r> AnswerBuilder<'r> {
+    /// The join-key and echoed columns filled, the feature columns empty.
+    fn new(
+        join_keys: &[String],
+        views: &'r [(&'r FeatureView, Vec<String>)],
+        entities: &[EntityRow<'_>],
+        echoed: &[EchoedColumn],
+        style: ResponseStyle,
+    ) -> Self {
+        let rows = entities.len();
+        let epoch = quoted(&EventTime::EPOCH.to_rfc3339());
+        let mut names: Vec<String> = join_keys.to_vec();
+        let mut columns: Vec<ColumnText> = Vec::new();
+        for i in 0..join_keys.len() {
+            let mut column = ColumnText::with_capacity(rows, 8);
+            for entity in entities {
+                column.push(|out| write_key(&entity.values[i], out), &epoch);
+            }
+            columns.push(column);
+        }
+        for echo in echoed {
+            names.push(echo.name.clone());
+            let mut column = ColumnText::with_capacity(rows, 8);
+            for value in &echo.values {
+                column.push(|out| write_echoed(value, out), &epoch);
+            }
+            columns.push(column);
+        }
+        let first_feature = columns.len();
+        for (view, features) in views {
+            for feature in features {
+                names.push(if style.full_feature_names {
+                    format!("{}__{feature}", view.name)
+                } else {
+                    feature.clone()
+                });
+                columns.push(ColumnText::with_capacity(rows, 20));
+            }
+        }
+        Self {
+            views,
+            names,
+            columns,
+            first_feature,
+            statuses: StoredStatuses {
+                present: "PRESENT",
+                null: style.status("NULL_VALUE"),
+                invalid: "INVALID",
+            },
+            not_found: style.status("NOT_FOUND"),
+            epoch,
+        }
+    }
+
+    /// Adds the replies of whole entities: for each, one reply per view,
+    /// the view's features then its event time.
+    fn add(&mut self, replies: Vec<Vec<Option<Vec<u8>>>>) {
+        let mut time_text = Vec::with_capacity(32);
+        let mut replies = replies.into_iter();
+        'entities: loop {
+            let mut column = self.first_feature;
+            for (_, features) in self.views {
+                let Some(fields) = replies.next() else {
+                    break 'entities;
+                };
+                let event_time = fields
+                    .get(features.len())
+                    .and_then(Option::as_deref)
+                    .and_then(|bytes| timestamp::decode(bytes).ok());
+                time_text.clear();
+                match event_time {
+                    Some(time) => answer::push_json_str(&mut time_text, &time.to_rfc3339()),
+                    None => time_text.extend_from_slice(&self.epoch),
+                }
+                for i in 0..features.len() {
+                    let out = &mut self.columns[column];
+                    match (event_time, fields.get(i).and_then(Option::as_deref)) {
+                        (Some(_), Some(stored)) => {
+                            out.push_stored(stored, self.statuses, &time_text)
+                        }
+                        (None, _) | (_, None) => {
+                            let not_found = self.not_found;
+                            out.push(
+                                |out| {
+                                    out.extend_from_slice(b"null");
+                                    not_found
+                                },
+                                &time_text,
+                            )
+                        }
+                    }
+                    column += 1;
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        answer::finish(&self.names, &self.columns)
+    }
+}
+
+/// One `HashRead` per (entity, view), entity by entity: the fields of each
+/// view are the same for every entity, so they are computed once.
+fn hash_reads(
+    keys: &KeyBuilder,
+    views: &[(&FeatureView, Vec<String>)],
+    entities: &[EntityRow<'_>],
+) -> Vec<HashRead> {
     let entityless = keys.entityless_key();
-    // The hash fields of each view: the same for every entity.
-    let view_fields: Vec<Vec<Vec<u8>>> = views
+    let view_fields: Vec<std::sync::Arc<[Vec<u8>]>> = views
         .iter()
         .map(|(view, features)| {
             let mut fields: Vec<Vec<u8>> = features
@@ -99,9 +282,10 @@ pub async fn get_online_features(
                 .map(|feature| feature_field(&view.name, feature).to_vec())
                 .collect();
             fields.push(timestamp_field(&view.name));
-            fields
+            fields.into()
         })
         .collect();
+    let mut reads = Vec::with_capacity(entities.len() * views.len());
     for entity in entities {
         let key = keys.redis_key(&entity.values);
         for ((view, _), fields) in views.iter().zip(&view_fields) {
@@ -113,76 +297,170 @@ pub async fn get_online_features(
             };
             reads.push(HashRead {
                 key: key.clone(),
-                fields: fields.clone(),
+                fields: std::sync::Arc::clone(fields),
             });
         }
     }
-    let epoch = EventTime::EPOCH.to_rfc3339();
-    let replies = store.read(&reads).await?;
-
-    let mut names: Vec<String> = join_keys.to_vec();
-    let mut results: Vec<FeatureColumn> = join_keys
-        .iter()
-        .enumerate()
-        .map(|(i, _)| FeatureColumn {
-            values: entities.iter().map(|e| key_json(&e.values[i])).collect(),
-            statuses: vec!["PRESENT"; entities.len()],
-            event_timestamps: vec![epoch.clone(); entities.len()],
-        })
-        .collect();
-    for (view, features) in views {
-        for feature in features {
-            names.push(if style.full_feature_names {
-                format!("{}__{feature}", view.name)
-            } else {
-                feature.clone()
-            });
-            results.push(FeatureColumn {
-                values: Vec::new(),
-                statuses: Vec::new(),
-                event_timestamps: Vec::new(),
-            });
-        }
-    }
-    let mut reply = replies.into_iter();
-    for _ in entities {
-        let mut column = join_keys.len();
-        for (_, features) in views {
-            let fields = reply.next().unwrap_or_default();
-            let stored_ts = fields.get(features.len()).cloned().flatten();
-            let event_time = stored_ts.as_deref().and_then(|b| timestamp::decode(b).ok());
-            let time_text = event_time.map_or_else(|| epoch.clone(), |t| t.to_rfc3339());
-            for i in 0..features.len() {
-                let raw = fields.get(i).cloned().flatten();
-                let (value, status) = match (&event_time, raw) {
-                    (None, _) | (_, None) => (serde_json::Value::Null, "NOT_FOUND"),
-                    (Some(_), Some(bytes)) => match decode_to_json(&bytes) {
-                        Ok(serde_json::Value::Null) => (serde_json::Value::Null, "NULL_VALUE"),
-                        Ok(value) => (value, "PRESENT"),
-                        Err(_) => (serde_json::Value::Null, "INVALID"),
-                    },
-                };
-                let out = &mut results[column];
-                out.values.push(value);
-                out.statuses.push(style.status(status));
-                out.event_timestamps.push(time_text.clone());
-                column += 1;
-            }
-        }
-    }
-    Ok(OnlineResponse {
-        metadata: ResponseMetadata {
-            feature_names: names,
-        },
-        results,
-    })
+    reads
 }
 
-fn key_json(value: &KeyValue<'_>) -> serde_json::Value {
+/// `text` as a JSON string.
+fn quoted(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 2);
+    answer::push_json_str(&mut out, text);
+    out
+}
+
+/// A join-key value as Feast answers it.
+fn write_key(value: &KeyValue<'_>, out: &mut Vec<u8>) -> &'static str {
     match value {
-        KeyValue::Bytes(b) => serde_json::Value::from(String::from_utf8_lossy(b).into_owned()),
-        KeyValue::String(s) => serde_json::Value::from(*s),
-        KeyValue::Int32(v) => serde_json::Value::from(*v),
-        KeyValue::Int64(v) | KeyValue::UnixTimestamp(v) => serde_json::Value::from(*v),
+        KeyValue::Bytes(b) => answer::push_json_str(out, &String::from_utf8_lossy(b)),
+        KeyValue::String(s) => answer::push_json_str(out, s),
+        KeyValue::Int32(v) => out.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes()),
+        KeyValue::Int64(v) | KeyValue::UnixTimestamp(v) => {
+            out.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes())
+        }
+    }
+    "PRESENT"
+}
+
+/// An echoed request value, as it was given.
+fn write_echoed(value: &serde_json::Value, out: &mut Vec<u8>) -> &'static str {
+    out.extend_from_slice(value.to_string().as_bytes());
+    "PRESENT"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::online::{MemoryStore, OnlineRow, ViewFields};
+    use crate::repo::{DeadLetterTarget, Feature, JoinKey};
+    use crate::types::{FeatureType, KeyVersion, ScalarType};
+
+    fn view(name: &str, features: &[&str]) -> FeatureView {
+        FeatureView {
+            name: name.into(),
+            stream: false,
+            entities: vec!["driver".into()],
+            join_keys: vec![JoinKey {
+                name: "driver_id".into(),
+                value_type: ScalarType::Int64,
+            }],
+            features: features
+                .iter()
+                .map(|f| Feature {
+                    name: (*f).into(),
+                    dtype: FeatureType::Scalar(ScalarType::Int64),
+                })
+                .collect(),
+            ttl: None,
+            online: true,
+            offline: false,
+            source: "src".into(),
+            transform: None,
+            dead_letter: DeadLetterTarget::Log,
+            windowing: None,
+            defined_in: "repo.yaml".into(),
+        }
+    }
+
+    /// A stored Int64 `feast.types.Value`.
+    fn int64(v: i64) -> Vec<u8> {
+        let mut out = vec![0x20];
+        crate::online::proto::put_varint(&mut out, v as u64);
+        out
+    }
+
+    /// Answers for more entities than one read chunk, two views, keys
+    /// never written and a stored null come back in request order, with
+    /// Feast's statuses and each view's own event time.
+    #[tokio::test]
+    async fn answers_span_read_chunks_in_request_order() {
+        let store = MemoryStore::new();
+        let keys = KeyBuilder::new(KeyVersion::V3, &["driver_id".into()], "proj");
+        let trips = view("trips", &["count", "best"]);
+        let rating = view("rating", &["stars"]);
+        let key = |id| keys.redis_key(&[KeyValue::Int64(id)]);
+        // even drivers have trips; every third driver a rating, stored null
+        let trip_rows: Vec<OnlineRow> = (0..50)
+            .step_by(2)
+            .map(|id| OnlineRow {
+                key: key(id),
+                event_time: EventTime::from_micros(id * 1_000_000),
+                created: None,
+                values: vec![int64(id * 10), int64(-id)],
+                batch_row: 0,
+            })
+            .collect();
+        let rating_rows: Vec<OnlineRow> = (0..50)
+            .step_by(3)
+            .map(|id| OnlineRow {
+                key: key(id),
+                event_time: EventTime::from_micros(7_000_000),
+                created: None,
+                values: vec![Vec::new()],
+                batch_row: 0,
+            })
+            .collect();
+        store
+            .write(&ViewFields::of(&trips), &trip_rows)
+            .await
+            .unwrap();
+        store
+            .write(&ViewFields::of(&rating), &rating_rows)
+            .await
+            .unwrap();
+
+        let ids: Vec<i64> = (0..50).rev().collect();
+        let entities: Vec<EntityRow> = ids
+            .iter()
+            .map(|id| EntityRow {
+                values: vec![KeyValue::Int64(*id)],
+            })
+            .collect();
+        let views = [
+            (&trips, vec!["best".to_string(), "count".to_string()]),
+            (&rating, vec!["stars".to_string()]),
+        ];
+        assert!(entities.len() > read_chunk(entities.len()));
+        let json = get_online_features(
+            &store,
+            &keys,
+            &["driver_id".into()],
+            &views,
+            &entities,
+            &[],
+            ResponseStyle::default(),
+        )
+        .await
+        .unwrap();
+        let answer = OnlineResponse::from_json(&json).unwrap();
+
+        let names = &answer.metadata.feature_names;
+        assert_eq!(names, &["driver_id", "best", "count", "stars"]);
+        let column = |i: usize| &answer.results[i];
+        for (row, id) in ids.iter().enumerate() {
+            assert_eq!(column(0).values[row], serde_json::json!(id));
+            let (best, count) = (&column(1), &column(2));
+            if id % 2 == 0 {
+                assert_eq!(best.values[row], serde_json::json!(-id));
+                assert_eq!(count.values[row], serde_json::json!(id * 10));
+                assert_eq!(count.statuses[row], "PRESENT");
+                let time = EventTime::from_micros(id * 1_000_000).to_rfc3339();
+                assert_eq!(count.event_timestamps[row], time);
+            } else {
+                assert_eq!(best.values[row], serde_json::Value::Null);
+                assert_eq!(best.statuses[row], "NOT_FOUND");
+                assert_eq!(best.event_timestamps[row], "1970-01-01T00:00:00Z");
+            }
+            let stars = column(3);
+            assert_eq!(stars.values[row], serde_json::Value::Null);
+            let status = if id % 3 == 0 {
+                "NULL_VALUE"
+            } else {
+                "NOT_FOUND"
+            };
+            assert_eq!(stars.statuses[row], status, "driver {id}");
+        }
     }
 }

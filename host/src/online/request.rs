@@ -2,8 +2,8 @@
 //! keys, and entity values typed by the entities' declared types.
 
 use super::{
-    EntityRow, FeatureRef, KeyBuilder, KeyValue, KeyVersion, OnlineResponse, OnlineStore,
-    ResponseStyle, get_online_features,
+    EchoedColumn, EntityRow, FeatureRef, KeyBuilder, KeyValue, KeyVersion, OnlineResponse,
+    OnlineStore, ResponseStyle, get_online_features,
 };
 use crate::repo::{FeatureRepo, FeatureView, JoinKey};
 use crate::types::ScalarType;
@@ -66,14 +66,16 @@ impl<'a> OnlineRequest<'a> {
         Ok(Self { views, join_keys })
     }
 
-    /// Reads entity rows given as text values in join-key order.
-    pub async fn read(
+    /// Reads entity rows given as text values in join-key order; the answer
+    /// is Feast's JSON, with `echoed` after the join keys.
+    pub async fn read_json(
         &self,
         repo: &FeatureRepo,
         store: &dyn OnlineStore,
         rows: &[Vec<String>],
+        echoed: &[EchoedColumn],
         style: ResponseStyle,
-    ) -> anyhow::Result<OnlineResponse> {
+    ) -> anyhow::Result<Vec<u8>> {
         let entities = rows
             .iter()
             .map(|values| {
@@ -88,7 +90,20 @@ impl<'a> OnlineRequest<'a> {
         let names: Vec<String> = self.join_keys.iter().map(|k| k.name.clone()).collect();
         let version = repo.config.key_version().unwrap_or(KeyVersion::V3);
         let keys = KeyBuilder::new(version, &names, repo.project());
-        Ok(get_online_features(store, &keys, &names, &self.views, &entities, style).await?)
+        let views = &self.views;
+        Ok(get_online_features(store, &keys, &names, views, &entities, echoed, style).await?)
+    }
+
+    /// [`Self::read_json`], typed.
+    pub async fn read(
+        &self,
+        repo: &FeatureRepo,
+        store: &dyn OnlineStore,
+        rows: &[Vec<String>],
+        style: ResponseStyle,
+    ) -> anyhow::Result<OnlineResponse> {
+        let json = self.read_json(repo, store, rows, &[], style).await?;
+        OnlineResponse::from_json(&json).context("reading back fvhost's own answer")
     }
 }
 

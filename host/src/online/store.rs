@@ -50,7 +50,8 @@ pub struct GuardedUpdate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HashRead {
     pub key: Vec<u8>,
-    pub fields: Vec<Vec<u8>>,
+    /// Shared: a request reads the same fields of many keys.
+    pub fields: std::sync::Arc<[Vec<u8>]>,
 }
 
 /// Outcome of one write.

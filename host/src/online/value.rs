@@ -183,77 +183,136 @@ pub enum ValueDecodeError {
     UnknownField(u32),
     #[error("string value is not UTF-8")]
     Utf8,
+    #[error("writing JSON: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 /// Decodes a stored `Value` into JSON, as Feast's feature server returns it.
 /// An empty message (Feast's null) is JSON `null`, and so is Feast's
-/// not-a-time timestamp.
+/// not-a-time timestamp. [`write_json`] writes the same JSON as text.
 pub fn decode_to_json(bytes: &[u8]) -> Result<serde_json::Value, ValueDecodeError> {
+    let mut text = Vec::with_capacity(bytes.len() * 2 + 4);
+    write_json(bytes, &mut text)?;
+    Ok(serde_json::from_slice(&text)?)
+}
+
+/// Whether [`write_json`] wrote a value or `null`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Value,
+    Null,
+}
+
+/// Appends a stored `Value` to `out` as JSON text, as Feast's feature server
+/// returns it (`null` for Feast's null, its not-a-time timestamp, and a
+/// float that is not finite). Answers are written with it straight from the
+/// stored bytes, without building JSON values in between. On an error,
+/// `out` is left as it was.
+pub fn write_json(bytes: &[u8], out: &mut Vec<u8>) -> Result<Written, ValueDecodeError> {
+    let start = out.len();
+    let written = write_value(bytes, out);
+    if written.is_err() {
+        out.truncate(start);
+    }
+    written
+}
+
+fn write_value(bytes: &[u8], out: &mut Vec<u8>) -> Result<Written, ValueDecodeError> {
     let mut reader = Reader::new(bytes);
     let Some((number, field)) = reader.next_field()? else {
-        return Ok(serde_json::Value::Null);
+        return Ok(write_null(out));
     };
     match (number, field) {
-        (11..=18, Field::Bytes(body)) => decode_list(number - 10, body),
-        (19, _) => Ok(serde_json::Value::Null),
+        (11..=18, Field::Bytes(body)) => {
+            write_list(number - 10, body, out).map(|()| Written::Value)
+        }
+        (19, _) => Ok(write_null(out)),
         // Feast writes a null event time it read through pandas (NaT) as
         // the smallest int64; its readers, and fvhost's, read that as null.
-        (8, Field::Varint(v)) if v as i64 == NULL_TIMESTAMP => Ok(serde_json::Value::Null),
-        (n, field) => scalar_to_json(n, field),
+        (8, Field::Varint(v)) if v as i64 == NULL_TIMESTAMP => Ok(write_null(out)),
+        (n, field) => write_scalar(n, field, out),
     }
 }
 
-fn scalar_to_json(number: u32, field: Field<'_>) -> Result<serde_json::Value, ValueDecodeError> {
-    use serde_json::Value as J;
-    Ok(match (number, field) {
-        (1, Field::Bytes(b)) => J::String(base64::engine::general_purpose::STANDARD.encode(b)),
-        (2, Field::Bytes(b)) => J::String(
-            std::str::from_utf8(b)
-                .map_err(|_| ValueDecodeError::Utf8)?
-                .to_string(),
-        ),
-        (3, Field::Varint(v)) => J::from(v as i32),
-        (4 | 8, Field::Varint(v)) => J::from(v as i64),
-        (5, Field::Fixed64(b)) => float_json(f64::from_le_bytes(b)),
-        (6, Field::Fixed32(b)) => float_json(f64::from(f32::from_le_bytes(b))),
-        (7, Field::Varint(v)) => J::Bool(v != 0),
+fn write_null(out: &mut Vec<u8>) -> Written {
+    out.extend_from_slice(b"null");
+    Written::Null
+}
+
+fn write_scalar(
+    number: u32,
+    field: Field<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Written, ValueDecodeError> {
+    match (number, field) {
+        (1, Field::Bytes(b)) => {
+            // The base64 alphabet needs no JSON escapes.
+            out.push(b'"');
+            out.extend_from_slice(
+                base64::engine::general_purpose::STANDARD
+                    .encode(b)
+                    .as_bytes(),
+            );
+            out.push(b'"');
+        }
+        (2, Field::Bytes(b)) => {
+            let text = std::str::from_utf8(b).map_err(|_| ValueDecodeError::Utf8)?;
+            serde_json::to_writer(&mut *out, text)?;
+        }
+        (3, Field::Varint(v)) => serde_json::to_writer(&mut *out, &(v as i32))?,
+        (4 | 8, Field::Varint(v)) => serde_json::to_writer(&mut *out, &(v as i64))?,
+        (5, Field::Fixed64(b)) => return write_float(f64::from_le_bytes(b), out),
+        (6, Field::Fixed32(b)) => return write_float(f64::from(f32::from_le_bytes(b)), out),
+        (7, Field::Varint(v)) => out.extend_from_slice(if v != 0 { b"true" } else { b"false" }),
         (n, _) => return Err(ValueDecodeError::UnknownField(n)),
-    })
+    }
+    Ok(Written::Value)
 }
 
-fn float_json(v: f64) -> serde_json::Value {
-    serde_json::Number::from_f64(v)
-        .map(serde_json::Value::Number)
-        .unwrap_or(serde_json::Value::Null)
+/// A float as serde_json prints it; `null` when it is not finite (JSON has
+/// no NaN or infinity).
+fn write_float(v: f64, out: &mut Vec<u8>) -> Result<Written, ValueDecodeError> {
+    if !v.is_finite() {
+        return Ok(write_null(out));
+    }
+    serde_json::to_writer(&mut *out, &v)?;
+    Ok(Written::Value)
 }
 
-fn decode_list(item: u32, body: &[u8]) -> Result<serde_json::Value, ValueDecodeError> {
-    let mut items = Vec::new();
+fn write_list(item: u32, body: &[u8], out: &mut Vec<u8>) -> Result<(), ValueDecodeError> {
+    out.push(b'[');
+    let first = out.len();
+    let next = |out: &mut Vec<u8>, field| {
+        if out.len() > first {
+            out.push(b',');
+        }
+        write_scalar(item, field, out).map(|_| ())
+    };
     let mut reader = Reader::new(body);
     while let Some((_, field)) = reader.next_field()? {
         match (item, field) {
-            (1 | 2, field) => items.push(scalar_to_json(item, field)?),
             (3 | 4 | 7 | 8, Field::Bytes(packed)) => {
                 let mut packed = Reader::new(packed);
                 while !packed.is_empty() {
-                    items.push(scalar_to_json(item, Field::Varint(packed.varint()?))?);
+                    next(out, Field::Varint(packed.varint()?))?;
                 }
             }
             (5, Field::Bytes(packed)) => {
                 for chunk in packed.chunks_exact(8) {
                     let mut b = [0u8; 8];
                     b.copy_from_slice(chunk);
-                    items.push(scalar_to_json(5, Field::Fixed64(b))?);
+                    next(out, Field::Fixed64(b))?;
                 }
             }
             (6, Field::Bytes(packed)) => {
                 for chunk in packed.chunks_exact(4) {
                     let b = [chunk[0], chunk[1], chunk[2], chunk[3]];
-                    items.push(scalar_to_json(6, Field::Fixed32(b))?);
+                    next(out, Field::Fixed32(b))?;
                 }
             }
-            (_, field) => items.push(scalar_to_json(item, field)?),
+            (_, field) => next(out, field)?,
         }
     }
-    Ok(serde_json::Value::Array(items))
+    out.push(b']');
+    Ok(())
 }

@@ -508,7 +508,7 @@ mod tests {
         let reads: Vec<HashRead> = (0..10)
             .map(|id| HashRead {
                 key: keys.redis_key(&[KeyValue::Int64(id)]),
-                fields: vec![fields.timestamp.clone()],
+                fields: vec![fields.timestamp.clone()].into(),
             })
             .collect();
         let stored = runtime.block_on(store.read(&reads)).unwrap();

@@ -2,16 +2,15 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::body::{BodyLimit, read_json};
 use super::{ApiError, ServerState};
-use crate::online::reader::FeatureColumn;
 use crate::online::request::OnlineRequest;
-use crate::online::timestamp::EventTime;
-use crate::online::{FeatureRef, OnlineResponse, ResponseStyle};
+use crate::online::{EchoedColumn, FeatureRef, ResponseStyle};
 
 #[derive(Debug, Deserialize)]
 pub struct FeaturesRequest {
@@ -53,7 +52,7 @@ pub async fn get_online_features(
     State(state): State<Arc<ServerState>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
-) -> Result<Json<OnlineResponse>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let limit = BodyLimit {
         what: "the /get-online-features body",
         max_bytes: MAX_REQUEST_BYTES,
@@ -94,54 +93,42 @@ pub async fn get_online_features(
         full_feature_names: request.full_feature_names,
         feast_statuses: state.feast_compatible.statuses,
     };
-    let mut response = resolved
-        .read(&state.repo, state.online.store.as_ref(), &rows, style)
+    let echoed = other_entity_columns(&request.entities, &resolved, &state.repo, rows.len());
+    let store = state.online.store.as_ref();
+    let json = resolved
+        .read_json(&state.repo, store, &rows, &echoed, style)
         .await
         .map_err(|e| ApiError::of(&e))?;
-    echo_other_entity_columns(
-        &mut response,
-        &request.entities,
-        &resolved,
-        &state.repo,
-        rows.len(),
-    );
-    Ok(Json(response))
+    Ok(([(CONTENT_TYPE, "application/json")], json))
 }
 
 /// Entity lists for join keys of the repo's other entities come back as
 /// columns after the requested views' join keys, as Feast echoes them
 /// (Feast drops lists that name no join key at all, and so does fvhost).
-fn echo_other_entity_columns(
-    response: &mut OnlineResponse,
+fn other_entity_columns(
     entities: &serde_json::Map<String, serde_json::Value>,
     request: &OnlineRequest<'_>,
     repo: &crate::repo::FeatureRepo,
     rows: usize,
-) {
+) -> Vec<EchoedColumn> {
     let is_join_key = |name: &str| {
         repo.entities
             .iter()
             .any(|e| e.join_keys.iter().any(|k| k == name))
     };
-    let others = entities.iter().filter(|(name, _)| {
-        !request.join_keys.iter().any(|key| &key.name == *name) && is_join_key(name)
-    });
-    let mut at = request.join_keys.len();
-    for (name, values) in others {
-        let Some(values) = values.as_array().filter(|v| v.len() == rows) else {
-            continue;
-        };
-        response.metadata.feature_names.insert(at, name.clone());
-        response.results.insert(
-            at,
-            FeatureColumn {
+    entities
+        .iter()
+        .filter(|(name, _)| {
+            !request.join_keys.iter().any(|key| &key.name == *name) && is_join_key(name)
+        })
+        .filter_map(|(name, values)| {
+            let values = values.as_array().filter(|v| v.len() == rows)?;
+            Some(EchoedColumn {
+                name: name.clone(),
                 values: values.clone(),
-                statuses: vec!["PRESENT"; rows],
-                event_timestamps: vec![EventTime::EPOCH.to_rfc3339(); rows],
-            },
-        );
-        at += 1;
-    }
+            })
+        })
+        .collect()
 }
 
 /// `{"driver_id": [1, 2]}` as rows of text values in join-key order.

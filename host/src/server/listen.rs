@@ -73,6 +73,11 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        // Answers go out whole: no waiting on Nagle's algorithm for the
+        // acknowledgement of an earlier piece.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
         let service = TowerToHyperService::new(router.clone());
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);

@@ -463,7 +463,7 @@ impl OnlineStore for RedisStore {
 fn hmget(read: &HashRead) -> redis::Cmd {
     let mut call = redis::cmd("HMGET");
     call.arg(&read.key);
-    for field in &read.fields {
+    for field in read.fields.iter() {
         call.arg(field);
     }
     call
