@@ -808,6 +808,62 @@ fn start_serve_with(repo: &TestRepo, redis: &RedisServer, extra: &[&str]) -> (Se
     (server, port)
 }
 
+/// `serve` answers from the repo as it is on disk: a feature service added
+/// to the definitions is served once the file holds still; a broken edit
+/// leaves the repo served before; `--no-watch` keeps the repo of the start.
+#[test]
+fn serve_reloads_the_repo_when_its_files_change() {
+    let repo = TestRepo::new("batch_http_reload", DEFINITIONS);
+    let redis = RedisServer::start().unwrap();
+    let (_watching, port) = start_serve(&repo, &redis);
+    let (_fixed, fixed_port) = start_serve_with(&repo, &redis, &["--no-watch"]);
+    let by_service = serde_json::json!({
+        "entities": {"driver_id": [1001]},
+        "feature_service": "driver_activity"
+    });
+    let read = |port| http(port, "POST", "/get-online-features", Some(&by_service));
+    let (status, body) = read(port);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("no feature service `driver_activity`"),
+        "{body}"
+    );
+
+    std::fs::write(
+        repo.path().join("definitions.yaml"),
+        format!(
+            "{DEFINITIONS}feature_services:\n  - name: driver_activity\n    features:\n      - {{view: driver_hourly_stats, features: [avg_daily_trips]}}\n"
+        ),
+    )
+    .unwrap();
+    wait_for(
+        "serve to answer from the changed repo",
+        Duration::from_secs(15),
+        || read(port).0 == 200,
+    );
+    let (_, body) = read(port);
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        answer["metadata"]["feature_names"],
+        serde_json::json!(["driver_id", "avg_daily_trips"]),
+        "{body}"
+    );
+    assert_eq!(
+        read(fixed_port).0,
+        400,
+        "--no-watch serves the repo of the start"
+    );
+
+    // A broken edit is not served: the repo loaded before stays.
+    std::fs::write(repo.path().join("definitions.yaml"), "feature_views: [").unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let (status, body) = read(port);
+    assert_eq!(
+        status, 200,
+        "the repo served before a broken edit stays: {body}"
+    );
+}
+
 #[test]
 fn the_http_server_rides_out_a_redis_restart_and_says_503_while_redis_is_down() {
     let repo = TestRepo::new(

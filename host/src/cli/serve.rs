@@ -1,10 +1,11 @@
-//! `fvhost serve`: Feast's feature-server routes (`/push`, `/get-online-features`).
+//! `fvhost serve`: Feast's feature-server routes (`/push`, `/get-online-features`),
+//! answered from the repo as it is on disk (see [`crate::server::reload`]).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use super::RepoArgs;
-use crate::server::{ServerState, serve as serve_http};
+use crate::server::{ServerState, reload, serve as serve_http};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -32,6 +33,11 @@ pub struct ServeArgs {
     /// join key, as Feast does (1003.5 is 1003, true is 1), instead of refusing it.
     #[arg(long)]
     pub feast_key_coercion: bool,
+    /// Answer from the repo as loaded at start, even when its files change
+    /// (by default the repo is loaded again once changed files hold still
+    /// for a second, as Feast's server refreshes its registry).
+    #[arg(long)]
+    pub no_watch: bool,
     /// Threads answering requests (default: one per core). One thread
     /// answers a lone client about 10% sooner (no hand-offs between
     /// threads); more threads answer more clients at once.
@@ -48,9 +54,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         statuses: args.feast_statuses,
         key_coercion: args.feast_key_coercion,
     };
-    serve_http(state, args.listen, async {
+    let state = std::sync::Arc::new(state);
+    let watch = (!args.no_watch).then(|| reload::spawn_repo_watch(std::sync::Arc::clone(&state)));
+    let served = serve_http(state, args.listen, async {
         let _ = super::run::stop_signal().await;
     })
-    .await?;
+    .await;
+    if let Some(watch) = watch {
+        watch.abort();
+    }
+    served?;
     Ok(ExitCode::SUCCESS)
 }

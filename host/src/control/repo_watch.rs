@@ -1,6 +1,7 @@
 //! `fvhost run --watch`: applies a tenant's repo when its files change, the
 //! way `fvhost apply --live` does, so editing a definition or rebuilding a
-//! module is enough.
+//! module is enough. [`ChangeDetector`] is shared with `serve`, which
+//! reloads the repo it answers from the same way.
 //!
 //! The watcher polls (no platform file-notification API needed): every
 //! interval it fingerprints the repo's YAML files and the modules its views
@@ -25,31 +26,60 @@ pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// What the watcher compares: each file's size and modification time.
 type Fingerprint = BTreeMap<PathBuf, (u64, Option<SystemTime>)>;
 
+/// Tells when a repo's files have changed and held still: looked at every
+/// [`WATCH_INTERVAL`], a change counts once two looks in a row agree, so a
+/// file caught half-written is not loaded. `run --watch` and `serve` share it.
+pub struct ChangeDetector {
+    handled: Fingerprint,
+    pending: Option<Fingerprint>,
+}
+
+impl ChangeDetector {
+    /// Starts from the files of `repo` as they are now.
+    pub fn new(repo: &FeatureRepo) -> Self {
+        Self {
+            handled: fingerprint(repo),
+            pending: None,
+        }
+    }
+
+    /// Looks at the files of `repo` now: true when they differ from the
+    /// last handled state and are the same as at the previous look.
+    pub fn settled_change(&mut self, repo: &FeatureRepo) -> bool {
+        let now = fingerprint(repo);
+        if now == self.handled {
+            self.pending = None;
+            return false;
+        }
+        if self.pending.as_ref() != Some(&now) {
+            // Changed since the last look: wait for it to hold still.
+            self.pending = Some(now);
+            return false;
+        }
+        self.pending = None;
+        true
+    }
+
+    /// Marks the files as they are now as handled, loaded or refused: the
+    /// repo loaded may name other modules, watched from here on.
+    pub fn handled(&mut self, repo: &FeatureRepo) {
+        self.handled = fingerprint(repo);
+    }
+}
+
 /// Watches `deployer`'s repo until `shutdown` turns true.
 pub fn spawn(deployer: Arc<Deployer>, mut shutdown: watch::Receiver<bool>) {
     tokio::spawn(async move {
-        let mut applied = fingerprint(&deployer.repo());
-        let mut pending: Option<Fingerprint> = None;
+        let mut changes = ChangeDetector::new(&deployer.repo());
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(WATCH_INTERVAL) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
-            let now = fingerprint(&deployer.repo());
-            if now == applied {
-                pending = None;
-                continue;
+            if changes.settled_change(&deployer.repo()) {
+                apply(&deployer).await;
+                changes.handled(&deployer.repo());
             }
-            if pending.as_ref() != Some(&now) {
-                // Changed since the last look: wait for it to hold still.
-                pending = Some(now);
-                continue;
-            }
-            pending = None;
-            apply(&deployer).await;
-            // Applied or refused, this state of the files has had its turn;
-            // what applying loaded may name other modules: watch those from here.
-            applied = fingerprint(&deployer.repo());
         }
     });
 }

@@ -36,7 +36,7 @@ fn default_key_version() -> u32 {
 }
 
 /// The `online_store` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OnlineStoreConfig {
     #[serde(rename = "type")]

@@ -60,9 +60,9 @@ pub async fn get_online_features(
     };
     let request: FeaturesRequest =
         read_json(body, &headers, limit, "a get-online-features request").await?;
-    let features = request
-        .feature_names(&state.repo)
-        .map_err(ApiError::bad_request)?;
+    let served = state.served();
+    let repo = &served.repo;
+    let features = request.feature_names(repo).map_err(ApiError::bad_request)?;
     let mut seen = std::collections::HashSet::new();
     if let Some(duplicate) = features.iter().find(|f| !seen.insert(f.as_str())) {
         return Err(ApiError::bad_request(format!(
@@ -74,7 +74,7 @@ pub async fn get_online_features(
         .map(|f| FeatureRef::parse(f))
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::bad_request)?;
-    let resolved = OnlineRequest::new(&state.repo, &refs).map_err(ApiError::bad_request)?;
+    let resolved = OnlineRequest::new(repo, &refs).map_err(ApiError::bad_request)?;
     let coercion = state.feast_compatible.key_coercion;
     let rows =
         entity_rows(&request.entities, &resolved, coercion).map_err(ApiError::bad_request)?;
@@ -93,10 +93,10 @@ pub async fn get_online_features(
         full_feature_names: request.full_feature_names,
         feast_statuses: state.feast_compatible.statuses,
     };
-    let echoed = other_entity_columns(&request.entities, &resolved, &state.repo, rows.len());
+    let echoed = other_entity_columns(&request.entities, &resolved, repo, rows.len());
     let store = state.online.store.as_ref();
     let json = resolved
-        .read_json(&state.repo, store, &rows, &echoed, style)
+        .read_json(repo, store, &rows, &echoed, style)
         .await
         .map_err(|e| ApiError::of(&e))?;
     Ok(([(CONTENT_TYPE, "application/json")], json))

@@ -9,6 +9,7 @@ mod features;
 pub mod listen;
 pub mod metrics;
 mod push;
+pub mod reload;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,10 +29,8 @@ use axum::routing::{get, post};
 
 /// What the handlers share.
 pub struct ServerState {
-    pub repo: FeatureRepo,
-    pub push_targets: HashMap<String, PushTarget>,
-    /// Per view, the target of `/write-to-online-store` (or why it has none).
-    pub direct_targets: HashMap<String, Result<PushTarget, String>>,
+    /// The repo as served now; see [`ServerState::reload`].
+    served: std::sync::RwLock<Arc<ServedRepo>>,
     pub online: OnlineConnection,
     /// Largest `/push` body read.
     pub max_push_bytes: usize,
@@ -39,6 +38,52 @@ pub struct ServerState {
     pub feast_compatible: FeastCompatibility,
     /// Requests served, by route and status, for `GET /metrics`.
     pub requests: metrics::RequestMetrics,
+    /// What push targets are built with, again on a reload.
+    engine: TransformEngine,
+    cache: ModuleCache,
+}
+
+/// The repo as `serve` answers from it: its definitions and the push
+/// targets built from them, replaced whole when the repo changes on disk.
+pub struct ServedRepo {
+    pub repo: FeatureRepo,
+    pub push_targets: HashMap<String, PushTarget>,
+    /// Per view, the target of `/write-to-online-store` (or why it has none).
+    pub direct_targets: HashMap<String, Result<PushTarget, String>>,
+}
+
+impl ServedRepo {
+    /// Builds the push targets of `repo` (compiling the modules of push
+    /// sources' views, or loading them from the cache).
+    pub fn build(
+        repo: FeatureRepo,
+        engine: &TransformEngine,
+        cache: &ModuleCache,
+    ) -> anyhow::Result<Self> {
+        let mut push_targets = HashMap::new();
+        for source in repo
+            .sources
+            .iter()
+            .filter(|s| matches!(s.kind, SourceKind::Push { .. }))
+        {
+            let target = PushTarget::new(&repo, &source.name, engine, cache, &Limits::default())?;
+            push_targets.insert(source.name.clone(), target);
+        }
+        let direct_targets = repo
+            .views
+            .iter()
+            .map(|view| {
+                let target = PushTarget::direct(&repo, &view.name, engine, cache)
+                    .map_err(|e| format!("{e:#}"));
+                (view.name.clone(), target)
+            })
+            .collect();
+        Ok(Self {
+            repo,
+            push_targets,
+            direct_targets,
+        })
+    }
 }
 
 /// Switches to Feast 0.67's behaviour where fvhost deliberately differs
@@ -70,36 +115,40 @@ impl ServerState {
     ) -> anyhow::Result<Self> {
         let engine = TransformEngine::new()?;
         let cache = ModuleCache::new(default_dir());
-        let mut push_targets = HashMap::new();
-        for source in repo
-            .sources
-            .iter()
-            .filter(|s| matches!(s.kind, SourceKind::Push { .. }))
-        {
-            let target = PushTarget::new(&repo, &source.name, &engine, &cache, &Limits::default())?;
-            push_targets.insert(source.name.clone(), target);
-        }
-        let direct_targets = repo
-            .views
-            .iter()
-            .map(|view| {
-                let target = PushTarget::direct(&repo, &view.name, &engine, &cache)
-                    .map_err(|e| format!("{e:#}"));
-                (view.name.clone(), target)
-            })
-            .collect();
-        let online = OnlineConnection::open_waiting(&repo.config.online_store, redis_url, replicas)
-            .await
-            .context("connecting to the Redis online store")?;
+        let served = ServedRepo::build(repo, &engine, &cache)?;
+        let online =
+            OnlineConnection::open_waiting(&served.repo.config.online_store, redis_url, replicas)
+                .await
+                .context("connecting to the Redis online store")?;
         Ok(Self {
-            repo,
-            push_targets,
-            direct_targets,
+            served: std::sync::RwLock::new(Arc::new(served)),
             online,
             max_push_bytes: DEFAULT_MAX_PUSH_BYTES,
             feast_compatible: FeastCompatibility::default(),
             requests: metrics::RequestMetrics::default(),
+            engine,
+            cache,
         })
+    }
+
+    /// The repo as served now. A request keeps the one it began with.
+    pub fn served(&self) -> Arc<ServedRepo> {
+        let served = self.served.read().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(&served)
+    }
+
+    /// Serves `repo` from the next request on, once its push targets are
+    /// built; on an error the repo served so far stays. The online store
+    /// stays the one `serve` connected to at start.
+    pub fn reload(&self, repo: FeatureRepo) -> anyhow::Result<()> {
+        if repo.config.online_store != self.served().repo.config.online_store {
+            tracing::warn!(
+                "the repo's online_store changed; serve keeps the store it connected to at start (restart it to connect to the new one)"
+            );
+        }
+        let served = ServedRepo::build(repo, &self.engine, &self.cache)?;
+        *self.served.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(served);
+        Ok(())
     }
 }
 
@@ -156,7 +205,7 @@ async fn serve_metrics(
 
 /// Serves until `shutdown` resolves.
 pub async fn serve(
-    state: ServerState,
+    state: Arc<ServerState>,
     address: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -164,13 +213,7 @@ pub async fn serve(
         .await
         .with_context(|| format!("binding {address}"))?;
     tracing::info!(address = %listener.local_addr()?, "serving /push, /get-online-features, /health and /ready");
-    listen::serve(
-        listener,
-        router(Arc::new(state)),
-        listen::Bounds::default(),
-        shutdown,
-    )
-    .await;
+    listen::serve(listener, router(state), listen::Bounds::default(), shutdown).await;
     Ok(())
 }
 

@@ -34,7 +34,8 @@ pub async fn push(
         discard_excess: true,
     };
     let request: PushRequest = read_json(body, &headers, limit, "a push request").await?;
-    let target = state
+    let served = state.served();
+    let target = served
         .push_targets
         .get(&request.push_source_name)
         .ok_or_else(|| {
@@ -43,13 +44,14 @@ pub async fn push(
                 request.push_source_name
             ))
         })?;
-    push_df(&state, target, &request.df, request.to).await
+    push_df(&state, &served.repo, target, &request.df, request.to).await
 }
 
 /// A request's column-oriented rows through `target`: integers checked
 /// exact, cast to the declared types, pushed; the summary or the error.
 async fn push_df(
     state: &ServerState,
+    repo: &crate::repo::FeatureRepo,
     target: &PushTarget,
     df: &serde_json::Map<String, serde_json::Value>,
     to: PushTo,
@@ -57,15 +59,15 @@ async fn push_df(
     refuse_inexact_integers(df, &target.declared_types()).map_err(ApiError::bad_request)?;
     let batch = columns_to_batch(df).map_err(ApiError::bad_request)?;
     let summary = target
-        .push(&state.repo, batch, to, Some(&state.online))
+        .push(repo, batch, to, Some(&state.online))
         .await
         .map_err(|e| ApiError::of(&e))?;
     Ok(Json(summary))
 }
 
 /// Feast's `write_to_online_store` request: a view's own rows. Its
-/// `allow_registry_cache` is accepted and ignored (fvhost reads its repo
-/// once, at start).
+/// `allow_registry_cache` is accepted and ignored (`serve` answers from the
+/// repo as last loaded; it reloads it when its files change).
 #[derive(Debug, Deserialize)]
 pub struct WriteRequest {
     pub feature_view_name: String,
@@ -85,7 +87,8 @@ pub async fn write_to_online_store(
         discard_excess: true,
     };
     let request: WriteRequest = read_json(body, &headers, limit, "a write request").await?;
-    let target = match state.direct_targets.get(&request.feature_view_name) {
+    let served = state.served();
+    let target = match served.direct_targets.get(&request.feature_view_name) {
         None => {
             return Err(ApiError::bad_request(format!(
                 "no feature view `{}` in the repo",
@@ -95,7 +98,7 @@ pub async fn write_to_online_store(
         Some(Err(why)) => return Err(ApiError::bad_request(why)),
         Some(Ok(target)) => target,
     };
-    push_df(&state, target, &request.df, PushTo::Online).await
+    push_df(&state, &served.repo, target, &request.df, PushTo::Online).await
 }
 
 /// JSON numbers beyond ±2^53 that are not exact integers lost their digits
