@@ -896,7 +896,8 @@ fn the_http_server_rides_out_a_redis_restart_and_says_503_while_redis_is_down() 
         status, 503,
         "the store's outage is the server's trouble: {body}"
     );
-    assert!(body.starts_with("{\"error\":\"redis read failed"), "{body}");
+    let at = format!("redis read from --redis {} failed", redis.url());
+    assert!(body.starts_with(&format!("{{\"error\":\"{at}")), "{body}");
     let (status, body) = http(port, "GET", "/ready", None);
     assert_eq!(status, 503, "{body}");
     assert_eq!(

@@ -32,7 +32,9 @@ impl OnlineConnection {
         replicas: ReplicaWait,
     ) -> Result<Self, redis::RedisError> {
         let redis = RedisConnection::open(config, url_override).await?;
-        let store = RedisStore::new(redis.clone(), config).waiting_for(replicas);
+        let store = RedisStore::new(redis.clone(), config)
+            .waiting_for(replicas)
+            .named(super::redis::target_name(config, url_override));
         if replicas.replicas > 0 {
             match store.replicas_now().await {
                 Ok(now) if now < i64::from(replicas.replicas) => tracing::warn!(

@@ -74,10 +74,18 @@ impl std::ops::AddAssign for WriteStats {
 /// the write is retried (newer-wins makes a repeated write harmless).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("redis write failed: {0}")]
-    RedisWrite(#[source] redis::RedisError),
-    #[error("redis read failed: {0}")]
-    RedisRead(#[source] redis::RedisError),
+    #[error("redis write to {at} failed: {source}")]
+    RedisWrite {
+        /// The deployment written to (its nodes, never its password).
+        at: std::sync::Arc<str>,
+        source: redis::RedisError,
+    },
+    #[error("redis read from {at} failed: {source}")]
+    RedisRead {
+        /// The deployment read from (its nodes, never its password).
+        at: std::sync::Arc<str>,
+        source: redis::RedisError,
+    },
     #[error("redis reply has {found} results for {expected} keys")]
     RedisReply { expected: usize, found: usize },
     #[error("redis write reached {acknowledged} replicas of the {wanted} it must wait for")]

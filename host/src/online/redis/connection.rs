@@ -48,12 +48,13 @@ impl RedisConnection {
         let redis_type = RedisType::parse(&config.redis_type).map_err(invalid_config)?;
         let options = ConnectionString::parse(&config.connection_string).map_err(invalid_config)?;
         let tls = NodeTls::from_options(&options)?;
-        let (nodes, named) = match url_override {
+        let named = target_name(config, url_override);
+        let nodes = match url_override {
             Some(url) => {
                 let node = redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| {
                     invalid_config(format!("--redis `{url}` is not a redis:// URL ({e})"))
                 })?;
-                (vec![node], format!("--redis {}", node_name(url)))
+                vec![node]
             }
             None => {
                 let settings = options.redis_settings();
@@ -62,21 +63,12 @@ impl RedisConnection {
                     RedisType::Sentinel => None,
                     _ => tls.as_deref(),
                 };
-                let nodes = options
+                options
                     .addresses()
                     .map_err(invalid_config)?
                     .into_iter()
                     .map(|(host, port)| node_info(&host, port, &settings, node_tls))
-                    .collect::<RedisResult<Vec<_>>>()?;
-                let named = match redis_type {
-                    RedisType::Sentinel => format!(
-                        "sentinels {} (master `{}`)",
-                        options.nodes.join(","),
-                        config.sentinel_master.as_deref().unwrap_or("mymaster")
-                    ),
-                    _ => options.nodes.join(","),
-                };
-                (nodes, named)
+                    .collect::<RedisResult<Vec<_>>>()?
             }
         };
         let opened = match redis_type {
@@ -228,6 +220,24 @@ fn node_config() -> redis::AsyncConnectionConfig {
 }
 
 /// A URL without its credentials, to name it in messages.
+/// The deployment `config` (or `url_override`) names, for messages: its
+/// nodes, or sentinels and master name; never a password.
+pub fn target_name(config: &OnlineStoreConfig, url_override: Option<&str>) -> String {
+    if let Some(url) = url_override {
+        return format!("--redis {}", node_name(url));
+    }
+    let nodes = ConnectionString::parse(&config.connection_string)
+        .map(|options| options.nodes.join(","))
+        .unwrap_or_else(|_| "the connection string's nodes".into());
+    match RedisType::parse(&config.redis_type) {
+        Ok(RedisType::Sentinel) => format!(
+            "sentinels {nodes} (master `{}`)",
+            config.sentinel_master.as_deref().unwrap_or("mymaster")
+        ),
+        _ => nodes,
+    }
+}
+
 fn node_name(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {

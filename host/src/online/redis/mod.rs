@@ -25,7 +25,7 @@ use super::rows::OnlineRow;
 use super::store::{GuardedUpdate, HashRead, OnlineStore, StoreError, WriteStats};
 use super::timestamp;
 use crate::repo::OnlineStoreConfig;
-pub use connection::{RESPONSE_TIMEOUT, RedisConnection};
+pub use connection::{RESPONSE_TIMEOUT, RedisConnection, target_name};
 use slots::{SlotGroup, group_by_slot};
 
 const WRITE_SCRIPT: &str = include_str!("script.lua");
@@ -44,6 +44,25 @@ pub struct RedisStore {
     check_newer: bool,
     replicas: ReplicaWait,
     scripts: Arc<Mutex<HashMap<usize, redis::Script>>>,
+    /// The deployment, as errors name it.
+    target: Arc<str>,
+}
+
+/// Makes the store error of a failed read or write, naming the deployment.
+struct Failure {
+    at: Arc<str>,
+    write: bool,
+}
+
+impl Failure {
+    fn of(&self, source: redis::RedisError) -> StoreError {
+        let at = Arc::clone(&self.at);
+        if self.write {
+            StoreError::RedisWrite { at, source }
+        } else {
+            StoreError::RedisRead { at, source }
+        }
+    }
 }
 
 /// Whether a write waits for replicas to hold it before it counts as done
@@ -96,6 +115,27 @@ impl RedisStore {
             check_newer: !config.skip_dedup,
             replicas: ReplicaWait::default(),
             scripts: Arc::default(),
+            target: Arc::from("redis"),
+        }
+    }
+
+    /// Names the deployment in errors (see [`target_name`]).
+    pub fn named(mut self, target: impl Into<Arc<str>>) -> Self {
+        self.target = target.into();
+        self
+    }
+
+    fn read_failed(&self) -> Failure {
+        Failure {
+            at: Arc::clone(&self.target),
+            write: false,
+        }
+    }
+
+    fn write_failed(&self) -> Failure {
+        Failure {
+            at: Arc::clone(&self.target),
+            write: true,
         }
     }
 
@@ -142,11 +182,11 @@ impl RedisStore {
         &self,
         commands: Vec<(u16, redis::Cmd)>,
         script: Option<&redis::Script>,
-        failed: fn(redis::RedisError) -> StoreError,
+        failed: &Failure,
     ) -> Result<Vec<redis::Value>, StoreError> {
         match &self.connection {
             RedisConnection::Cluster(cluster) => {
-                let mut replies = cluster.run(&commands).await.map_err(failed)?;
+                let mut replies = cluster.run(&commands).await.map_err(|e| failed.of(e))?;
                 let unknown: Vec<usize> = (0..replies.len())
                     .filter(|i| lacks_script(&replies[*i]))
                     .collect();
@@ -156,16 +196,16 @@ impl RedisStore {
                         .prepare_invoke()
                         .load_async(&mut connection)
                         .await
-                        .map_err(failed)?;
+                        .map_err(|e| failed.of(e))?;
                     let again: Vec<(u16, redis::Cmd)> =
                         unknown.iter().map(|i| commands[*i].clone()).collect();
-                    let second = cluster.run(&again).await.map_err(failed)?;
+                    let second = cluster.run(&again).await.map_err(|e| failed.of(e))?;
                     for (i, reply) in unknown.into_iter().zip(second) {
                         replies[i] = reply;
                     }
                 }
                 match replies.iter().find_map(server_error) {
-                    Some(error) => Err(failed(error)),
+                    Some(error) => Err(failed.of(error)),
                     None => Ok(replies),
                 }
             }
@@ -186,7 +226,7 @@ impl RedisStore {
         &self,
         pipeline: &redis::Pipeline,
         script: Option<&redis::Script>,
-        failed: fn(redis::RedisError) -> StoreError,
+        failed: &Failure,
     ) -> Result<Vec<redis::Value>, StoreError> {
         let mut connection = self.connection.clone();
         let mut reconnected = false;
@@ -199,17 +239,17 @@ impl RedisStore {
                             == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
                     let Some(script) = script else {
-                        return Err(failed(e));
+                        return Err(failed.of(e));
                     };
                     script
                         .prepare_invoke()
                         .load_async(&mut connection)
                         .await
-                        .map_err(failed)?;
+                        .map_err(|e| failed.of(e))?;
                     loaded = true;
                 }
                 Err(e) if !reconnected && again_after(&e) => reconnected = true,
-                result => return result.map_err(|e| failed(explain(e))),
+                result => return result.map_err(|e| failed.of(explain(e))),
             }
         }
     }
@@ -223,7 +263,7 @@ impl RedisStore {
             .arg(0)
             .query_async(&mut connection)
             .await
-            .map_err(StoreError::RedisRead)
+            .map_err(|e| self.read_failed().of(e))
     }
 
     /// Waits until the configured number of replicas hold every write
@@ -239,7 +279,7 @@ impl RedisStore {
             .arg(self.replicas.timeout.as_millis() as u64)
             .query_async(&mut connection)
             .await
-            .map_err(StoreError::RedisWrite)?;
+            .map_err(|e| self.write_failed().of(e))?;
         if acknowledged < i64::from(wanted) {
             return Err(StoreError::ReplicasBehind {
                 wanted,
@@ -358,9 +398,9 @@ fn server_error(reply: &redis::Value) -> Option<redis::RedisError> {
 /// A reply read as `T`, or the store error saying it was not one.
 fn reply_as<T: redis::FromRedisValue>(
     reply: redis::Value,
-    failed: fn(redis::RedisError) -> StoreError,
+    failed: &Failure,
 ) -> Result<T, StoreError> {
-    redis::from_redis_value(reply).map_err(|e| failed(e.into()))
+    redis::from_redis_value(reply).map_err(|e| failed.of(e.into()))
 }
 
 /// The items at `positions`, borrowed.
@@ -375,6 +415,7 @@ impl OnlineStore for RedisStore {
         fields: &ViewFields,
         rows: &[OnlineRow],
     ) -> Result<WriteStats, StoreError> {
+        let failed = self.write_failed();
         if rows.is_empty() {
             return Ok(WriteStats::default());
         }
@@ -383,12 +424,10 @@ impl OnlineStore for RedisStore {
         let calls = Self::calls_by_slot(&groups, rows, |members| {
             self.write_calls(&script, fields, members)
         });
-        let replies = self
-            .run_commands(calls, Some(&script), StoreError::RedisWrite)
-            .await?;
+        let replies = self.run_commands(calls, Some(&script), &failed).await?;
         let mut written = 0u64;
         for reply in replies {
-            written += reply_as::<u64>(reply, StoreError::RedisWrite)?;
+            written += reply_as::<u64>(reply, &failed)?;
         }
         self.wait_for_replicas().await?;
         Ok(WriteStats {
@@ -398,6 +437,7 @@ impl OnlineStore for RedisStore {
     }
 
     async fn compare_and_set(&self, updates: &[GuardedUpdate]) -> Result<Vec<bool>, StoreError> {
+        let failed = self.write_failed();
         if updates.is_empty() {
             return Ok(Vec::new());
         }
@@ -407,12 +447,10 @@ impl OnlineStore for RedisStore {
         let groups = self.groups(updates.iter().map(|update| update.key.as_slice()));
         let calls =
             Self::calls_by_slot(&groups, updates, |members| self.swap_calls(script, members));
-        let replies = self
-            .run_commands(calls, Some(script), StoreError::RedisWrite)
-            .await?;
+        let replies = self.run_commands(calls, Some(script), &failed).await?;
         let mut flags = Vec::with_capacity(updates.len());
         for reply in replies {
-            flags.extend(reply_as::<Vec<i64>>(reply, StoreError::RedisWrite)?);
+            flags.extend(reply_as::<Vec<i64>>(reply, &failed)?);
         }
         // Calls were made group by group: put each flag back at its update.
         let order = groups.iter().flat_map(|group| &group.positions);
@@ -431,6 +469,7 @@ impl OnlineStore for RedisStore {
     }
 
     async fn read(&self, reads: &[HashRead]) -> Result<Vec<Vec<Option<Vec<u8>>>>, StoreError> {
+        let failed = self.read_failed();
         if reads.is_empty() {
             return Ok(Vec::new());
         }
@@ -438,9 +477,7 @@ impl OnlineStore for RedisStore {
         let calls = Self::calls_by_slot(&groups, reads, |members| {
             members.iter().map(|read| hmget(read)).collect()
         });
-        let replies = self
-            .run_commands(calls, None, StoreError::RedisRead)
-            .await?;
+        let replies = self.run_commands(calls, None, &failed).await?;
         if replies.len() != reads.len() {
             return Err(StoreError::RedisReply {
                 expected: reads.len(),
@@ -453,7 +490,7 @@ impl OnlineStore for RedisStore {
             .flat_map(|group| &group.positions)
             .zip(replies)
         {
-            values[position] = reply_as(reply, StoreError::RedisRead)?;
+            values[position] = reply_as(reply, &failed)?;
         }
         Ok(values)
     }
