@@ -120,9 +120,20 @@ pub async fn get_online_features(
         .chunks(chunk)
         .map(|reads| read(store, reads))
         .collect();
+    let chunked = calls.len() > 1;
     let mut replies = futures::stream::iter(calls).buffered(READS_IN_FLIGHT);
+    let mut first = 0;
     while let Some((expected, replies)) = replies.next().await {
-        let replies = replies?;
+        let replies = replies.map_err(|source| match chunked {
+            false => source,
+            true => StoreError::InChunk {
+                first,
+                end: first + expected,
+                total: reads.len(),
+                source: Box::new(source),
+            },
+        })?;
+        first += expected;
         if replies.len() != expected {
             return Err(StoreError::RedisReply {
                 expected,
@@ -462,5 +473,65 @@ mod tests {
             };
             assert_eq!(stars.statuses[row], status, "driver {id}");
         }
+    }
+
+    /// A store whose reads fail when they include one key.
+    struct FailingOn(Vec<u8>);
+
+    #[async_trait::async_trait]
+    impl OnlineStore for FailingOn {
+        async fn write(
+            &self,
+            _: &ViewFields,
+            _: &[OnlineRow],
+        ) -> Result<crate::online::WriteStats, StoreError> {
+            Ok(Default::default())
+        }
+
+        async fn read(&self, reads: &[HashRead]) -> Result<Vec<Vec<Option<Vec<u8>>>>, StoreError> {
+            match reads.iter().position(|r| r.key == self.0) {
+                Some(at) => Err(StoreError::RedisReply {
+                    expected: at,
+                    found: reads.len(),
+                }),
+                None => Ok(vec![Vec::new(); reads.len()]),
+            }
+        }
+
+        async fn compare_and_set(
+            &self,
+            updates: &[crate::online::GuardedUpdate],
+        ) -> Result<Vec<bool>, StoreError> {
+            Ok(vec![false; updates.len()])
+        }
+    }
+
+    /// A failed chunk's error says which of the request's reads it held.
+    #[tokio::test]
+    async fn a_failed_read_chunk_names_the_reads_it_held() {
+        let keys = KeyBuilder::new(KeyVersion::V3, &["driver_id".into()], "proj");
+        let trips = view("trips", &["count"]);
+        let store = FailingOn(keys.redis_key(&[KeyValue::Int64(20)]));
+        let entities: Vec<EntityRow> = (0..40)
+            .map(|id| EntityRow {
+                values: vec![KeyValue::Int64(id)],
+            })
+            .collect();
+        let views = [(&trips, vec!["count".to_string()])];
+        let error = get_online_features(
+            &store,
+            &keys,
+            &["driver_id".into()],
+            &views,
+            &entities,
+            &[],
+            ResponseStyle::default(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "reads 16..32 of 40 (a reply index below counts from read 16): redis reply has 16 results for 4 keys"
+        );
     }
 }

@@ -86,6 +86,17 @@ pub enum StoreError {
         at: std::sync::Arc<str>,
         source: redis::RedisError,
     },
+    /// A request read in chunks: which reads the failed chunk held (a
+    /// pipeline error's `Index n` counts from the chunk's first read).
+    #[error(
+        "reads {first}..{end} of {total} (a reply index below counts from read {first}): {source}"
+    )]
+    InChunk {
+        first: usize,
+        end: usize,
+        total: usize,
+        source: Box<StoreError>,
+    },
     #[error("redis reply has {found} results for {expected} keys")]
     RedisReply { expected: usize, found: usize },
     #[error("redis write reached {acknowledged} replicas of the {wanted} it must wait for")]
