@@ -112,7 +112,21 @@ pub struct ConnectionString {
     pub ssl_ca_certs: Option<String>,
     /// `ssl_cert_reqs=none`: accept any server certificate (redis-py's name).
     pub ssl_insecure: bool,
+    /// Options fvhost does not use (Feast hands every option to redis-py,
+    /// so `socket_timeout=5` and the like are legitimate): warned about at
+    /// connect. A near miss of an option fvhost reads is refused instead.
+    pub ignored: Vec<String>,
 }
+
+/// The options fvhost reads from a connection string.
+const KNOWN_OPTIONS: [&str; 6] = [
+    "db",
+    "username",
+    "password",
+    "ssl",
+    "ssl_ca_certs",
+    "ssl_cert_reqs",
+];
 
 impl ConnectionString {
     /// Parses `host:port[,host:port...][,key=value...]`.
@@ -125,6 +139,7 @@ impl ConnectionString {
             ssl: false,
             ssl_ca_certs: None,
             ssl_insecure: false,
+            ignored: Vec::new(),
         };
         for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             match token.split_once('=') {
@@ -177,7 +192,14 @@ impl ConnectionString {
                     }
                 }
             }
-            _ => {}
+            other => {
+                if let Some(meant) = near_miss(other) {
+                    return Err(format!(
+                        "`{other}` is not an option fvhost reads; did you mean `{meant}`?"
+                    ));
+                }
+                self.ignored.push(other.to_string());
+            }
         }
         Ok(())
     }
@@ -216,9 +238,59 @@ impl ConnectionString {
     }
 }
 
+/// The option `key` is one edit (two, for longer names) away from, if any:
+/// `pasword=...` would otherwise connect without the password.
+fn near_miss(key: &str) -> Option<&'static str> {
+    let lowercase = key.to_ascii_lowercase();
+    KNOWN_OPTIONS.into_iter().find(|known| {
+        let allowed = if known.len() < 5 { 1 } else { 2 };
+        key != *known && edit_distance(&lowercase, known) <= allowed
+    })
+}
+
+/// Levenshtein distance of two short ASCII names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitute.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_fvhost_does_not_read_are_kept_for_a_warning_and_near_misses_refused() {
+        let c = ConnectionString::parse("h:1,socket_timeout=5,health_check_interval=30").unwrap();
+        assert_eq!(c.ignored, ["socket_timeout", "health_check_interval"]);
+        for (typo, meant) in [
+            ("pasword", "password"),
+            ("user_name", "username"),
+            ("ssl_ca_cert", "ssl_ca_certs"),
+            ("DB", "db"),
+        ] {
+            let error = ConnectionString::parse(&format!("h:1,{typo}=x")).unwrap_err();
+            assert!(
+                error.contains(&format!("did you mean `{meant}`")),
+                "{error}"
+            );
+        }
+        assert_eq!(
+            ConnectionString::parse("h:1,password=p")
+                .unwrap()
+                .password
+                .as_deref(),
+            Some("p")
+        );
+    }
 
     #[test]
     fn nodes_and_options() {

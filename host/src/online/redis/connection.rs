@@ -47,6 +47,12 @@ impl RedisConnection {
     pub async fn open(config: &OnlineStoreConfig, url_override: Option<&str>) -> RedisResult<Self> {
         let redis_type = RedisType::parse(&config.redis_type).map_err(invalid_config)?;
         let options = ConnectionString::parse(&config.connection_string).map_err(invalid_config)?;
+        if !options.ignored.is_empty() {
+            tracing::warn!(
+                ignored = %options.ignored.join(", "),
+                "online_store.connection_string: options fvhost does not use are ignored (it reads db, username, password, ssl, ssl_ca_certs, ssl_cert_reqs)"
+            );
+        }
         let tls = NodeTls::from_options(&options)?;
         let named = target_name(config, url_override);
         let nodes = match url_override {
