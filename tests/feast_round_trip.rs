@@ -11,6 +11,7 @@
 
 mod support;
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -102,11 +103,17 @@ fn sdk_answers(repo: &TypesRepo) -> serde_json::Value {
     serde_json::from_str(&out).unwrap()
 }
 
-/// A server child process, killed when dropped.
+/// A server child process, killed when dropped with its process group:
+/// `feast serve` runs its answering worker as a child of its own, which
+/// outlived the parent's kill and kept the port (and a core's share).
 struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Ok(group) = i32::try_from(self.0.id()) {
+            // Started as a group leader (`process_group(0)`): the group's id is its pid.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -258,6 +265,7 @@ fn feast_and_fvhost_write_read_and_serve_the_same_features() {
             .env("FEAST_USAGE", "False")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap(),
     );
