@@ -375,6 +375,24 @@ mod tests {
         }
     }
 
+    /// Reads `views` for the drivers `ids`, answered in Feast's default style.
+    async fn read_drivers(
+        store: &dyn OnlineStore,
+        keys: &KeyBuilder,
+        views: &[(&FeatureView, Vec<String>)],
+        ids: &[i64],
+    ) -> Result<Vec<u8>, StoreError> {
+        let entities: Vec<EntityRow> = ids
+            .iter()
+            .map(|id| EntityRow {
+                values: vec![KeyValue::Int64(*id)],
+            })
+            .collect();
+        let join_keys = ["driver_id".to_string()];
+        let style = ResponseStyle::default();
+        get_online_features(store, keys, &join_keys, views, &entities, &[], style).await
+    }
+
     /// A stored Int64 `feast.types.Value`.
     fn int64(v: i64) -> Vec<u8> {
         let mut out = vec![0x20];
@@ -423,28 +441,12 @@ mod tests {
             .unwrap();
 
         let ids: Vec<i64> = (0..50).rev().collect();
-        let entities: Vec<EntityRow> = ids
-            .iter()
-            .map(|id| EntityRow {
-                values: vec![KeyValue::Int64(*id)],
-            })
-            .collect();
         let views = [
             (&trips, vec!["best".to_string(), "count".to_string()]),
             (&rating, vec!["stars".to_string()]),
         ];
-        assert!(entities.len() > read_chunk(entities.len()));
-        let json = get_online_features(
-            &store,
-            &keys,
-            &["driver_id".into()],
-            &views,
-            &entities,
-            &[],
-            ResponseStyle::default(),
-        )
-        .await
-        .unwrap();
+        assert!(ids.len() > read_chunk(ids.len()));
+        let json = read_drivers(&store, &keys, &views, &ids).await.unwrap();
         let answer = OnlineResponse::from_json(&json).unwrap();
 
         let names = &answer.metadata.feature_names;
@@ -512,23 +514,9 @@ mod tests {
         let keys = KeyBuilder::new(KeyVersion::V3, &["driver_id".into()], "proj");
         let trips = view("trips", &["count"]);
         let store = FailingOn(keys.redis_key(&[KeyValue::Int64(20)]));
-        let entities: Vec<EntityRow> = (0..40)
-            .map(|id| EntityRow {
-                values: vec![KeyValue::Int64(id)],
-            })
-            .collect();
+        let ids: Vec<i64> = (0..40).collect();
         let views = [(&trips, vec!["count".to_string()])];
-        let error = get_online_features(
-            &store,
-            &keys,
-            &["driver_id".into()],
-            &views,
-            &entities,
-            &[],
-            ResponseStyle::default(),
-        )
-        .await
-        .unwrap_err();
+        let error = read_drivers(&store, &keys, &views, &ids).await.unwrap_err();
         assert_eq!(
             error.to_string(),
             "reads 16..32 of 40 (a reply index below counts from read 16): redis reply has 16 results for 4 keys"
