@@ -32,6 +32,9 @@ type Fingerprint = BTreeMap<PathBuf, (u64, Option<SystemTime>)>;
 pub struct ChangeDetector {
     handled: Fingerprint,
     pending: Option<Fingerprint>,
+    /// The files as they were when the last change settled, before the
+    /// repo was loaded from them.
+    settled: Option<Fingerprint>,
 }
 
 impl ChangeDetector {
@@ -40,6 +43,7 @@ impl ChangeDetector {
         Self {
             handled: fingerprint(repo),
             pending: None,
+            settled: None,
         }
     }
 
@@ -57,13 +61,24 @@ impl ChangeDetector {
             return false;
         }
         self.pending = None;
+        self.settled = Some(now);
         true
     }
 
-    /// Marks the files as they are now as handled, loaded or refused: the
-    /// repo loaded may name other modules, watched from here on.
+    /// Marks the settled change as handled, loaded or refused; `repo` is
+    /// the repo now in use, whose files are watched from here on (it may
+    /// name other modules). Each file keeps the stamp it had when the
+    /// change settled, before loading: a file edited while the repo was
+    /// being loaded differs at the next look and is loaded again.
     pub fn handled(&mut self, repo: &FeatureRepo) {
-        self.handled = fingerprint(repo);
+        let settled = self.settled.take().unwrap_or_default();
+        self.handled = fingerprint(repo)
+            .into_iter()
+            .map(|(path, now)| {
+                let before = settled.get(&path).copied().unwrap_or(now);
+                (path, before)
+            })
+            .collect();
     }
 }
 
@@ -130,5 +145,49 @@ fn stamp(path: &Path) -> (u64, Option<SystemTime>) {
     match std::fs::metadata(path) {
         Ok(meta) => (meta.len(), meta.modified().ok()),
         Err(_) => (0, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STORE: &str = "project: watched\nprovider: local\nonline_store:\n  type: redis\n  connection_string: \"127.0.0.1:6379\"\n";
+
+    fn entity(name: &str) -> String {
+        format!("entities:\n  - name: {name}\n    join_keys: [id]\n    value_type: Int64\n")
+    }
+
+    /// An edit that lands while the settled change is being loaded is not
+    /// lost: it is seen at the next looks, and loaded then.
+    #[test]
+    fn an_edit_during_a_load_is_loaded_afterwards() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("feature_store.yaml"), STORE).unwrap();
+        let definitions = dir.path().join("definitions.yaml");
+        std::fs::write(&definitions, entity("first")).unwrap();
+        let repo = crate::repo::load(dir.path()).unwrap();
+        let mut changes = ChangeDetector::new(&repo);
+        assert!(!changes.settled_change(&repo), "nothing changed yet");
+
+        std::fs::write(&definitions, entity("second_entity")).unwrap();
+        assert!(
+            !changes.settled_change(&repo),
+            "a change must hold still first"
+        );
+        assert!(changes.settled_change(&repo), "the change held still");
+        // The repo is loaded; meanwhile the file changes again.
+        let loaded = crate::repo::load(dir.path()).unwrap();
+        std::fs::write(&definitions, entity("the_third_one")).unwrap();
+        changes.handled(&loaded);
+
+        assert!(!changes.settled_change(&loaded));
+        assert!(
+            changes.settled_change(&loaded),
+            "the edit made during the load is loaded next"
+        );
+        changes.handled(&crate::repo::load(dir.path()).unwrap());
+        assert!(!changes.settled_change(&loaded), "and then all is quiet");
+        assert!(!changes.settled_change(&loaded));
     }
 }

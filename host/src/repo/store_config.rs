@@ -141,10 +141,27 @@ impl ConnectionString {
             ssl_insecure: false,
             ignored: Vec::new(),
         };
+        let mut seen = std::collections::HashSet::new();
         for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             match token.split_once('=') {
+                // A value holding a comma splits into a piece that looks
+                // like a node: not shown, it may be part of a password.
+                None if !seen.is_empty() => {
+                    return Err(
+                        "a part after the options is not an option (name=value): values cannot hold commas, and nodes come first".into(),
+                    );
+                }
                 None => parsed.nodes.push(token.to_string()),
-                Some((key, value)) => parsed.set_option(key.trim(), value.trim())?,
+                Some((key, _)) if key.trim().is_empty() => {
+                    return Err("an option has no name (`=value`)".into());
+                }
+                Some((key, value)) => {
+                    let key = key.trim();
+                    if !seen.insert(key.to_string()) {
+                        return Err(format!("option `{key}` is given twice"));
+                    }
+                    parsed.set_option(key, value.trim())?
+                }
             }
         }
         if parsed.nodes.is_empty() {

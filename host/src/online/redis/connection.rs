@@ -58,7 +58,10 @@ impl RedisConnection {
         let nodes = match url_override {
             Some(url) => {
                 let node = redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| {
-                    invalid_config(format!("--redis `{url}` is not a redis:// URL ({e})"))
+                    invalid_config(format!(
+                        "--redis `{}` is not a redis:// URL ({e})",
+                        node_name(url)
+                    ))
                 })?;
                 vec![node]
             }
@@ -244,13 +247,19 @@ pub fn target_name(config: &OnlineStoreConfig, url_override: Option<&str>) -> St
     }
 }
 
+/// A URL as messages show it: no user, password or query (a query may
+/// carry a password too).
 fn node_name(url: &str) -> String {
+    let url = url.split_once('?').map_or(url, |(before, _)| before);
     match url.split_once("://") {
         Some((scheme, rest)) => {
             let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
             format!("{scheme}://{host}")
         }
-        None => url.to_string(),
+        None => url
+            .rsplit_once('@')
+            .map_or(url, |(_, host)| host)
+            .to_string(),
     }
 }
 
@@ -514,5 +523,28 @@ impl ConnectionLike for SentinelConnection {
 
     fn get_db(&self) -> i64 {
         self.db
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_in_messages_show_no_credentials() {
+        for (url, shown) in [
+            (
+                "redis://u:TOPSECRET@127.0.0.1:99999",
+                "redis://127.0.0.1:99999",
+            ),
+            (
+                "redis://127.0.0.1:6379/0?password=Q2SECRET",
+                "redis://127.0.0.1:6379/0",
+            ),
+            ("http://u:TOPSECRET@h:1", "http://h:1"),
+            ("u:TOPSECRET@h:1", "h:1"),
+        ] {
+            assert_eq!(node_name(url), shown);
+        }
     }
 }
