@@ -138,16 +138,10 @@ fn view_line(view: &crate::repo::FeatureView, version: &str, probe: Option<usize
 fn print_summary(repo: &FeatureRepo, views: &[String]) {
     println!("project {} is valid", repo.project());
     let online = &repo.config.online_store;
-    // The nodes only: the connection string's options may hold a password.
-    let nodes = crate::repo::ConnectionString::parse(&online.connection_string)
-        .map(|parsed| parsed.nodes.join(","))
-        .unwrap_or_default();
-    let master = match &online.sentinel_master {
-        Some(master) if online.redis_type == "redis_sentinel" => format!(", master {master}"),
-        _ => String::new(),
-    };
+    // Nodes, sentinels and master only: the options may hold a password.
+    let at = crate::online::redis::target_name(online, None);
     println!(
-        "online store: {} {} at {nodes}{master}, entity key v{}",
+        "online store: {} {} at {at}, entity key v{}",
         online.store_type, online.redis_type, repo.config.entity_key_serialization_version
     );
     println!(
