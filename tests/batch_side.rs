@@ -864,6 +864,127 @@ fn serve_reloads_the_repo_when_its_files_change() {
     );
 }
 
+/// `serve` with an online store that does not answer stops at start, with
+/// the reason, rather than listening and failing every request.
+#[test]
+fn serve_stops_at_start_when_the_online_store_does_not_answer() {
+    let repo = TestRepo::new("batch_http_no_store", DEFINITIONS);
+    let nowhere = fvhost::local::free_port().unwrap();
+    let listen = fvhost::local::free_port().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fvhost"))
+        .args(["serve", "-r", repo.path().to_str().unwrap()])
+        .args(["--redis", &format!("redis://127.0.0.1:{nowhere}")])
+        .args(["--listen", &format!("127.0.0.1:{listen}")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("connecting to the Redis online store"),
+        "{stderr}"
+    );
+}
+
+/// One keep-alive HTTP/1.1 connection: every request on the same socket.
+struct KeepAlive(std::io::BufReader<std::net::TcpStream>);
+
+impl KeepAlive {
+    fn connect(port: u16) -> Self {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Self(std::io::BufReader::new(stream))
+    }
+
+    /// Sends one request and reads its answer (by Content-Length).
+    fn request(&mut self, method: &str, path: &str, body: &serde_json::Value) -> (u16, String) {
+        use std::io::{BufRead, Read, Write};
+        let body = body.to_string();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let stream = self.0.get_mut();
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body.as_bytes()).unwrap();
+        let mut status_line = String::new();
+        self.0.read_line(&mut status_line).unwrap();
+        let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            self.0.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut answer = vec![0; length];
+        self.0.read_exact(&mut answer).unwrap();
+        (status, String::from_utf8(answer).unwrap())
+    }
+}
+
+/// Many clients at once, each on its own keep-alive connection, spread over
+/// `serve`'s threads (each with its own Redis connection): every write is
+/// read back by its writer, and the request counts cover every thread.
+#[test]
+fn serve_answers_many_keep_alive_clients_at_once_on_its_threads() {
+    let repo = TestRepo::new("batch_http_threads", DEFINITIONS);
+    let redis = RedisServer::start().unwrap();
+    let (_server, port) = start_serve_with(&repo, &redis, &["--threads", "3"]);
+    const CLIENTS: i64 = 8;
+    const ROUNDS: i64 = 10;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            std::thread::spawn(move || {
+                let mut connection = KeepAlive::connect(port);
+                for round in 0..ROUNDS {
+                    let driver = 5000 + client * 100 + round;
+                    let trips = client * 1000 + round;
+                    let write = serde_json::json!({
+                        "feature_view_name": VIEW,
+                        "df": {
+                            "driver_id": [driver], "event_timestamp": ["2026-01-01T03:00:00Z"],
+                            "created": ["2026-01-01T03:00:00Z"], "conv_rate": [0.25], "acc_rate": [0.5],
+                            "avg_daily_trips": [trips]
+                        }
+                    });
+                    let (status, body) = connection.request("POST", "/write-to-online-store", &write);
+                    assert_eq!(status, 200, "client {client} round {round}: {body}");
+                    let read = serde_json::json!({
+                        "entities": {"driver_id": [driver]},
+                        "features": ["driver_hourly_stats:avg_daily_trips"]
+                    });
+                    let (status, body) = connection.request("POST", "/get-online-features", &read);
+                    assert_eq!(status, 200, "client {client} round {round}: {body}");
+                    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    assert_eq!(
+                        answer["results"][1]["values"],
+                        serde_json::json!([trips]),
+                        "client {client} reads back its own write: {body}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("a client failed");
+    }
+    let (status, text) = http(port, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    let total = CLIENTS * ROUNDS;
+    for route in ["/write-to-online-store", "/get-online-features"] {
+        let line = format!(r#"fvhost_http_requests_total{{route="{route}",code="200"}} {total}"#);
+        assert!(text.contains(&line), "{line} in:\n{text}");
+    }
+}
+
 #[test]
 fn the_http_server_rides_out_a_redis_restart_and_says_503_while_redis_is_down() {
     let repo = TestRepo::new(

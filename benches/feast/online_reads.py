@@ -33,7 +33,12 @@ Needs redis-server, a virtualenv with feast[redis]==0.67.0 (default
 ~/.cache/fvhost/feast-venv) and a release build of fvhost; the script never
 builds it (cargo build --release -p fvhost).
   python3 benches/feast/online_reads.py [--drivers 100000] [--fvhost PATH] [--venv DIR]
-                                       [--fvhost-threads N]
+                                       [--fvhost-threads N] [--baseline PATH]
+
+`--baseline PATH` also starts `PATH serve` (another build of fvhost, say
+the last commit's) beside the first, asked in the same turns on the same
+Redis, and reports it as fvhost_baseline: a before/after of a change in
+one run, under the same noise.
 """
 import argparse
 import json
@@ -131,6 +136,8 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--fvhost-threads", type=int, default=None,
                     help="`fvhost serve --threads N` (default: serve's own, one per core)")
+    ap.add_argument("--baseline", default=None,
+                    help="another fvhost binary, served beside and timed in the same turns (before/after)")
     ap.add_argument("--work", default=os.environ.get("WORK", "/tmp/fvhost-online-reads"))
     ap.add_argument("--peer", default=str(ROOT.parent / "shared" / "peer" / "feast"))
     ap.add_argument("--venv", default=str(Path.home() / ".cache" / "fvhost" / "feast-venv"),
@@ -204,14 +211,17 @@ def bench(args, py, feast, children):
     ids = {size: [[first + rng.randrange(n) for _ in range(size)] for _ in range(counts[size])] for size in SIZES}
     missing_probe = [first, first - 1, first + n - 1]  # first - 1 was never written
 
-    fv_port, feast_port = free_port(), free_port()
+    fv_port, feast_port, base_port = free_port(), free_port(), free_port()
     fv_log = open(work / "fvhost-serve.log", "wb")
     feast_log = open(work / "feast-serve.log", "wb")
     try:
         threads = [] if args.fvhost_threads is None else ["--threads", str(args.fvhost_threads)]
-        children.start("fvhost serve", [args.fvhost, "serve", "-r", str(fv_repo), "--listen", f"127.0.0.1:{fv_port}",
-                                        "--redis", f"redis://127.0.0.1:{port}", *threads],
-                       env=dict(os.environ, FVHOST_LOG="warn"), stdout=fv_log, stderr=subprocess.STDOUT)
+        for name, binary, listen in (("fvhost serve", args.fvhost, fv_port), ("baseline serve", args.baseline, base_port)):
+            if binary is None:
+                continue
+            children.start(name, [binary, "serve", "-r", str(fv_repo), "--listen", f"127.0.0.1:{listen}",
+                                  "--redis", f"redis://127.0.0.1:{port}", *threads],
+                           env=dict(os.environ, FVHOST_LOG="warn"), stdout=fv_log, stderr=subprocess.STDOUT)
         # --max-requests 0: gunicorn's default (1000) would restart the worker mid-run
         children.start("feast serve", [feast, "serve", "--host", "127.0.0.1", "-p", str(feast_port), "--workers", "1",
                                        "--no-access-log", "--max-requests", "0"],
@@ -220,7 +230,10 @@ def bench(args, py, feast, children):
         fv_log.close()
         feast_log.close()
     fv, fs = Client(fv_port), Client(feast_port)
+    base = Client(base_port) if args.baseline else None
     wait_until("fvhost serve", lambda: fv.get("/health")[0] == 200, children, timeout=30)
+    if base is not None:
+        wait_until("baseline serve", lambda: base.get("/health")[0] == 200, children, timeout=30)
     probe = body_of([first])
     wait_until("feast serve", lambda: fs.post(probe)[0] == 200, children, timeout=90)
     log("both servers answer")
@@ -251,22 +264,29 @@ def bench(args, py, feast, children):
     results = {}
     for size in SIZES:
         bodies = [body_of(x) for x in ids[size]]
-        fv_ms, fs_ms = [], []
+        fv_ms, fs_ms, base_ms = [], [], []
+        turns = [(fv, fv_ms), (fs, fs_ms)] + ([(base, base_ms)] if base is not None else [])
         # in turns of BLOCK bodies: each server's answer is timed while the
         # other is idle (a Python server is still freeing its last answer
         # for a while after sending it), and both see the same noise
         for at in range(0, len(bodies), BLOCK):
             block = list(enumerate(bodies[at:at + BLOCK], start=at))
-            for client, out in ((fv, fv_ms), (fs, fs_ms)):
+            for client, out in turns:
                 for i, body in block:
                     ms = client.timed_post(body)
                     if i >= args.warmup:
                         out.append(ms)
         results[size] = {"fvhost_serve": stats(fv_ms), "feast_serve": stats(fs_ms)}
+        baseline = ""
+        if base is not None:
+            results[size]["fvhost_baseline"] = stats(base_ms)
+            baseline = f", baseline {fmt(results[size]['fvhost_baseline'])}"
         log(f"{size} entities: fvhost serve {fmt(results[size]['fvhost_serve'])}, "
-            f"feast serve {fmt(results[size]['feast_serve'])}")
+            f"feast serve {fmt(results[size]['feast_serve'])}{baseline}")
     fv.close()
     fs.close()
+    if base is not None:
+        base.close()
 
     log("Feast SDK in process ...")
     sdk = subprocess.run([py, "-c", INPROC, str(feast_repo), json.dumps(FEATURES), str(args.warmup)],
@@ -294,6 +314,8 @@ def bench(args, py, feast, children):
         "events_per_driver": args.events,
         "features": FEATURES,
         "fvhost_serve_threads": args.fvhost_threads or "one per core",
+        "fvhost": args.fvhost,
+        "baseline": args.baseline,
         "requests": {str(s): counts[s] - args.warmup for s in SIZES},
         "warmup": args.warmup,
         "client_floor_health": floor,

@@ -108,11 +108,13 @@ impl RepoArgs {
 }
 
 impl Cli {
-    /// Worker threads of the async runtime, where the command sets them
-    /// (`serve --threads`); `None`: one per core.
+    /// Worker threads of the async runtime, where the command sets them;
+    /// `None`: one per core. `serve` answers requests on threads of its
+    /// own (`serve --threads`): its runtime only accepts connections and
+    /// watches the repo.
     pub fn worker_threads(&self) -> Option<usize> {
         match &self.command {
-            Command::Serve(args) => args.threads.map(usize::from),
+            Command::Serve(_) => Some(1),
             _ => None,
         }
     }

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::body::{BodyLimit, read_json};
-use super::{ApiError, ServerState};
+use super::{ApiError, Worker};
 use crate::online::request::OnlineRequest;
 use crate::online::{EchoedColumn, FeatureRef, ResponseStyle};
 
@@ -49,7 +49,7 @@ pub const MAX_REQUEST_BYTES: usize = 2 << 20;
 pub const MAX_VALUES: usize = 1_000_000;
 
 pub async fn get_online_features(
-    State(state): State<Arc<ServerState>>,
+    State(state): State<Arc<Worker>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<impl IntoResponse, ApiError> {

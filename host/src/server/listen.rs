@@ -18,8 +18,8 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The bounds of one listener.
 #[derive(Debug, Clone, Copy)]
@@ -39,19 +39,32 @@ impl Default for Bounds {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, within `bounds`.
+/// Serves `router` on `listener` until `shutdown` resolves, within `bounds`:
+/// every connection on the runtime this is called on.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     bounds: Bounds,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let connections = Connections::new(router, bounds);
+    accept(&listener, bounds, shutdown, |stream, permit| {
+        connections.serve(stream, permit)
+    })
+    .await;
+    connections.finish().await;
+}
+
+/// Accepts connections on `listener` until `shutdown` resolves, at most
+/// [`Bounds::max_connections`] at once, and hands each to `hand_off` with
+/// the permit it holds until it ends.
+pub async fn accept(
+    listener: &TcpListener,
+    bounds: Bounds,
+    shutdown: impl Future<Output = ()>,
+    mut hand_off: impl FnMut(TcpStream, OwnedSemaphorePermit),
+) {
     let permits = Arc::new(Semaphore::new(bounds.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(bounds.header_read_timeout);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -78,23 +91,58 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
-        let service = TowerToHyperService::new(router.clone());
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        hand_off(stream, permit);
+    }
+}
+
+/// The HTTP connections one runtime serves: each answered by `router`
+/// within the bounds, and all of them given the shutdown grace together.
+pub struct Connections {
+    router: Router,
+    builder: http1::Builder,
+    graceful: GracefulShutdown,
+    grace: Duration,
+}
+
+impl Connections {
+    pub fn new(router: Router, bounds: Bounds) -> Self {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(bounds.header_read_timeout);
+        Self {
+            router,
+            builder,
+            graceful: GracefulShutdown::new(),
+            grace: bounds.shutdown_grace,
+        }
+    }
+
+    /// Serves `stream` on a task of the current runtime; `held` (the
+    /// connection's permit) is dropped when the connection ends.
+    pub fn serve(&self, stream: TcpStream, held: impl Send + 'static) {
+        let service = TowerToHyperService::new(self.router.clone());
+        let connection = self.builder.serve_connection(TokioIo::new(stream), service);
+        let connection = self.graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("connection ended: {e}");
             }
-            drop(permit);
+            drop(held);
         });
     }
-    if tokio::time::timeout(bounds.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            grace_ms = bounds.shutdown_grace.as_millis() as u64,
-            "connections still open after the shutdown grace were dropped"
-        );
+
+    /// Lets the open connections finish the request in hand, for at most
+    /// the shutdown grace; the rest are dropped.
+    pub async fn finish(self) {
+        if tokio::time::timeout(self.grace, self.graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace_ms = self.grace.as_millis() as u64,
+                "connections still open after the shutdown grace were dropped"
+            );
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod listen;
 pub mod metrics;
 mod push;
 pub mod reload;
+mod workers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,11 +28,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-/// What the handlers share.
+/// What the handlers share, whichever thread answers.
 pub struct ServerState {
     /// The repo as served now; see [`ServerState::reload`].
     served: std::sync::RwLock<Arc<ServedRepo>>,
-    pub online: OnlineConnection,
+    /// The online store each serve thread connects to (the repo's at start).
+    online_store: OnlineTarget,
     /// Largest `/push` body read.
     pub max_push_bytes: usize,
     /// Where fvhost deliberately differs from Feast's server, answer as Feast does.
@@ -41,6 +43,28 @@ pub struct ServerState {
     /// What push targets are built with, again on a reload.
     engine: TransformEngine,
     cache: ModuleCache,
+}
+
+/// The online store `serve` connects to: the repo's at start, or `--redis`.
+struct OnlineTarget {
+    config: crate::repo::OnlineStoreConfig,
+    url_override: Option<String>,
+    replicas: crate::online::ReplicaWait,
+}
+
+/// What one serve thread's handlers see: the shared state, and the thread's
+/// own connection to the online store (see [`workers`]).
+pub struct Worker {
+    pub shared: Arc<ServerState>,
+    pub online: OnlineConnection,
+}
+
+impl std::ops::Deref for Worker {
+    type Target = ServerState;
+
+    fn deref(&self) -> &ServerState {
+        &self.shared
+    }
 }
 
 /// The repo as `serve` answers from it: its definitions and the push
@@ -101,14 +125,15 @@ pub struct FeastCompatibility {
 pub const DEFAULT_MAX_PUSH_BYTES: usize = 32 << 20;
 
 impl ServerState {
-    /// Loads the push sources' views and connects to the online store.
-    pub async fn new(repo: FeatureRepo, redis_url: Option<&str>) -> anyhow::Result<Self> {
-        Self::waiting_for(repo, redis_url, crate::online::ReplicaWait::default()).await
+    /// Loads the push sources' views; each serve thread connects to the
+    /// repo's online store, or to `redis_url`.
+    pub fn new(repo: FeatureRepo, redis_url: Option<&str>) -> anyhow::Result<Self> {
+        Self::waiting_for(repo, redis_url, crate::online::ReplicaWait::default())
     }
 
     /// [`Self::new`], with `/push` writes that wait for replicas before
     /// they are acknowledged (see [`crate::online::ReplicaWait`]).
-    pub async fn waiting_for(
+    pub fn waiting_for(
         repo: FeatureRepo,
         redis_url: Option<&str>,
         replicas: crate::online::ReplicaWait,
@@ -116,19 +141,32 @@ impl ServerState {
         let engine = TransformEngine::new()?;
         let cache = ModuleCache::new(default_dir());
         let served = ServedRepo::build(repo, &engine, &cache)?;
-        let online =
-            OnlineConnection::open_waiting(&served.repo.config.online_store, redis_url, replicas)
-                .await
-                .context("connecting to the Redis online store")?;
+        let online_store = OnlineTarget {
+            config: served.repo.config.online_store.clone(),
+            url_override: redis_url.map(str::to_owned),
+            replicas,
+        };
         Ok(Self {
             served: std::sync::RwLock::new(Arc::new(served)),
-            online,
+            online_store,
             max_push_bytes: DEFAULT_MAX_PUSH_BYTES,
             feast_compatible: FeastCompatibility::default(),
             requests: metrics::RequestMetrics::default(),
             engine,
             cache,
         })
+    }
+
+    /// A new connection to the online store `serve` started with.
+    pub async fn connect(&self) -> anyhow::Result<OnlineConnection> {
+        let target = &self.online_store;
+        OnlineConnection::open_waiting(
+            &target.config,
+            target.url_override.as_deref(),
+            target.replicas,
+        )
+        .await
+        .context("connecting to the Redis online store")
     }
 
     /// The repo as served now. A request keeps the one it began with.
@@ -152,8 +190,8 @@ impl ServerState {
     }
 }
 
-/// The routes.
-pub fn router(state: Arc<ServerState>) -> Router {
+/// The routes, answered by one serve thread.
+pub fn router(state: Arc<Worker>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
@@ -172,7 +210,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
 
 /// Counts and times every request for `GET /metrics`.
 async fn count_request(
-    axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
+    axum::extract::State(state): axum::extract::State<Arc<Worker>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -189,7 +227,7 @@ async fn count_request(
 /// and the build. Open like the rest of `serve` (Feast's server has no
 /// credentials either): listen on loopback or a private network.
 async fn serve_metrics(
-    axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
+    axum::extract::State(state): axum::extract::State<Arc<Worker>>,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     let text = state.requests.render().map_err(|e| {
         ApiError(
@@ -203,18 +241,25 @@ async fn serve_metrics(
     ))
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves on `threads` serve threads (see [`workers`]) until `shutdown`
+/// resolves.
 pub async fn serve(
     state: Arc<ServerState>,
     address: SocketAddr,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    threads: usize,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("binding {address}"))?;
-    tracing::info!(address = %listener.local_addr()?, "serving /push, /get-online-features, /health and /ready");
-    listen::serve(listener, router(state), listen::Bounds::default(), shutdown).await;
-    Ok(())
+    workers::serve(
+        state,
+        listener,
+        threads,
+        listen::Bounds::default(),
+        shutdown,
+    )
+    .await
 }
 
 /// An error answered as `{"error": "..."}` with a status code.
@@ -265,7 +310,7 @@ pub fn chain_text(error: &anyhow::Error) -> String {
 /// `GET /ready`: whether the online store answers (`/health` says only
 /// that the process is up, as a liveness probe should).
 async fn ready(
-    axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
+    axum::extract::State(state): axum::extract::State<Arc<Worker>>,
 ) -> Result<&'static str, ApiError> {
     match state.online.answers().await {
         Ok(()) => Ok("ready"),

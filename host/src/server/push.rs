@@ -7,7 +7,7 @@ use axum::extract::State;
 use serde::Deserialize;
 
 use super::body::{BodyLimit, read_json};
-use super::{ApiError, ServerState};
+use super::{ApiError, Worker};
 use crate::pipeline::push::{PushSummary, PushTarget, PushTo};
 
 #[derive(Debug, Deserialize)]
@@ -24,7 +24,7 @@ fn online() -> PushTo {
 }
 
 pub async fn push(
-    State(state): State<Arc<ServerState>>,
+    State(state): State<Arc<Worker>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<PushSummary>, ApiError> {
@@ -50,7 +50,7 @@ pub async fn push(
 /// A request's column-oriented rows through `target`: integers checked
 /// exact, cast to the declared types, pushed; the summary or the error.
 async fn push_df(
-    state: &ServerState,
+    state: &Worker,
     repo: &crate::repo::FeatureRepo,
     target: &PushTarget,
     df: &serde_json::Map<String, serde_json::Value>,
@@ -77,7 +77,7 @@ pub struct WriteRequest {
 /// `POST /write-to-online-store`: the rows written to the view as they are
 /// (no transform), cast to its declared types and checked like a push.
 pub async fn write_to_online_store(
-    State(state): State<Arc<ServerState>>,
+    State(state): State<Arc<Worker>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<PushSummary>, ApiError> {
