@@ -5,19 +5,26 @@
 # transform's own tests (Rust and Python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each step's header says how long the run has taken so far (a cold run's
+# time budget is spent mostly on builds; see docs/architecture.md).
+step() { echo "== $* (at ${SECONDS}s)" >&2; }
 scripts/setup.sh
 
-echo "== cargo fmt --check" >&2
+step "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy" >&2
+step cargo clippy
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-echo "== example transform tests (native)" >&2
-cargo test --quiet --manifest-path examples/transforms/Cargo.toml --target-dir examples/transforms/target
+step "example transform tests (native)"
+# Native build of the example crate: beside the host's build when that is
+# kept outside the clone (CI), so a fresh clone does not rebuild it.
+examples_target="${CARGO_TARGET_DIR:+$CARGO_TARGET_DIR/examples-transforms}"
+cargo test --quiet --manifest-path examples/transforms/Cargo.toml --target-dir "${examples_target:-examples/transforms/target}"
 
-echo "== Python guest SDK and example transform tests (native)" >&2
+step "Python guest SDK and example transform tests (native)"
 (cd guest-sdk/python && python3 -m unittest discover -s tests)
 (cd examples/python/driver_stats && PYTHONPATH=../../../guest-sdk/python python3 -m unittest)
 
-echo "== fvhost tests" >&2
+step fvhost tests
 cargo test --workspace
+step done
