@@ -1005,8 +1005,25 @@ fn the_http_server_rides_out_a_redis_restart_and_says_503_while_redis_is_down() 
     );
     assert_eq!(http(port, "GET", "/ready", None).0, 200);
 
-    // Restarted while the server was idle: its connection is dead, and the
-    // first request finds out.
+    // Restarted while the server was idle: its connections are dead, and
+    // the first request on each serve thread finds out and asks again.
+    // Keep-alive clients at once land on every thread.
+    let mut clients: Vec<KeepAlive> = (0..4).map(|_| KeepAlive::connect(port)).collect();
+    for client in &mut clients {
+        assert_eq!(
+            client.request("GET", "/health", &serde_json::Value::Null).0,
+            200
+        );
+    }
+    redis.restart().unwrap();
+    for (i, client) in clients.iter_mut().enumerate() {
+        let (status, body) = client.request("GET", "/ready", &serde_json::Value::Null);
+        assert_eq!(
+            status, 200,
+            "client {i}'s first /ready after a restart: {body}"
+        );
+    }
+    drop(clients);
     redis.restart().unwrap();
     let (status, body) = http(port, "POST", "/get-online-features", Some(&read));
     assert_eq!(status, 200, "the first read after a restart: {body}");

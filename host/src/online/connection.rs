@@ -56,13 +56,20 @@ impl OnlineConnection {
     /// Whether the store answers a `PING` within 2 s (readiness probes; on
     /// a cluster every node must answer).
     pub async fn answers(&self) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
         let mut connection = self.redis.clone();
-        let command = redis::cmd("PING");
-        let ping = command.query_async::<redis::Value>(&mut connection);
-        match tokio::time::timeout(std::time::Duration::from_secs(2), ping).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("the online store does not answer: {e}")),
-            Err(_) => Err("the online store did not answer within 2 s".into()),
+        let mut reconnected = false;
+        loop {
+            let command = redis::cmd("PING");
+            let ping = command.query_async::<redis::Value>(&mut connection);
+            match tokio::time::timeout_at(deadline, ping).await {
+                Ok(Ok(_)) => return Ok(()),
+                // A connection dropped since its last use (a restarted
+                // redis-server) is asked once more, as reads and writes are.
+                Ok(Err(e)) if !reconnected && super::redis::again_after(&e) => reconnected = true,
+                Ok(Err(e)) => return Err(format!("the online store does not answer: {e}")),
+                Err(_) => return Err("the online store did not answer within 2 s".into()),
+            }
         }
     }
 }

@@ -512,6 +512,6 @@ fn hmget(read: &HashRead) -> redis::Cmd {
 /// reads change nothing, a newer-wins write applied twice leaves the same
 /// state, and a compare-and-set applied before the drop fails its guard
 /// the second time and is read and folded again.
-fn again_after(error: &redis::RedisError) -> bool {
+pub(crate) fn again_after(error: &redis::RedisError) -> bool {
     error.is_connection_dropped() || error.is_io_error() || error.is_unrecoverable_error()
 }
