@@ -897,17 +897,20 @@ impl KeepAlive {
         Self(std::io::BufReader::new(stream))
     }
 
-    /// Sends one request and reads its answer (by Content-Length).
+    /// Sends one request (`null`: no body) in one write and reads its
+    /// answer (by Content-Length).
     fn request(&mut self, method: &str, path: &str, body: &serde_json::Value) -> (u16, String) {
         use std::io::{BufRead, Read, Write};
-        let body = body.to_string();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        let stream = self.0.get_mut();
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(body.as_bytes()).unwrap();
+        self.0.get_mut().write_all(request.as_bytes()).unwrap();
         let mut status_line = String::new();
         self.0.read_line(&mut status_line).unwrap();
         let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
