@@ -302,10 +302,11 @@ fn end_to_end(
         let done = Instant::now();
         let m = metrics.snapshot();
         println!(
-            "stream loop, ms in all: poll {} decode {} transform {} write {} commit {} ({} batches, {:.1} s wall)",
+            "stream loop, ms in all: poll {} decode {} transform {} encode {} write {} commit {} ({} batches, {:.1} s wall)",
             m.poll_micros / 1000,
             m.decode_micros / 1000,
             m.transform_micros / 1000,
+            m.encode_micros / 1000,
             m.write_micros / 1000,
             m.commit_micros / 1000,
             m.batches,

@@ -119,7 +119,9 @@ view_counters! {
     decode_micros,
     /// Microseconds spent in transform calls, including their retries.
     transform_micros,
-    /// Microseconds spent building online rows and writing them, dead letters included.
+    /// Microseconds spent building online rows (keys, encoded values, newest per entity).
+    encode_micros,
+    /// Microseconds spent writing online rows, dead letters included.
     write_micros,
     /// Microseconds spent committing offsets (and closing offline-log files).
     commit_micros,
@@ -134,17 +136,20 @@ pub enum Stage {
     Decode,
     /// Transform calls, retries included.
     Transform,
-    /// Building online rows and writing them, dead letters included.
+    /// Building online rows: keys, encoded values, newest per entity.
+    Encode,
+    /// Writing online rows, dead letters included.
     Write,
     /// Committing offsets (and closing offline-log files).
     Commit,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
         Stage::Poll,
         Stage::Decode,
         Stage::Transform,
+        Stage::Encode,
         Stage::Write,
         Stage::Commit,
     ];
@@ -154,6 +159,7 @@ impl Stage {
             Stage::Poll => "poll",
             Stage::Decode => "decode",
             Stage::Transform => "transform",
+            Stage::Encode => "encode",
             Stage::Write => "write",
             Stage::Commit => "commit",
         }
@@ -165,6 +171,7 @@ impl Stage {
             Stage::Poll => &metrics.poll_micros,
             Stage::Decode => &metrics.decode_micros,
             Stage::Transform => &metrics.transform_micros,
+            Stage::Encode => &metrics.encode_micros,
             Stage::Write => &metrics.write_micros,
             Stage::Commit => &metrics.commit_micros,
         }
@@ -173,7 +180,7 @@ impl Stage {
 
 /// One latency histogram per [`Stage`]: 0.1 ms to about 3 min, doubling.
 #[derive(Debug)]
-pub struct StageHistograms([Histogram; 5]);
+pub struct StageHistograms([Histogram; Stage::ALL.len()]);
 
 impl Default for StageHistograms {
     fn default() -> Self {

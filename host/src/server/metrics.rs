@@ -300,7 +300,7 @@ impl HostCollector {
     fn stage_histograms(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
         let mut histogram = encoder.encode_descriptor(
             "fvhost_batch_stage_seconds",
-            "How long each stage of a batch took: poll, decode, transform, write, commit.",
+            "How long each stage of a batch took: poll, decode, transform, encode, write, commit.",
             None,
             MetricType::Histogram,
         )?;

@@ -167,10 +167,20 @@ fn to_event(message: &impl Message) -> Event {
 /// Per partition, the next offset to read: what a commit records.
 pub type Positions = BTreeMap<i32, i64>;
 
-/// Adds to `positions` the offset after each of `events`.
-pub fn advance(positions: &mut Positions, events: &[Event]) {
+/// Per partition, the offset after the last of `events` there.
+pub fn next_offsets(events: &[Event]) -> Positions {
+    let mut positions = Positions::new();
     for event in events {
         let next = positions.entry(event.origin.partition).or_insert(0);
         *next = (*next).max(event.origin.offset + 1);
+    }
+    positions
+}
+
+/// Moves `positions` forward to `next` (a partition never moves back).
+pub fn advance(positions: &mut Positions, next: &Positions) {
+    for (&partition, &offset) in next {
+        let at = positions.entry(partition).or_insert(0);
+        *at = (*at).max(offset);
     }
 }

@@ -1,12 +1,13 @@
 //! The intake stage: waits out a failing view's pause, consumes the next
 //! batch, picks up a newly activated version at that boundary, decodes the
-//! batch and transforms it.
+//! batch, transforms it and encodes what the output writes.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
+use super::encode::Transformed;
 use super::{Counters, Prepared, StreamSettings, ViewStopped};
 use crate::pipeline::dead_letter::DeadLetterContext;
 use crate::pipeline::fairness::TransformSlots;
@@ -104,7 +105,7 @@ impl Intake {
         }
     }
 
-    /// The next batch, decoded and transformed.
+    /// The next batch, decoded, transformed and encoded.
     async fn next(
         &mut self,
         consumer: &TopicConsumer,
@@ -145,14 +146,14 @@ impl Intake {
             self.counters()
                 .add(|m| &m.rows_out, piece.transformed.checked.rows as u64);
         }
-        Ok(Next::Batch(Prepared {
-            events,
+        let transformed = Transformed {
             version: Arc::clone(&self.current),
             letters,
             pieces,
             input_events: origins,
             refused_rows,
-        }))
+        };
+        Ok(Next::Batch(self.encode(transformed, &events)))
     }
 
     /// Switches to a newly activated version, between two batches: the batch

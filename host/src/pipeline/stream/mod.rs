@@ -1,16 +1,19 @@
 //! The stream loop of one view, in two stages that overlap: while the
 //! [`output`] writes batch N (dead letters, online rows newer-wins, the
 //! offline log) and commits its offsets, the [`intake`] consumes batch N+1,
-//! decodes it, applies the watermark and transforms it. At most one batch is
-//! ahead of the output, so memory stays flat, and offsets are committed in
-//! batch order, each only after its batch is written.
+//! decodes it, applies the watermark, transforms it and encodes its rows.
+//! At most one batch is ahead of the output, so memory stays flat, and
+//! offsets are committed in batch order, each only after its batch is
+//! written.
 //!
 //! - [`intake`]: polling, pausing a failing view, picking up new versions;
 //! - [`decode`]: messages into an Arrow batch, watermark;
 //! - [`transform`]: slots, retries, narrowing a failing batch down;
+//! - [`encode`]: online rows (or a windowed view's events) built for the output;
 //! - [`output`]: dead letters, writes with retries, the offline log, commits.
 
 mod decode;
+mod encode;
 mod intake;
 mod output;
 mod transform;
@@ -31,7 +34,8 @@ use crate::offline::OfflineError;
 use crate::offline::log::OfflineLog;
 use crate::online::OnlineStore;
 use crate::repo::KafkaSource;
-use crate::source::kafka::{Event, TopicConsumer};
+use crate::source::kafka::TopicConsumer;
+use encode::{BatchRows, BatchSpan};
 use intake::Intake;
 use output::Output;
 
@@ -91,17 +95,18 @@ pub struct ViewEnds {
     pub dead_letters: DeadLetterSink,
 }
 
-/// A batch decoded and transformed by the intake, for the output to write.
+/// A batch decoded, transformed and encoded by the intake, for the output
+/// to write.
 struct Prepared {
-    events: Vec<Event>,
+    /// Where its events lie in the topic.
+    span: BatchSpan,
     /// The version that transformed it: its counters count the batch.
     version: Arc<ViewVersion>,
     letters: Vec<DeadLetter>,
+    /// The transform's output, for the offline log.
     pieces: Vec<Piece>,
-    /// Per input row of the transform, the index of its event.
-    input_events: Vec<usize>,
-    /// Input rows the transform rejected or failed on, in order.
-    refused_rows: Vec<usize>,
+    /// What goes to the online store.
+    rows: BatchRows,
 }
 
 /// A view's counters and those of the version handling a batch: every

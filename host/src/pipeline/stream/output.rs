@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
+use super::encode::BatchRows;
 use super::{Counters, Prepared, StreamSettings, ViewStopped};
-use crate::aggregate::{EntityEvent, SourceOffset, WindowStats, apply_events, state_field};
+use crate::aggregate::{EntityEvent, WindowStats, apply_events, state_field};
 use crate::offline::log::OfflineLog;
-use crate::online::{OnlineRow, OnlineStore, RowFailure, WriteStats};
-use crate::pipeline::dead_letter::{DeadLetter, DeadLetterKind, DeadLetterSink};
+use crate::online::{OnlineRow, OnlineStore, WriteStats};
+use crate::pipeline::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::pipeline::metrics::{Stage, ViewMetrics};
-use crate::pipeline::windows::entity_events;
 use crate::source::kafka::{Positions, TopicConsumer, advance};
 
 /// How often the consumer-lag gauge is refreshed.
@@ -38,32 +38,6 @@ pub(super) struct Output {
     settings: StreamSettings,
     /// When the consumer lag was last asked for.
     lag_checked: Option<Instant>,
-}
-
-/// One transformed piece's online rows and the rows that cannot be written.
-struct PieceRows {
-    rows: Vec<OnlineRow>,
-    failures: Vec<RowFailure>,
-}
-
-/// What a batch writes: one newest row per entity, or (a windowed view)
-/// every event for its entity's windows; and per piece the unwritable rows.
-enum BatchRows {
-    Entities(Vec<PieceRows>),
-    Windows {
-        events: Vec<EntityEvent>,
-        failures: Vec<Vec<RowFailure>>,
-    },
-}
-
-impl BatchRows {
-    /// Per piece, the output rows that cannot be written.
-    fn failures(&self) -> Vec<&[RowFailure]> {
-        match self {
-            Self::Entities(pieces) => pieces.iter().map(|p| p.failures.as_slice()).collect(),
-            Self::Windows { failures, .. } => failures.iter().map(Vec::as_slice).collect(),
-        }
-    }
 }
 
 impl Output {
@@ -130,33 +104,6 @@ impl Output {
             version: &batch.version.metrics,
         };
         let writing = Instant::now();
-        let pipeline = &batch.version.pipeline;
-        let rows = match &pipeline.window {
-            Some(plan) => {
-                let (events, failures) =
-                    entity_events(pipeline, plan, &batch.pieces, &batch.refused_rows, |row| {
-                        let origin = &batch.events[batch.input_events[row]].origin;
-                        Some(SourceOffset {
-                            partition: origin.partition,
-                            offset: origin.offset,
-                        })
-                    });
-                BatchRows::Windows { events, failures }
-            }
-            None => BatchRows::Entities(
-                batch
-                    .pieces
-                    .iter()
-                    .map(|piece| {
-                        let (rows, failures) = pipeline.online_rows(&piece.transformed.checked);
-                        PieceRows { rows, failures }
-                    })
-                    .collect(),
-            ),
-        };
-        for failures in rows.failures() {
-            report_unwritable(&counters, &batch, failures);
-        }
         if !self
             .store_dead_letters(&counters, &batch.letters, shutdown)
             .await
@@ -164,7 +111,7 @@ impl Output {
             return Ok(false);
         }
         let mut written = WriteStats::default();
-        match &rows {
+        match &batch.rows {
             BatchRows::Entities(pieces) => {
                 for piece in pieces {
                     let Some(stats) = self.write_rows(&batch, &piece.rows, shutdown).await else {
@@ -184,7 +131,7 @@ impl Output {
         }
         if let Some(log) = &self.offline {
             let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            for (piece, failures) in batch.pieces.iter().zip(rows.failures()) {
+            for (piece, failures) in batch.pieces.iter().zip(batch.rows.failures()) {
                 let skip: Vec<usize> = failures.iter().map(|f| f.batch_row).collect();
                 tokio::task::block_in_place(|| log.append(&piece.transformed.checked, &skip))?;
             }
@@ -192,21 +139,20 @@ impl Output {
         counters.add(|m| &m.keys_written, written.written);
         counters.add(|m| &m.keys_skipped_older, written.skipped_older);
         counters.time(Stage::Write, writing);
-        let events = &batch.events;
         tracing::debug!(
-            view = %pipeline.view.name,
+            view = %batch.version.pipeline.view.name,
             version = batch.version.id(),
-            events = events.len(),
-            first = %events[0].origin,
-            last = %events[events.len() - 1].origin,
+            events = batch.span.events,
+            first = %batch.span.first,
+            last = %batch.span.last,
             written = written.written,
             skipped = written.skipped_older,
             dead_letters = batch.letters.len(),
             "batch written"
         );
         let committing = Instant::now();
-        advance(&mut self.pending, events);
-        advance(&mut self.written, events);
+        advance(&mut self.pending, &batch.span.next_offsets);
+        advance(&mut self.written, &batch.span.next_offsets);
         if let Some(newest) = batch
             .pieces
             .iter()
@@ -345,23 +291,4 @@ impl Output {
             self.metrics.set_lag(lag);
         }
     }
-}
-
-/// Output rows that cannot become online rows are logged with their
-/// batch and counted: which input event produced an output row is the
-/// transform's business, so they cannot be dead-lettered as events.
-fn report_unwritable(counters: &Counters<'_>, batch: &Prepared, failures: &[RowFailure]) {
-    let events = &batch.events;
-    for failure in failures {
-        tracing::warn!(
-            target: "fvhost::dead_letter",
-            view = %batch.version.pipeline.view.name,
-            kind = DeadLetterKind::Unwritable.as_str(),
-            batch_first = %events[0].origin,
-            batch_last = %events[events.len() - 1].origin,
-            output_row = failure.batch_row,
-            "{}", failure.reason
-        );
-    }
-    counters.add(|m| &m.unwritable_rows, failures.len() as u64);
 }
