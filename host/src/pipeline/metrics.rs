@@ -121,9 +121,10 @@ view_counters! {
     transform_micros,
     /// Microseconds spent building online rows (keys, encoded values, newest per entity).
     encode_micros,
-    /// Microseconds spent writing online rows, dead letters included.
+    /// Microseconds batches spent being written (dead letters, then online rows), each from
+    /// its first call to its last reply; two batches' writes may overlap.
     write_micros,
-    /// Microseconds spent committing offsets (and closing offline-log files).
+    /// Microseconds spent appending written batches to the offline log and committing offsets.
     commit_micros,
 }
 
@@ -138,9 +139,9 @@ pub enum Stage {
     Transform,
     /// Building online rows: keys, encoded values, newest per entity.
     Encode,
-    /// Writing online rows, dead letters included.
+    /// Writing a batch's dead letters and online rows (two batches' writes may overlap).
     Write,
-    /// Committing offsets (and closing offline-log files).
+    /// Appending a written batch to the offline log and committing its offsets.
     Commit,
 }
 

@@ -51,6 +51,12 @@ impl TopicConsumer {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("fetch.wait.max.ms", "100")
+            // Once a partition's local queue holds queued.min.messages,
+            // librdkafka waits this long before fetching it again; at the
+            // default (1 s) a view catching up on a backlog drains the
+            // queue and then idles for half a second (measured: 0.5 s
+            // stalls, one view 120k rows/s; at 100 ms, 170-207k).
+            .set("fetch.queue.backoff.ms", "100")
             .set("topic.metadata.refresh.interval.ms", "5000")
             .create()?;
         consumer.subscribe(&[config.topic.as_str()])?;

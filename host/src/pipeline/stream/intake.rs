@@ -20,7 +20,7 @@ use crate::source::kafka::{Event, TopicConsumer};
 
 /// What the intake hands on.
 enum Next {
-    Batch(Prepared),
+    Batch(Box<Prepared>),
     /// Shutdown: nothing consumed, or a batch left unfinished (and uncommitted).
     Stop,
 }
@@ -99,7 +99,7 @@ impl Intake {
                 _ = to_output.closed() => return Ok(()),
             };
             match next {
-                Next::Batch(batch) => slot.send(batch),
+                Next::Batch(batch) => slot.send(*batch),
                 Next::Stop => return Ok(()),
             }
         }
@@ -153,7 +153,7 @@ impl Intake {
             input_events: origins,
             refused_rows,
         };
-        Ok(Next::Batch(self.encode(transformed, &events)))
+        Ok(Next::Batch(Box::new(self.encode(transformed, &events))))
     }
 
     /// Switches to a newly activated version, between two batches: the batch

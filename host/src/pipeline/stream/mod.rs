@@ -17,6 +17,7 @@ mod encode;
 mod intake;
 mod output;
 mod transform;
+mod write;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

@@ -1,31 +1,37 @@
-//! The output stage: a transformed batch's dead letters stored, its online
-//! rows written newer-wins (retried until the store takes them), its rows
-//! appended to the offline log, and only then its offsets committed.
+//! The output stage: each batch's writes started in order (see [`write`]),
+//! two on the wire at a time where they may overlap, and as each batch's
+//! writes finish, in batch order, its rows appended to the offline log and
+//! only then its offsets committed.
+//!
+//! [`write`]: super::write
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use super::encode::BatchRows;
+use super::write::{BatchWriter, Writing};
 use super::{Counters, Prepared, StreamSettings, ViewStopped};
-use crate::aggregate::{EntityEvent, WindowStats, apply_events, state_field};
 use crate::offline::log::OfflineLog;
-use crate::online::{OnlineRow, OnlineStore, WriteStats};
-use crate::pipeline::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::online::{OnlineStore, WriteStats};
+use crate::pipeline::dead_letter::DeadLetterSink;
 use crate::pipeline::metrics::{Stage, ViewMetrics};
 use crate::source::kafka::{Positions, TopicConsumer, advance};
 
 /// How often the consumer-lag gauge is refreshed.
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The output's state: where rows and dead letters go, what is uncommitted.
+/// Most batches whose writes are on the wire at once. Two keep the store
+/// busy: while one batch's replies come back and it is committed, the
+/// next one's writes are already queued at the server.
+const WRITES_IN_FLIGHT: usize = 2;
+
+/// The output's state: where batches are written, what is uncommitted.
 pub(super) struct Output {
     /// The view's name, for the log.
     view: String,
-    store: Arc<dyn OnlineStore>,
-    /// Where events the view cannot apply go.
-    dead_letters: DeadLetterSink,
+    writer: BatchWriter,
     /// The view's offline log, when it keeps one (behind a lock only so the
     /// loop stays `Sync`; the output is its one user).
     pub(super) offline: Option<Mutex<OfflineLog>>,
@@ -35,9 +41,17 @@ pub(super) struct Output {
     /// what the lag is measured from.
     written: Positions,
     metrics: Arc<ViewMetrics>,
-    settings: StreamSettings,
     /// When the consumer lag was last asked for.
     lag_checked: Option<Instant>,
+}
+
+/// How the output's loop ended.
+enum Ended {
+    /// The intake sent its last batch, and every batch is written.
+    Drained,
+    /// Shutdown came while a write was retried: that batch and the ones
+    /// after it are not committed (they are read again after a restart).
+    Interrupted,
 }
 
 impl Output {
@@ -50,13 +64,11 @@ impl Output {
     ) -> Self {
         Self {
             view: view.to_string(),
-            store,
-            dead_letters,
+            writer: BatchWriter::new(view, store, dead_letters, Arc::clone(&metrics), settings),
             offline: None,
             pending: Positions::new(),
             written: Positions::new(),
             metrics,
-            settings,
             lag_checked: None,
         }
     }
@@ -67,68 +79,87 @@ impl Output {
         mut self,
         mut batches: mpsc::Receiver<Prepared>,
         consumer: Arc<TopicConsumer>,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) -> Result<(), ViewStopped> {
-        loop {
-            // While no batch comes (the view has caught up), the lag is still
-            // refreshed, so it falls to 0 instead of keeping its last value.
-            let batch = tokio::select! {
-                batch = batches.recv() => batch,
-                _ = tokio::time::sleep(LAG_INTERVAL) => {
-                    self.refresh_lag(&consumer);
-                    continue;
-                }
-            };
-            let Some(batch) = batch else { break };
-            if !self.write(batch, &consumer, &mut shutdown).await? {
-                // Nothing more is written or committed: the batches in hand
-                // are read again after a restart.
-                break;
-            }
-        }
+        let mut in_flight = VecDeque::new();
+        let ended = self
+            .write_in_order(&mut batches, &mut in_flight, &consumer, &shutdown)
+            .await;
         batches.close();
+        // Writes still on the wire end on their own (shutdown stops their
+        // retries); after a failure they are stopped. Neither is committed.
+        for writing in in_flight {
+            if ended.is_err() {
+                writing.task.abort();
+            }
+            let _ = writing.task.await;
+        }
+        ended?;
         self.commit_written(&consumer, true)
     }
 
-    /// Writes `batch` everywhere it goes, then commits what is written.
-    /// `Ok(false)`: shutdown came while a write was retried, so nothing was committed.
-    async fn write(
+    /// Starts each batch's writes as soon as the ones before it allow and
+    /// finishes batches in order as their writes complete.
+    async fn write_in_order(
         &mut self,
-        batch: Prepared,
+        batches: &mut mpsc::Receiver<Prepared>,
+        in_flight: &mut VecDeque<Writing>,
         consumer: &TopicConsumer,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<bool, ViewStopped> {
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Ended, ViewStopped> {
+        // A batch received but not yet started: it waits for room.
+        let mut next: Option<Prepared> = None;
+        let mut open = true;
+        loop {
+            if let Some(batch) = next.take_if(|batch| has_room(in_flight, batch)) {
+                in_flight.push_back(self.writer.start(batch, shutdown.clone()));
+                continue;
+            }
+            if !open && next.is_none() && in_flight.is_empty() {
+                return Ok(Ended::Drained);
+            }
+            tokio::select! {
+                biased;
+                done = async { (&mut in_flight.front_mut().expect("not empty").task).await },
+                    if !in_flight.is_empty() =>
+                {
+                    let writing = in_flight.pop_front().expect("not empty");
+                    let written = match done {
+                        Ok(Some(written)) => written,
+                        Ok(None) => return Ok(Ended::Interrupted),
+                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                        Err(e) => panic!("a write task of view `{}` was cancelled: {e}", self.view),
+                    };
+                    self.finish(&writing.batch, written, consumer)?;
+                }
+                batch = batches.recv(), if open && next.is_none() => match batch {
+                    Some(batch) => next = Some(batch),
+                    None => open = false,
+                },
+                // While no batch comes (the view has caught up), the lag is
+                // still refreshed, so it falls to 0 instead of keeping its
+                // last value.
+                _ = tokio::time::sleep(LAG_INTERVAL), if in_flight.is_empty() => {
+                    self.refresh_lag(consumer);
+                }
+            }
+        }
+    }
+
+    /// After `batch` is written: its rows appended to the offline log, its
+    /// offsets committed (see [`Self::commit_written`]).
+    fn finish(
+        &mut self,
+        batch: &Prepared,
+        written: WriteStats,
+        consumer: &TopicConsumer,
+    ) -> Result<(), ViewStopped> {
         let metrics = Arc::clone(&self.metrics);
         let counters = Counters {
             view: &metrics,
             version: &batch.version.metrics,
         };
-        let writing = Instant::now();
-        if !self
-            .store_dead_letters(&counters, &batch.letters, shutdown)
-            .await
-        {
-            return Ok(false);
-        }
-        let mut written = WriteStats::default();
-        match &batch.rows {
-            BatchRows::Entities(pieces) => {
-                for piece in pieces {
-                    let Some(stats) = self.write_rows(&batch, &piece.rows, shutdown).await else {
-                        return Ok(false);
-                    };
-                    written += stats;
-                }
-            }
-            BatchRows::Windows { events, .. } => {
-                let Some(stats) = self.write_windows(&batch, events, shutdown).await else {
-                    return Ok(false);
-                };
-                counters.add(|m| &m.window_events_replayed, stats.events_replayed);
-                counters.add(|m| &m.window_events_expired, stats.events_expired);
-                written.written += stats.keys_written;
-            }
-        }
+        let committing = Instant::now();
         if let Some(log) = &self.offline {
             let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             for (piece, failures) in batch.pieces.iter().zip(batch.rows.failures()) {
@@ -136,9 +167,6 @@ impl Output {
                 tokio::task::block_in_place(|| log.append(&piece.transformed.checked, &skip))?;
             }
         }
-        counters.add(|m| &m.keys_written, written.written);
-        counters.add(|m| &m.keys_skipped_older, written.skipped_older);
-        counters.time(Stage::Write, writing);
         tracing::debug!(
             view = %batch.version.pipeline.view.name,
             version = batch.version.id(),
@@ -150,7 +178,6 @@ impl Output {
             dead_letters = batch.letters.len(),
             "batch written"
         );
-        let committing = Instant::now();
         advance(&mut self.pending, &batch.span.next_offsets);
         advance(&mut self.written, &batch.span.next_offsets);
         if let Some(newest) = batch
@@ -164,81 +191,7 @@ impl Output {
         self.commit_written(consumer, false)?;
         counters.time(Stage::Commit, committing);
         self.refresh_lag(consumer);
-        Ok(true)
-    }
-
-    /// Writes one piece's rows, retrying until the store takes them;
-    /// `None` if shutdown came first.
-    async fn write_rows(
-        &self,
-        batch: &Prepared,
-        rows: &[OnlineRow],
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Option<WriteStats> {
-        let fields = &batch.version.pipeline.fields;
-        self.retry(shutdown, || self.store.write(fields, rows))
-            .await
-    }
-
-    /// Applies a windowed view's events, retrying until the store takes
-    /// them; `None` if shutdown came first.
-    async fn write_windows(
-        &self,
-        batch: &Prepared,
-        events: &[EntityEvent],
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Option<WindowStats> {
-        let pipeline = &batch.version.pipeline;
-        let plan = pipeline.window.as_ref()?;
-        let state_field = state_field(&pipeline.view.name);
-        let store = self.store.as_ref();
-        self.retry(shutdown, || {
-            apply_events(store, plan, &pipeline.fields, &state_field, events)
-        })
-        .await
-    }
-
-    /// Sends the batch's dead letters to the view's destination, retrying
-    /// until it takes them; `false` if shutdown came first (nothing is committed then).
-    async fn store_dead_letters(
-        &self,
-        counters: &Counters<'_>,
-        letters: &[DeadLetter],
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> bool {
-        let sent = self
-            .retry(shutdown, || self.dead_letters.send(letters))
-            .await;
-        if sent.is_some() {
-            counters.add(|m| &m.dead_letters, letters.len() as u64);
-        }
-        sent.is_some()
-    }
-
-    /// Runs `attempt` until it succeeds, waiting between failures (the
-    /// settings' backoff, doubling up to 30 s); nothing is committed
-    /// meanwhile. `None` if shutdown came first.
-    async fn retry<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
-        &self,
-        shutdown: &mut watch::Receiver<bool>,
-        mut attempt: impl FnMut() -> F,
-    ) -> Option<T> {
-        let mut backoff = self.settings.write_backoff;
-        loop {
-            match attempt().await {
-                Ok(value) => return Some(value),
-                Err(e) => {
-                    ViewMetrics::add(&self.metrics.store_write_errors, 1);
-                    ViewMetrics::add_time(&self.metrics.store_retry_micros, backoff);
-                    tracing::error!(view = %self.view, retry_in_ms = backoff.as_millis() as u64, "{e}; nothing committed, retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => return None,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
+        Ok(())
     }
 
     /// Commits what is written everywhere it must be: at once without an
@@ -291,4 +244,13 @@ impl Output {
             self.metrics.set_lag(lag);
         }
     }
+}
+
+/// Whether `batch`'s writes may start now: nothing is on the wire, or
+/// there is room and it and every batch on the wire may overlap.
+fn has_room(in_flight: &VecDeque<Writing>, batch: &Prepared) -> bool {
+    in_flight.is_empty()
+        || (in_flight.len() < WRITES_IN_FLIGHT
+            && batch.may_overlap()
+            && in_flight.iter().all(|w| w.batch.may_overlap()))
 }
