@@ -43,7 +43,8 @@ fn main() {
         .unwrap();
     let mut repo = repo::load(&root().join("examples/driver_ranking")).unwrap();
     // The swapped view alone: status and metrics below read the first view.
-    repo.views.retain(|v| v.name == "driver_hourly_stats_stream");
+    repo.views
+        .retain(|v| v.name == "driver_hourly_stats_stream");
     let cache = tempfile::tempdir().unwrap();
     let redis = RedisServer::start().unwrap();
     let broker = LocalBroker::start(1).unwrap();
