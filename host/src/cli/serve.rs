@@ -70,8 +70,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Most `serve --threads`: no more threads than the connections one
-/// listener keeps open at once ([`crate::server::listen::Bounds`]).
-const MAX_SERVE_THREADS: i64 = 256;
+/// listener keeps open at once.
+const MAX_SERVE_THREADS: i64 = crate::server::listen::MAX_CONNECTIONS as i64;
 
 /// One serve thread per core the process may use.
 fn one_per_core() -> usize {

@@ -21,6 +21,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// Most connections one listener keeps open at once, by default.
+pub const MAX_CONNECTIONS: usize = 256;
+
 /// The bounds of one listener.
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
@@ -32,7 +35,7 @@ pub struct Bounds {
 impl Default for Bounds {
     fn default() -> Self {
         Self {
-            max_connections: 256,
+            max_connections: MAX_CONNECTIONS,
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
         }
