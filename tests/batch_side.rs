@@ -1565,3 +1565,74 @@ fn materialize_and_push_dead_letter_the_rows_a_transform_rejects_or_fails_on() {
     assert!(stored_ts(&mut connection, pushed_view, 102, &repo.project).is_some());
     assert!(stored_ts(&mut connection, pushed_view, 101, &repo.project).is_none());
 }
+
+/// A view with an offline log commits what it wrote once the log's files
+/// are due to rotate, also when no further event comes: an idle host must
+/// not leave its offsets (and its files) open until it stops.
+#[test]
+fn an_idle_stream_view_with_an_offline_log_rotates_and_commits_without_new_events() {
+    let definitions = Definitions::new()
+        .driver_stats("driver_stats_view", "drivers", "Float32")
+        .yaml()
+        .replace("path: data/driver_stats.parquet", "path: data/driver_stats")
+        .replace("    ttl: 1d\n", "    ttl: 1d\n    offline: true\n");
+    let repo_dir = TestRepo::new("idle_offline_log", &definitions);
+    let repo = fvhost::repo::load(repo_dir.path()).unwrap();
+    let redis = RedisServer::start().unwrap();
+    let broker = LocalBroker::start(1).unwrap();
+    broker.create_topic("drivers", 2).unwrap();
+    let base = 1_767_225_600;
+    let messages: Vec<(String, Vec<u8>)> = (1..101i64)
+        .map(|d| (d.to_string(), driver_event(d, base + d, 0.5, 0.25)))
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(broker.produce("drivers", &messages)).unwrap();
+    rt.block_on(async {
+        let options = fvhost::control::HostOptions {
+            kafka_bootstrap: Some(broker.bootstrap_servers()),
+            redis_url: Some(redis.url()),
+            offline_rotation: fvhost::offline::log::Rotation {
+                max_bytes: 64 << 20,
+                max_age: Duration::from_secs(1),
+            },
+            ..Default::default()
+        };
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let host = fvhost::control::Host::start(&repo, &options, shutdown)
+            .await
+            .unwrap();
+        let metrics = Arc::clone(&host.metrics()[0].1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while metrics.snapshot().messages < 100 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the events were not read"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // No more events come; the log's files are due after 1 s, and the
+        // idle view looks every few seconds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while metrics.snapshot().commits == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "an idle view never committed what it wrote: {:?}",
+                metrics.snapshot()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let files = walk(&repo_dir.path().join("data/driver_stats"));
+        assert!(
+            !files.is_empty()
+                && files
+                    .iter()
+                    .all(|f| f.extension().is_some_and(|e| e == "parquet")),
+            "the log's files are complete while the host still runs: {files:?}"
+        );
+        let _ = stop.send(true);
+        host.wait().await;
+    });
+}

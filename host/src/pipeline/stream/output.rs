@@ -138,8 +138,10 @@ impl Output {
                 },
                 // While no batch comes (the view has caught up), the lag is
                 // still refreshed, so it falls to 0 instead of keeping its
-                // last value.
+                // last value, and an offline log's files still rotate when
+                // due, so what is written gets committed.
                 _ = tokio::time::sleep(LAG_INTERVAL), if in_flight.is_empty() => {
+                    self.commit_written(consumer, false)?;
                     self.refresh_lag(consumer);
                 }
             }
