@@ -45,15 +45,6 @@ pub(super) struct Output {
     lag_checked: Option<Instant>,
 }
 
-/// How the output's loop ended.
-enum Ended {
-    /// The intake sent its last batch, and every batch is written.
-    Drained,
-    /// Shutdown came while a write was retried: that batch and the ones
-    /// after it are not committed (they are read again after a restart).
-    Interrupted,
-}
-
 impl Output {
     pub(super) fn new(
         view: &str,
@@ -106,7 +97,7 @@ impl Output {
         in_flight: &mut VecDeque<Writing>,
         consumer: &TopicConsumer,
         shutdown: &watch::Receiver<bool>,
-    ) -> Result<Ended, ViewStopped> {
+    ) -> Result<(), ViewStopped> {
         // A batch received but not yet started: it waits for room.
         let mut next: Option<Prepared> = None;
         let mut open = true;
@@ -116,7 +107,8 @@ impl Output {
                 continue;
             }
             if !open && next.is_none() && in_flight.is_empty() {
-                return Ok(Ended::Drained);
+                // The intake sent its last batch, and every batch is written.
+                return Ok(());
             }
             tokio::select! {
                 biased;
@@ -126,7 +118,9 @@ impl Output {
                     let writing = in_flight.pop_front().expect("not empty");
                     let written = match done {
                         Ok(Some(written)) => written,
-                        Ok(None) => return Ok(Ended::Interrupted),
+                        // Shutdown came while a write was retried: that batch and
+                        // the ones after it are read again after a restart.
+                        Ok(None) => return Ok(()),
                         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                         Err(e) => panic!("a write task of view `{}` was cancelled: {e}", self.view),
                     };
