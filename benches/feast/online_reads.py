@@ -33,7 +33,14 @@ Needs redis-server, a virtualenv with feast[redis]==0.67.0 (default
 ~/.cache/fvhost/feast-venv) and a release build of fvhost; the script never
 builds it (cargo build --release -p fvhost).
   python3 benches/feast/online_reads.py [--drivers 100000] [--fvhost PATH] [--venv DIR]
-                                       [--fvhost-threads N] [--baseline PATH]
+                                       [--fvhost-threads N] [--baseline PATH] [--read-cache-mb N]
+
+`--read-cache-mb N` (default 64; 0 skips it) also starts `fvhost serve
+--read-cache-mb N` beside them, asked in the same turns, after one untimed
+read of every driver has filled its cache (the timed ids are drawn from
+them): the figures of a warm cache, reported as fvhost_serve_read_cache,
+with its hit and invalidation counters from /metrics. Its answers are
+compared with Feast's like the others'.
 
 `--baseline PATH` also starts `PATH serve` (another build of fvhost, say
 the last commit's) beside the first, asked in the same turns on the same
@@ -136,6 +143,8 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--fvhost-threads", type=int, default=None,
                     help="`fvhost serve --threads N` (default: serve's own, one per core)")
+    ap.add_argument("--read-cache-mb", type=int, default=64,
+                    help="also time `fvhost serve --read-cache-mb N`, its cache warmed by one read of every driver (0: skip)")
     ap.add_argument("--baseline", default=None,
                     help="another fvhost binary, served beside and timed in the same turns (before/after)")
     ap.add_argument("--work", default=os.environ.get("WORK", "/tmp/fvhost-online-reads"))
@@ -211,16 +220,20 @@ def bench(args, py, feast, children):
     ids = {size: [[first + rng.randrange(n) for _ in range(size)] for _ in range(counts[size])] for size in SIZES}
     missing_probe = [first, first - 1, first + n - 1]  # first - 1 was never written
 
-    fv_port, feast_port, base_port = free_port(), free_port(), free_port()
+    fv_port, feast_port, base_port, cached_port = free_port(), free_port(), free_port(), free_port()
     fv_log = open(work / "fvhost-serve.log", "wb")
     feast_log = open(work / "feast-serve.log", "wb")
     try:
         threads = [] if args.fvhost_threads is None else ["--threads", str(args.fvhost_threads)]
-        for name, binary, listen in (("fvhost serve", args.fvhost, fv_port), ("baseline serve", args.baseline, base_port)):
+        cache = ["--read-cache-mb", str(args.read_cache_mb)]
+        servers = (("fvhost serve", args.fvhost, fv_port, []),
+                   ("baseline serve", args.baseline, base_port, []),
+                   ("fvhost serve (read cache)", args.fvhost if args.read_cache_mb else None, cached_port, cache))
+        for name, binary, listen, extra in servers:
             if binary is None:
                 continue
             children.start(name, [binary, "serve", "-r", str(fv_repo), "--listen", f"127.0.0.1:{listen}",
-                                  "--redis", f"redis://127.0.0.1:{port}", *threads],
+                                  "--redis", f"redis://127.0.0.1:{port}", *threads, *extra],
                            env=dict(os.environ, FVHOST_LOG="warn"), stdout=fv_log, stderr=subprocess.STDOUT)
         # --max-requests 0: gunicorn's default (1000) would restart the worker mid-run
         children.start("feast serve", [feast, "serve", "--host", "127.0.0.1", "-p", str(feast_port), "--workers", "1",
@@ -231,6 +244,7 @@ def bench(args, py, feast, children):
         feast_log.close()
     fv, fs = Client(fv_port), Client(feast_port)
     base = Client(base_port) if args.baseline else None
+    cached = Client(cached_port) if args.read_cache_mb else None
     wait_until("fvhost serve", lambda: fv.get("/health")[0] == 200, children, timeout=30)
     probe = body_of([first])
     wait_until("feast serve", lambda: fs.post(probe)[0] == 200, children, timeout=90)
@@ -239,13 +253,25 @@ def bench(args, py, feast, children):
     fv.close()
     if base is not None:
         wait_until("baseline serve", lambda: base.get("/health")[0] == 200, children, timeout=30)
-    log("both servers answer")
+    if cached is not None:
+        wait_until("fvhost serve (read cache)", lambda: cached.get("/health")[0] == 200, children, timeout=30)
+        # warm: every driver read once (the timed ids are drawn from them)
+        t = time.perf_counter()
+        everyone = list(range(first - 1, first + n))
+        for at in range(0, len(everyone), 1000):
+            code, _ = cached.post(body_of(everyone[at:at + 1000]))
+            assert code == 200, f"warming the read cache: {code}"
+        log(f"read cache warmed with {len(everyone)} drivers in {time.perf_counter() - t:.1f} s")
+    log("the servers answer")
 
     # correctness: each size's first body, and one with a never-written id
     checks = {}
     for label, entity_ids in [*((str(size), ids[size][0]) for size in SIZES), ("missing_id", missing_probe)]:
         body = body_of(entity_ids)
-        checks[label] = compare_responses(fv.post(body), fs.post(body))
+        feast_answer = fs.post(body)
+        checks[label] = compare_responses(fv.post(body), feast_answer)
+        if cached is not None:
+            checks[f"{label}_read_cache"] = compare_responses(cached.post(body), feast_answer)
         check = checks[label]
         state = "same" if check["same"] else f"{check['differences']} difference(s)"
         log(f"responses for {label} ({len(entity_ids)} entities): {state}")
@@ -267,8 +293,9 @@ def bench(args, py, feast, children):
     results = {}
     for size in SIZES:
         bodies = [body_of(x) for x in ids[size]]
-        fv_ms, fs_ms, base_ms = [], [], []
-        turns = [(fv, fv_ms), (fs, fs_ms)] + ([(base, base_ms)] if base is not None else [])
+        fv_ms, fs_ms, base_ms, cached_ms = [], [], [], []
+        turns = [(fv, fv_ms), (fs, fs_ms)] + ([(base, base_ms)] if base is not None else []) \
+            + ([(cached, cached_ms)] if cached is not None else [])
         # in turns of BLOCK bodies: each server's answer is timed while the
         # other is idle (a Python server is still freeing its last answer
         # for a while after sending it), and both see the same noise
@@ -281,15 +308,27 @@ def bench(args, py, feast, children):
                         out.append(ms)
         results[size] = {"fvhost_serve": stats(fv_ms), "feast_serve": stats(fs_ms)}
         baseline = ""
+        if cached is not None:
+            results[size]["fvhost_serve_read_cache"] = stats(cached_ms)
+            baseline += f", with read cache {fmt(results[size]['fvhost_serve_read_cache'])}"
         if base is not None:
             results[size]["fvhost_baseline"] = stats(base_ms)
-            baseline = f", baseline {fmt(results[size]['fvhost_baseline'])}"
+            baseline += f", baseline {fmt(results[size]['fvhost_baseline'])}"
         log(f"{size} entities: fvhost serve {fmt(results[size]['fvhost_serve'])}, "
             f"feast serve {fmt(results[size]['feast_serve'])}{baseline}")
     fv.close()
     fs.close()
     if base is not None:
         base.close()
+    cache_metrics = {}
+    if cached is not None:
+        text = cached.get("/metrics")[1].decode()
+        for line in text.splitlines():
+            if line.startswith("fvhost_read_cache_"):
+                name, value = line.rsplit(" ", 1)
+                cache_metrics[name] = float(value)
+        log(f"read cache: {cache_metrics}")
+        cached.close()
 
     log("Feast SDK in process ...")
     sdk = subprocess.run([py, "-c", INPROC, str(feast_repo), json.dumps(FEATURES), str(args.warmup)],
@@ -311,6 +350,10 @@ def bench(args, py, feast, children):
             "fvhost_p50_over_best_feast_p50": round(ratio, 4),
             "goal_tenth_met": ratio <= 0.1,
         }
+        if "fvhost_serve_read_cache" in r:
+            cached_ratio = r["fvhost_serve_read_cache"]["p50_ms"] / r[best]["p50_ms"]
+            sizes_out[str(size)]["read_cache_p50_over_best_feast_p50"] = round(cached_ratio, 4)
+            sizes_out[str(size)]["goal_tenth_met_with_read_cache"] = cached_ratio <= 0.1
     return {
         "bench": "online_reads",
         "drivers": args.drivers,
@@ -324,6 +367,10 @@ def bench(args, py, feast, children):
         "client_floor_health": floor,
         "sizes": sizes_out,
         "goal_tenth_met_everywhere": all(v["goal_tenth_met"] for v in sizes_out.values()),
+        "read_cache_mb": args.read_cache_mb,
+        "read_cache_metrics": cache_metrics,
+        "goal_tenth_met_everywhere_with_read_cache": args.read_cache_mb > 0 and all(
+            v["goal_tenth_met_with_read_cache"] for v in sizes_out.values()),
         "responses_values_match": {k: v["values_match"] for k, v in checks.items()},
         "responses_same": {k: v["same"] for k, v in checks.items()},
         "response_differences": {k: v["by_path"] for k, v in checks.items() if not v["same"]},

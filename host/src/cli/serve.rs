@@ -44,10 +44,20 @@ pub struct ServeArgs {
     /// descriptors a thread); more threads than cores add no speed.
     #[arg(long, env = "FVHOST_SERVE_THREADS", value_parser = clap::value_parser!(u16).range(1..=MAX_SERVE_THREADS))]
     pub threads: Option<u16>,
+    /// Memory for cached reads, in MiB, split evenly among the serve
+    /// threads (0, the default: every read asks Redis). Cached keys are
+    /// kept exact by Redis itself (client tracking: a write, expiry or
+    /// eviction of a key drops it; a dropped connection empties the cache).
+    /// Needs a single Redis server, version 6 or later.
+    #[arg(long, default_value_t = 0, env = "FVHOST_READ_CACHE_MB", value_parser = clap::value_parser!(u32).range(0..=MAX_READ_CACHE_MB))]
+    pub read_cache_mb: u32,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let repo = args.repo.load()?;
+    if args.read_cache_mb > 0 {
+        check_read_cache_store(&repo.config.online_store)?;
+    }
     let replicas = crate::online::ReplicaWait::for_replicas(args.wait_for_replicas);
     let mut state = ServerState::waiting_for(repo, args.redis.as_deref(), replicas)?;
     state.max_push_bytes = args.max_push_bytes;
@@ -55,9 +65,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         statuses: args.feast_statuses,
         key_coercion: args.feast_key_coercion,
     };
+    let threads = args.threads.map_or_else(one_per_core, usize::from);
+    state.read_cache_bytes = ((args.read_cache_mb as usize) << 20) / threads;
     let state = std::sync::Arc::new(state);
     let watch = (!args.no_watch).then(|| reload::spawn_repo_watch(std::sync::Arc::clone(&state)));
-    let threads = args.threads.map_or_else(one_per_core, usize::from);
     let served = serve_http(state, args.listen, threads, async {
         let _ = super::run::stop_signal().await;
     })
@@ -72,6 +83,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// Most `serve --threads`: no more threads than the connections one
 /// listener keeps open at once.
 const MAX_SERVE_THREADS: i64 = crate::server::listen::MAX_CONNECTIONS as i64;
+
+/// The read cache keeps its keys exact through one tracked connection to
+/// one server; a cluster or a Sentinel set is refused before serving.
+fn check_read_cache_store(store: &crate::repo::OnlineStoreConfig) -> anyhow::Result<()> {
+    use crate::repo::RedisType;
+    match RedisType::parse(&store.redis_type) {
+        Ok(RedisType::Single) => Ok(()),
+        _ => anyhow::bail!(
+            "--read-cache-mb needs a single Redis server (redis_type: redis); the repo's online store is redis_type {} (serve without --read-cache-mb, or read from the single server)",
+            store.redis_type
+        ),
+    }
+}
+
+/// Most `serve --read-cache-mb`: 1 TiB, beyond any machine it runs on
+/// (the cache grows only as keys are read; the budget bounds it).
+const MAX_READ_CACHE_MB: i64 = 1 << 20;
 
 /// One serve thread per core the process may use.
 fn one_per_core() -> usize {

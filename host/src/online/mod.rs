@@ -12,9 +12,11 @@
 //! - [`redis`]: the Redis store Feast reads (atomic script writes, pipelined;
 //!   one server, a cluster grouped by hash slot, or a Sentinel-managed master);
 //! - [`memory`]: the same semantics in memory, for tests and tools;
+//! - [`cache`]: reads answered from memory, invalidated by Redis (`serve --read-cache-mb`);
 //! - [`connection`]: the store a repo names, opened.
 
 pub mod answer;
+pub mod cache;
 pub mod connection;
 pub mod entity_key;
 pub mod fields;

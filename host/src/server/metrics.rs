@@ -46,6 +46,8 @@ pub struct RequestMetrics {
     registry: Registry,
     requests: Family<Vec<(&'static str, String)>, Counter>,
     seconds: Family<Vec<(&'static str, String)>, Histogram>,
+    /// What `serve --read-cache-mb`'s caches did (zero without one).
+    pub read_cache: std::sync::Arc<crate::online::cache::CacheCounters>,
 }
 
 impl Default for RequestMetrics {
@@ -67,10 +69,13 @@ impl Default for RequestMetrics {
             seconds.clone(),
         );
         registry.register_collector(Box::new(BuildInfo));
+        let read_cache = std::sync::Arc::<crate::online::cache::CacheCounters>::default();
+        read_cache.register(&mut registry);
         Self {
             registry,
             requests,
             seconds,
+            read_cache,
         }
     }
 }

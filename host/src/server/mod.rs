@@ -17,6 +17,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::online::OnlineConnection;
+use crate::online::cache::{CachingStore, ReadCache};
+use crate::online::redis::tracking::TrackedReads;
 use crate::pipeline::push::PushTarget;
 use crate::repo::{FeatureRepo, SourceKind};
 use crate::transform::cache::{ModuleCache, default_dir};
@@ -40,6 +42,9 @@ pub struct ServerState {
     pub feast_compatible: FeastCompatibility,
     /// Requests served, by route and status, for `GET /metrics`.
     pub requests: metrics::RequestMetrics,
+    /// Bytes each serve thread may keep of cached reads (0: reads always
+    /// ask Redis); see [`crate::online::cache`].
+    pub read_cache_bytes: usize,
     /// What push targets are built with, again on a reload.
     engine: TransformEngine,
     cache: ModuleCache,
@@ -152,21 +157,40 @@ impl ServerState {
             max_push_bytes: DEFAULT_MAX_PUSH_BYTES,
             feast_compatible: FeastCompatibility::default(),
             requests: metrics::RequestMetrics::default(),
+            read_cache_bytes: 0,
             engine,
             cache,
         })
     }
 
-    /// A new connection to the online store `serve` started with.
+    /// A new connection to the online store `serve` started with; its
+    /// reads go through a cache of their own when `read_cache_bytes` is set.
     pub async fn connect(&self) -> anyhow::Result<OnlineConnection> {
         let target = &self.online_store;
-        OnlineConnection::open_waiting(
+        let online = OnlineConnection::open_waiting(
             &target.config,
             target.url_override.as_deref(),
             target.replicas,
         )
         .await
-        .context("connecting to the Redis online store")
+        .context("connecting to the Redis online store")?;
+        if self.read_cache_bytes == 0 {
+            return Ok(online);
+        }
+        let counters = Arc::clone(&self.requests.read_cache);
+        let cache = Arc::new(ReadCache::new(self.read_cache_bytes, Arc::clone(&counters)));
+        let tracked = TrackedReads::open(
+            &target.config,
+            target.url_override.as_deref(),
+            Arc::clone(&cache),
+        )
+        .await
+        .context("opening the read cache's connection to the online store")?;
+        let store = CachingStore::new(online.store, cache, tracked, counters);
+        Ok(OnlineConnection {
+            store: Arc::new(store),
+            redis: online.redis,
+        })
     }
 
     /// The repo as served now. A request keeps the one it began with.

@@ -45,6 +45,107 @@ impl RedisConnection {
     /// `redis://` URL of the server, of one cluster node (a seed), or of a
     /// sentinel, as `redis_type` says.
     pub async fn open(config: &OnlineStoreConfig, url_override: Option<&str>) -> RedisResult<Self> {
+        let deployment = Deployment::resolve(config, url_override)?;
+        let nodes = deployment.nodes;
+        let tls = deployment.tls;
+        let opened = match deployment.redis_type {
+            RedisType::Single => Self::open_node(nodes[0].clone(), tls.as_deref()).await,
+            RedisType::Cluster => Self::open_cluster(&nodes, tls).await,
+            RedisType::Sentinel => {
+                let master = config.sentinel_master.as_deref().unwrap_or("mymaster");
+                if master.is_empty() {
+                    return Err(invalid_config("sentinel_master is empty".into()));
+                }
+                SentinelConnection::open(nodes, master, &deployment.options, tls.as_deref())
+                    .await
+                    .map(Self::Sentinel)
+            }
+        };
+        opened.map_err(|e| explain_open_error(&config.redis_type, &deployment.named, e))
+    }
+
+    /// A connection to a single server whose reads Redis tracks: RESP3,
+    /// with every push (invalidations, and a note when the connection
+    /// drops) handed to `pushes` as it is read. Reconnects as
+    /// [`RedisConnection::Node`] does. A cluster or Sentinel is refused
+    /// (their failovers and reshards would need tracking per node).
+    pub async fn open_tracked(
+        config: &OnlineStoreConfig,
+        url_override: Option<&str>,
+        pushes: impl redis::aio::AsyncPushSender,
+    ) -> RedisResult<ConnectionManager> {
+        let deployment = Deployment::resolve(config, url_override)?;
+        if deployment.redis_type != RedisType::Single {
+            return Err(invalid_config(format!(
+                "the read cache needs a single Redis server (redis_type: redis), not redis_type {}",
+                config.redis_type
+            )));
+        }
+        let node = deployment.nodes[0].clone();
+        let settings = node
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let client = client_for(node.set_redis_settings(settings), deployment.tls.as_deref())?;
+        let manager = manager_config().set_push_sender(pushes);
+        let connect = client.get_connection_manager_with_config(manager);
+        let opened =
+            match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(1), connect).await {
+                Ok(result) => result,
+                Err(_) => Err(no_answer()),
+            };
+        opened.map_err(|e| explain_open_error(&config.redis_type, &deployment.named, e))
+    }
+
+    async fn open_node(node: redis::ConnectionInfo, tls: Option<&NodeTls>) -> RedisResult<Self> {
+        let client = client_for(node, tls)?;
+        let connect = client.get_connection_manager_with_config(manager_config());
+        match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(1), connect).await {
+            Ok(result) => result.map(Self::Node),
+            Err(_) => Err(no_answer()),
+        }
+    }
+
+    async fn open_cluster(
+        seeds: &[redis::ConnectionInfo],
+        tls: Option<Arc<NodeTls>>,
+    ) -> RedisResult<Self> {
+        let addresses = seeds
+            .iter()
+            .map(|seed| match seed.addr() {
+                redis::ConnectionAddr::Tcp(host, port)
+                | redis::ConnectionAddr::TcpTls { host, port, .. } => Ok(format!("{host}:{port}")),
+                other => Err(invalid_config(format!(
+                    "{other}: a Redis Cluster is reached over TCP"
+                ))),
+            })
+            .collect::<RedisResult<Vec<_>>>()?;
+        let settings = seeds[0].redis_settings().clone();
+        ClusterConnection::open(addresses, settings, node_config(), tls)
+            .await
+            .map(Self::Cluster)
+    }
+
+    /// Whether keys must be grouped by hash slot (one slot per command).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+}
+
+/// The deployment a store config names, resolved: its kind, its data
+/// nodes (or sentinels), TLS, and how messages name it.
+struct Deployment {
+    redis_type: RedisType,
+    options: ConnectionString,
+    tls: Option<Arc<NodeTls>>,
+    nodes: Vec<redis::ConnectionInfo>,
+    named: String,
+}
+
+impl Deployment {
+    /// Reads `config`; `url_override` (the command line's `--redis`)
+    /// replaces the connection string's nodes.
+    fn resolve(config: &OnlineStoreConfig, url_override: Option<&str>) -> RedisResult<Self> {
         let redis_type = RedisType::parse(&config.redis_type).map_err(invalid_config)?;
         let options = ConnectionString::parse(&config.connection_string).map_err(invalid_config)?;
         if !options.ignored.is_empty() {
@@ -80,63 +181,30 @@ impl RedisConnection {
                     .collect::<RedisResult<Vec<_>>>()?
             }
         };
-        let opened = match redis_type {
-            RedisType::Single => Self::open_node(nodes[0].clone(), tls.as_deref()).await,
-            RedisType::Cluster => Self::open_cluster(&nodes, tls).await,
-            RedisType::Sentinel => {
-                let master = config.sentinel_master.as_deref().unwrap_or("mymaster");
-                if master.is_empty() {
-                    return Err(invalid_config("sentinel_master is empty".into()));
-                }
-                SentinelConnection::open(nodes, master, &options, tls.as_deref())
-                    .await
-                    .map(Self::Sentinel)
-            }
-        };
-        opened.map_err(|e| explain_open_error(&config.redis_type, &named, e))
+        Ok(Self {
+            redis_type,
+            options,
+            tls,
+            nodes,
+            named,
+        })
     }
+}
 
-    async fn open_node(node: redis::ConnectionInfo, tls: Option<&NodeTls>) -> RedisResult<Self> {
-        let client = client_for(node, tls)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_number_of_retries(3);
-        let connect = client.get_connection_manager_with_config(config);
-        match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(1), connect).await {
-            Ok(result) => result.map(Self::Node),
-            Err(_) => Err(RedisError::from((
-                ErrorKind::Io,
-                "no answer",
-                format!("within {} s", CONNECT_TIMEOUT.as_secs() + 1),
-            ))),
-        }
-    }
+/// Timeouts and reconnection of a single server's connection.
+fn manager_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_number_of_retries(3)
+}
 
-    async fn open_cluster(
-        seeds: &[redis::ConnectionInfo],
-        tls: Option<Arc<NodeTls>>,
-    ) -> RedisResult<Self> {
-        let addresses = seeds
-            .iter()
-            .map(|seed| match seed.addr() {
-                redis::ConnectionAddr::Tcp(host, port)
-                | redis::ConnectionAddr::TcpTls { host, port, .. } => Ok(format!("{host}:{port}")),
-                other => Err(invalid_config(format!(
-                    "{other}: a Redis Cluster is reached over TCP"
-                ))),
-            })
-            .collect::<RedisResult<Vec<_>>>()?;
-        let settings = seeds[0].redis_settings().clone();
-        ClusterConnection::open(addresses, settings, node_config(), tls)
-            .await
-            .map(Self::Cluster)
-    }
-
-    /// Whether keys must be grouped by hash slot (one slot per command).
-    pub fn is_cluster(&self) -> bool {
-        matches!(self, Self::Cluster(_))
-    }
+fn no_answer() -> RedisError {
+    RedisError::from((
+        ErrorKind::Io,
+        "no answer",
+        format!("within {} s", CONNECT_TIMEOUT.as_secs() + 1),
+    ))
 }
 
 /// How data nodes are reached over TLS (`ssl=true` in the connection

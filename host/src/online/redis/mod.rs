@@ -15,6 +15,7 @@
 pub mod cluster;
 pub mod connection;
 pub mod slots;
+pub mod tracking;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
