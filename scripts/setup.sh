@@ -56,14 +56,15 @@ fi
 # tansu, a Kafka-compatible broker (Rust, from crates.io), for the end-to-end
 # test and benchmarks on a real broker; in-memory storage needs `dynostore`.
 # Pinned, cached outside the clone; its build folder is removed afterwards.
-# The first build takes about 15 minutes on 2 cores.
+# Built at opt-level 1: the tests send it a few thousand messages, and the
+# build takes about 15 minutes on 2 cores at the release default (3).
 TANSU_VERSION=0.6.0
 TANSU_ROOT="${FVHOST_TANSU_ROOT:-$HOME/.cache/fvhost/tansu}"
 if ! "$TANSU_ROOT/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION" \
    || [ ! -f "$TANSU_ROOT/.dynostore" ]; then
-  echo "setup: building tansu $TANSU_VERSION into $TANSU_ROOT (once, about 15 minutes)" >&2
+  echo "setup: building tansu $TANSU_VERSION into $TANSU_ROOT (once, several minutes)" >&2
   build_dir="$(mktemp -d)"
-  CARGO_TARGET_DIR="$build_dir" cargo install --quiet --locked tansu \
+  CARGO_TARGET_DIR="$build_dir" CARGO_PROFILE_RELEASE_OPT_LEVEL=1 cargo install --quiet --locked tansu \
     --version "$TANSU_VERSION" --features dynostore --root "$TANSU_ROOT" --force
   rm -rf "$build_dir"
   touch "$TANSU_ROOT/.dynostore"

@@ -61,7 +61,13 @@ impl Drop for Serve {
 fn serve(repo: &TestRepo, extra: &[&str]) -> (Serve, u16) {
     let port = fvhost::local::free_port().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_fvhost"))
-        .args(["serve", "-r", repo.path().to_str().unwrap(), "--threads", "1"])
+        .args([
+            "serve",
+            "-r",
+            repo.path().to_str().unwrap(),
+            "--threads",
+            "1",
+        ])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
         .spawn()
@@ -140,7 +146,10 @@ fn read_until(port: u16, driver: i64, expected: (serde_json::Value, &str)) {
 fn fill(port: u16, driver: i64, expected: i64) {
     let hits = metric(port, "fvhost_read_cache_hits_total");
     for _ in 0..2 {
-        assert_eq!(trips(port, driver), (serde_json::json!(expected), "PRESENT".into()));
+        assert_eq!(
+            trips(port, driver),
+            (serde_json::json!(expected), "PRESENT".into())
+        );
     }
     assert!(
         metric(port, "fvhost_read_cache_hits_total") > hits,
@@ -169,7 +178,10 @@ fn a_write_by_another_server_is_read_at_once_instead_of_the_cached_value() {
 fn fill_absent(port: u16, driver: i64) {
     let hits = metric(port, "fvhost_read_cache_hits_total");
     for _ in 0..2 {
-        assert_eq!(trips(port, driver), (serde_json::Value::Null, "NOT_FOUND".into()));
+        assert_eq!(
+            trips(port, driver),
+            (serde_json::Value::Null, "NOT_FOUND".into())
+        );
     }
     assert!(metric(port, "fvhost_read_cache_hits_total") > hits);
 }
@@ -218,7 +230,10 @@ fn a_key_is_not_answered_from_the_cache_past_its_ttl() {
     push(port, 1, 10, 1);
     fill(port, 1, 10);
     std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(trips(port, 1), (serde_json::Value::Null, "NOT_FOUND".into()));
+    assert_eq!(
+        trips(port, 1),
+        (serde_json::Value::Null, "NOT_FOUND".into())
+    );
 }
 
 #[test]
@@ -227,10 +242,26 @@ fn the_read_cache_refuses_a_cluster_or_sentinel_store_at_start() {
     let repo = repo_on(&redis, "");
     let yaml = repo.path().join("feature_store.yaml");
     let text = std::fs::read_to_string(&yaml).unwrap();
-    std::fs::write(&yaml, text.replace("  type: redis\n", "  type: redis\n  redis_type: redis_cluster\n")).unwrap();
+    std::fs::write(
+        &yaml,
+        text.replace(
+            "  type: redis\n",
+            "  type: redis\n  redis_type: redis_cluster\n",
+        ),
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_fvhost"))
-        .args(["serve", "-r", repo.path().to_str().unwrap(), "--read-cache-mb", "16"])
-        .args(["--listen", &format!("127.0.0.1:{}", fvhost::local::free_port().unwrap())])
+        .args([
+            "serve",
+            "-r",
+            repo.path().to_str().unwrap(),
+            "--read-cache-mb",
+            "16",
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", fvhost::local::free_port().unwrap()),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
