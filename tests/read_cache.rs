@@ -214,22 +214,45 @@ fn a_flushed_database_empties_the_cache() {
     read_until(port, 1, (serde_json::Value::Null, "NOT_FOUND"));
 }
 
-#[test]
-fn a_key_is_not_answered_from_the_cache_past_its_ttl() {
+/// A redis-server whose active expiry is off: only an access would expire a
+/// key, so Redis reports no expiry and the cache must know the TTL itself.
+fn redis_without_active_expiry() -> RedisServer {
     let redis = RedisServer::start_with(&["--enable-debug-command", "local"]).unwrap();
-    let mut connection = redis_connection(&redis);
-    // Only an access would expire the key: Redis reports no change, the
-    // cache must know the TTL itself.
     redis::cmd("DEBUG")
         .arg("SET-ACTIVE-EXPIRE")
         .arg(0)
-        .exec(&mut connection)
+        .exec(&mut redis_connection(&redis))
         .unwrap();
+    redis
+}
+
+#[test]
+fn a_key_is_not_answered_from_the_cache_past_its_ttl() {
+    let redis = redis_without_active_expiry();
     let repo = repo_on(&redis, "  key_ttl_seconds: 1\n");
     let (_server, port) = cached_serve(&repo);
     push(port, 1, 10, 1);
     fill(port, 1, 10);
     std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        trips(port, 1),
+        (serde_json::Value::Null, "NOT_FOUND".into())
+    );
+}
+
+#[test]
+fn a_ttl_another_client_gave_the_key_is_honoured_too() {
+    let redis = redis_without_active_expiry();
+    let repo = repo_on(&redis, "");
+    let (_server, port) = cached_serve(&repo);
+    push(port, 1, 10, 1);
+    redis::cmd("PEXPIRE")
+        .arg(driver_key(1, "cached"))
+        .arg(800)
+        .exec(&mut redis_connection(&redis))
+        .unwrap();
+    fill(port, 1, 10);
+    std::thread::sleep(Duration::from_millis(900));
     assert_eq!(
         trips(port, 1),
         (serde_json::Value::Null, "NOT_FOUND".into())

@@ -136,6 +136,11 @@ fn newest_event_per_driver_is_written_in_feasts_exact_layout() {
     );
     let report = exit.report(VIEW);
     assert_eq!(report["messages"], 1800);
+    assert_eq!(
+        (&report["status"], &report["state"]),
+        (&serde_json::json!("stopped"), &serde_json::json!("stopped")),
+        "the final report says the view stopped, in both fields"
+    );
     assert_eq!(report["decode_errors"], 0);
     assert_eq!(report["late_events"], 0);
     let dbsize: i64 = redis::cmd("DBSIZE")

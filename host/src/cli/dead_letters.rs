@@ -96,14 +96,26 @@ async fn redis_dead_letters(
     let letters = replay::read(&mut connection, &key, args.limit.max(1))
         .await
         .with_context(|| format!("reading {key}"))?;
+    let total: u64 = redis::cmd("XLEN")
+        .arg(&key)
+        .query_async(&mut connection)
+        .await
+        .with_context(|| format!("counting {key}"))?;
     if !args.replay {
         print(&letters)?;
-        eprintln!("{} dead letter(s) in {key}", letters.len());
+        eprintln!("{}", listed(letters.len(), total, &key, args.limit.max(1)));
         return Ok(ExitCode::SUCCESS);
     }
     let producer = producer(&bootstrap(args, repo, view)?)?;
     let replayed = replay::replay(&mut connection, &key, &letters, &producer).await?;
-    eprintln!("replayed {replayed} dead letter(s) from {key}");
+    let left = total.saturating_sub(replayed as u64);
+    match left {
+        0 => eprintln!("replayed {replayed} dead letter(s) from {key}"),
+        _ => eprintln!(
+            "replayed {replayed} dead letter(s) from {key}; {left} remain (--limit {}: run again, or raise it)",
+            args.limit.max(1)
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -124,7 +136,14 @@ async fn kafka_dead_letters(
         let letters =
             replay::read_kafka(&bootstrap, topic, &browse, limit, KAFKA_IDLE, None).await?;
         print(&letters)?;
-        eprintln!("{} dead letter(s) in kafka topic {topic}", letters.len());
+        let more = match letters.len() >= limit {
+            true => format!(" (the --limit {limit}: there may be more)"),
+            false => String::new(),
+        };
+        eprintln!(
+            "{} dead letter(s) in kafka topic {topic}{more}",
+            letters.len()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let group = format!("{base}.dead_letter_replay");
@@ -143,4 +162,29 @@ async fn kafka_dead_letters(
         letters.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a listing of a Redis dead-letter stream says: how many were shown,
+/// and how many the stream holds when `--limit` cut the list.
+fn listed(shown: usize, total: u64, key: &str, limit: usize) -> String {
+    match total > shown as u64 {
+        true => format!(
+            "{shown} of {total} dead letter(s) in {key}, oldest first (--limit {limit}; raise it to see more)"
+        ),
+        false => format!("{shown} dead letter(s) in {key}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listed;
+
+    #[test]
+    fn a_listing_cut_by_the_limit_says_how_many_the_stream_holds() {
+        assert_eq!(
+            listed(1000, 6053, "dl", 1000),
+            "1000 of 6053 dead letter(s) in dl, oldest first (--limit 1000; raise it to see more)"
+        );
+        assert_eq!(listed(12, 12, "dl", 1000), "12 dead letter(s) in dl");
+    }
 }

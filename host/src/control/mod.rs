@@ -285,10 +285,14 @@ impl Host {
             })
             .map(|(tenant, view, metrics)| {
                 let error = errors.remove(&(tenant.clone(), view.clone()));
+                let status = if error.is_some() { "failed" } else { "stopped" };
+                let mut metrics = metrics.snapshot();
+                // The view's live state ("running", "paused") ended with it.
+                metrics.state = status.to_string();
                 ViewReport {
-                    status: if error.is_some() { "failed" } else { "stopped" },
+                    status,
                     error,
-                    metrics: metrics.snapshot(),
+                    metrics,
                     tenant,
                     view,
                 }

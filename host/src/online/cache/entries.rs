@@ -23,6 +23,11 @@ type Fields = Vec<(Arc<[u8]>, Option<Vec<u8>>)>;
 /// (the map slot, the vectors' headers, the eviction ring's copy of the key).
 const ENTRY_OVERHEAD: usize = 96;
 
+/// How long an entry is answered at most, whatever Redis reports: a
+/// backstop for changes Redis does not report to tracking clients
+/// (`SWAPDB` swaps every key of two databases and sends nothing).
+pub const MAX_ENTRY_AGE: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// One serve thread's cache of Redis hash fields, keyed by Redis key.
 pub struct ReadCache {
     state: Mutex<State>,
@@ -47,8 +52,9 @@ struct State {
 
 struct Entry {
     fields: Fields,
-    /// When Redis expires the key (its TTL when it was read), if it does.
-    expires: Option<Instant>,
+    /// When it stops being answered: when Redis expires the key (its TTL
+    /// when it was read), or [`MAX_ENTRY_AGE`] after the read.
+    expires: Instant,
     /// Used since the eviction hand last passed it.
     referenced: bool,
     /// Which ring place is this entry's.
@@ -85,11 +91,7 @@ impl ReadCache {
     /// cached and the key has not expired since.
     pub fn get(&self, key: &[u8], fields: &[Vec<u8>]) -> Option<Vec<Option<Vec<u8>>>> {
         let mut state = self.lock();
-        let expired = state
-            .entries
-            .get(key)?
-            .expires
-            .is_some_and(|at| at <= Instant::now());
+        let expired = state.entries.get(key)?.expires <= Instant::now();
         if expired {
             let freed = state.remove(key);
             self.counters.bytes.dec_by(freed as i64);
@@ -188,8 +190,14 @@ impl State {
     /// Caches `read`'s fields beside those of the key cached already;
     /// `false` if the entry alone would not fit the budget.
     fn insert(&mut self, read: &Fetched<'_>, budget: usize) -> bool {
+        let latest = Instant::now() + MAX_ENTRY_AGE;
+        let mut expires = read.expires.map_or(latest, |at| at.min(latest));
         let mut fields: Fields = match self.entries.get(read.key) {
-            Some(entry) => entry.fields.clone(),
+            Some(entry) => {
+                // fields read earlier keep their own, earlier, end
+                expires = expires.min(entry.expires);
+                entry.fields.clone()
+            }
             None => Vec::new(),
         };
         for (name, value) in read.fields.iter().zip(read.values) {
@@ -220,7 +228,7 @@ impl State {
             key,
             Entry {
                 fields,
-                expires: read.expires,
+                expires,
                 referenced: false,
                 stored: self.stored,
                 bytes,
@@ -457,6 +465,23 @@ mod tests {
         assert!(cache.get(b"3", &names).is_some());
         assert!(cache.get(b"4", &names).is_some());
         assert_eq!(cache.bytes(), 3 * one_entry);
+    }
+
+    #[test]
+    fn an_entry_is_answered_no_longer_than_the_backstop_age() {
+        let cache = cache(1 << 20);
+        let names = fields(&["a"]);
+        read_through(&cache, b"k", &names, &[value("1")]);
+        let marked = cache.mark(std::iter::once(&b"k"[..]));
+        let later = Instant::now() + 2 * MAX_ENTRY_AGE;
+        marked.store(&[Fetched {
+            key: b"k",
+            fields: &fields(&["b"]),
+            values: &[value("2")],
+            expires: Some(later),
+        }]);
+        let expires = cache.lock().entries[&b"k"[..]].expires;
+        assert!(expires <= Instant::now() + MAX_ENTRY_AGE);
     }
 
     #[test]

@@ -14,11 +14,13 @@
 //!
 //! What a reader may see: a value written by another client is answered
 //! from memory until its invalidation arrives (on one host, well under a
-//! millisecond after the write). Keys that expire (`key_ttl_seconds`) are
-//! not answered past the TTL Redis reported when they were read.
+//! millisecond after the write). A key is not answered past the TTL Redis
+//! reported when it was read (`key_ttl_seconds`, or one another client
+//! gave it), nor more than [`entries::MAX_ENTRY_AGE`] after it was read: a
+//! backstop for the change Redis does not report (`SWAPDB`).
 
 mod counters;
-mod entries;
+pub mod entries;
 
 use std::sync::Arc;
 

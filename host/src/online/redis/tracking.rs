@@ -27,12 +27,12 @@ use crate::repo::OnlineStoreConfig;
 #[derive(Clone)]
 pub struct TrackedReads {
     connection: ConnectionManager,
-    /// Whether the store gives keys a TTL: each read then asks for it too.
-    keys_expire: bool,
     failed: Arc<Failure>,
 }
 
-/// One key's read: its fields' values and, if it expires, when.
+/// One key's read: its fields' values and, if it expires, when (any
+/// client may give a key a TTL, so every read asks for it: Redis reports
+/// an expiry only when it deletes the key, which may come much later).
 pub struct TrackedReply {
     pub values: Vec<Option<Vec<u8>>>,
     pub expires: Option<Instant>,
@@ -55,7 +55,6 @@ impl TrackedReads {
         .await?;
         let reads = Self {
             connection,
-            keys_expire: config.key_ttl_seconds.is_some_and(|ttl| ttl > 0),
             failed: Arc::new(Failure {
                 at: super::target_name(config, url_override).into(),
                 write: false,
@@ -70,14 +69,14 @@ impl TrackedReads {
             .map_err(|e| {
                 redis::RedisError::from((
                     e.kind(),
-                    "the read cache needs a server that tracks keys for its clients (Redis 6 or later, CLIENT TRACKING)",
+                    "the read cache needs a server that tracks keys for its clients (Redis 6 or later, and a user allowed CLIENT TRACKING)",
                     e.to_string(),
                 ))
             })?;
         Ok(reads)
     }
 
-    /// Reads each key's fields (and its TTL where keys expire), tracked.
+    /// Reads each key's fields and its TTL, tracked.
     /// Sent once more if the connection had dropped.
     pub async fn read(&self, reads: &[&HashRead]) -> Result<Vec<TrackedReply>, StoreError> {
         let mut pipeline = redis::pipe();
@@ -89,9 +88,7 @@ impl TrackedReads {
                 hmget.arg(field);
             }
             pipeline.add_command(hmget);
-            if self.keys_expire {
-                pipeline.cmd("PTTL").arg(&read.key);
-            }
+            pipeline.cmd("PTTL").arg(&read.key);
         }
         let sent = Instant::now();
         let mut connection = self.connection.clone();
@@ -100,11 +97,10 @@ impl TrackedReads {
             result => result,
         }
         .map_err(|e| self.failed.of(e))?;
-        let per_read = if self.keys_expire { 2 } else { 1 };
-        if replies.len() != 1 + per_read * reads.len() {
+        if replies.len() != 1 + 2 * reads.len() {
             return Err(StoreError::RedisReply {
                 expected: reads.len(),
-                found: replies.len().saturating_sub(1) / per_read,
+                found: replies.len().saturating_sub(1) / 2,
             });
         }
         let mut replies = replies.drain(..);
@@ -114,10 +110,7 @@ impl TrackedReads {
         let mut tracked = Vec::with_capacity(reads.len());
         while let Some(values) = replies.next() {
             let values = super::reply_as(values, &self.failed)?;
-            let expires = match self.keys_expire {
-                false => None,
-                true => replies.next().and_then(|ttl| expiry(sent, &ttl)),
-            };
+            let expires = replies.next().and_then(|ttl| expiry(sent, &ttl));
             tracked.push(TrackedReply { values, expires });
         }
         Ok(tracked)
