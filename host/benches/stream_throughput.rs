@@ -270,6 +270,11 @@ fn end_to_end(
     let total = messages.len();
     let redis = RedisServer::start().unwrap();
     let broker = if std::env::var("FVHOST_BENCH_BROKER").as_deref() == Ok("tansu") {
+        if let Some(level) = fvhost::local::tansu_opt_level() {
+            eprintln!(
+                "broker: tansu built at opt-level {level} (scripts/setup.sh, FVHOST_TANSU_OPT_LEVEL)"
+            );
+        }
         LocalBroker::start_tansu().expect("tansu")
     } else {
         LocalBroker::start(1).unwrap()

@@ -31,6 +31,17 @@ enum Backend {
     },
 }
 
+/// The optimization level `scripts/setup.sh` built the tansu in use at
+/// (its `.opt-level` marker; `None` for a tansu installed otherwise).
+/// Benchmarks on tansu report it: an unoptimized broker (as CI builds it)
+/// bounds their figures.
+pub fn tansu_opt_level() -> Option<String> {
+    let binary = tansu_binary()?;
+    let root = binary.parent()?.parent()?;
+    let level = std::fs::read_to_string(root.join(".opt-level")).ok()?;
+    Some(level.trim().to_string())
+}
+
 /// Where tansu is looked for: `$FVHOST_TANSU`, then where setup installs
 /// it, then `PATH`.
 pub fn tansu_binary() -> Option<PathBuf> {

@@ -9,7 +9,7 @@ mod redis_cluster;
 mod redis_sentinel;
 mod redis_server;
 
-pub use broker::{LocalBroker, tansu_binary};
+pub use broker::{LocalBroker, tansu_binary, tansu_opt_level};
 pub use guests::build_guest_workspace;
 pub use redis_cluster::RedisCluster;
 pub use redis_sentinel::{RedisSentinelSet, SENTINEL_MASTER};
