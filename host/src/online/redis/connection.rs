@@ -395,6 +395,26 @@ pub struct SentinelConnection {
     sentinels: Arc<tokio::sync::Mutex<SentinelClient>>,
     master: Arc<Mutex<Option<Master>>>,
     db: i64,
+    /// The sentinel set and master name, the key of [`latest_named`].
+    set: Arc<str>,
+}
+
+/// The master the sentinels of a set last named to any connection of this
+/// process, and a client for it. `serve` gives each thread its own
+/// connection: a thread that did not ask the sentinels between a failover
+/// and the sentinels going away would otherwise keep reading the demoted
+/// master (a replica, answering old values) while another thread writes to
+/// the new one.
+#[derive(Clone)]
+struct Named {
+    address: String,
+    client: redis::Client,
+}
+
+fn latest_named() -> &'static Mutex<std::collections::HashMap<Arc<str>, Named>> {
+    static LATEST: std::sync::OnceLock<Mutex<std::collections::HashMap<Arc<str>, Named>>> =
+        std::sync::OnceLock::new();
+    LATEST.get_or_init(Mutex::default)
 }
 
 /// The master in use: its address, its connection, and when the sentinels
@@ -442,12 +462,18 @@ impl SentinelConnection {
                 redis::TlsMode::Secure
             });
         }
+        let set: Vec<String> = sentinels
+            .iter()
+            .map(|info| info.addr().to_string())
+            .collect();
+        let set: Arc<str> = format!("{}/{master}", set.join(",")).into();
         let client =
             SentinelClient::build(sentinels, master, Some(node), SentinelServerType::Master)?;
         let connection = Self {
             sentinels: Arc::new(tokio::sync::Mutex::new(client)),
             master: Arc::default(),
             db: options.db,
+            set,
         };
         connection.current_master().await?;
         Ok(connection)
@@ -471,13 +497,25 @@ impl SentinelConnection {
         let client =
             match tokio::time::timeout(SENTINEL_TIMEOUT, sentinels.async_get_client()).await {
                 Ok(Ok(client)) => client,
-                Ok(Err(error)) => return self.keep_known_master(error.to_string()),
+                Ok(Err(error)) => return self.keep_known_master(error.to_string()).await,
                 Err(_) => {
                     let secs = SENTINEL_TIMEOUT.as_secs();
-                    return self.keep_known_master(format!("no answer within {secs} s"));
+                    return self
+                        .keep_known_master(format!("no answer within {secs} s"))
+                        .await;
                 }
             };
         let address = client.get_connection_info().addr().to_string();
+        latest_named()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                Arc::clone(&self.set),
+                Named {
+                    address: address.clone(),
+                    client: client.clone(),
+                },
+            );
         let known = self.lock_master().clone();
         let connection = match known {
             Some(master) if master.address == address => master.connection,
@@ -503,8 +541,34 @@ impl SentinelConnection {
     }
 
     /// The sentinels did not answer (`why`): keeps writing to the master
-    /// they last named, asked again in a second; with none known, fails.
-    fn keep_known_master(&self, why: String) -> RedisResult<MultiplexedConnection> {
+    /// they last named to this process (another thread may have heard of a
+    /// failover since this one asked), asked again in a second; with none
+    /// known, fails.
+    async fn keep_known_master(&self, why: String) -> RedisResult<MultiplexedConnection> {
+        let named = latest_named()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&self.set)
+            .cloned();
+        let known = self.lock_master().as_ref().map(|m| m.address.clone());
+        if let Some(named) = named
+            && known.as_ref() != Some(&named.address)
+        {
+            let connection = named
+                .client
+                .get_multiplexed_async_connection_with_config(&node_config())
+                .await?;
+            tracing::warn!(
+                master = %named.address,
+                "the sentinels did not answer ({why}); using the master they last named to another thread"
+            );
+            *self.lock_master() = Some(Master {
+                address: named.address,
+                connection: connection.clone(),
+                confirmed: std::time::Instant::now(),
+            });
+            return Ok(connection);
+        }
         let mut known = self.lock_master();
         let Some(master) = known.as_mut() else {
             return Err(RedisError::from((
