@@ -7,37 +7,15 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fvhost::local::{RedisSentinelSet, SENTINEL_MASTER};
 use support::*;
 
-const DEFINITIONS: &str = r#"
-entities:
-  - name: driver
-    join_keys: [driver_id]
-    value_type: INT64
-sources:
-  - name: driver_stats_source
-    type: file
-    path: data/driver_stats
-    timestamp_field: event_timestamp
-  - name: driver_stats_push
-    type: push
-    batch_source: driver_stats_source
-feature_views:
-  - name: driver_trips
-    entities: [driver]
-    ttl: 2d
-    source: driver_stats_push
-    schema:
-      - {name: avg_daily_trips, dtype: Int64}
-"#;
-
 /// A repo whose online store is `online_store` (YAML lines under `online_store:`).
 fn repo_on(project: &str, online_store: &str) -> TestRepo {
-    let repo = TestRepo::new(project, DEFINITIONS);
+    let repo = TestRepo::new(project, TRIPS_PUSH_DEFINITIONS);
     std::fs::write(
         repo.path().join("feature_store.yaml"),
         format!(
@@ -48,48 +26,13 @@ fn repo_on(project: &str, online_store: &str) -> TestRepo {
     repo
 }
 
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `fvhost serve` on the repo's own store, once it answers `/health`.
-fn serve(repo: &Path) -> (Serve, u16) {
-    serve_with(repo, &[])
-}
-
-/// [`serve`] with more `serve` arguments.
-fn serve_with(repo: &Path, extra: &[&str]) -> (Serve, u16) {
-    let port = fvhost::local::free_port().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_fvhost"))
-        .args(["serve", "-r", repo.to_str().unwrap()])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(extra)
-        .spawn()
-        .unwrap();
-    let server = Serve(child);
-    wait_for("serve to answer", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && http(port, "GET", "/health", None).0 == 200
-    });
-    (server, port)
+fn serve(repo: &Path) -> (ServeProcess, u16) {
+    start_serve_on(repo, &[])
 }
 
 fn push(port: u16, driver: i64, trips: i64, hour: u32) -> (u16, String) {
-    let body = serde_json::json!({
-        "push_source_name": "driver_stats_push",
-        "df": {
-            "driver_id": [driver],
-            "event_timestamp": [format!("2026-01-01T{hour:02}:00:00Z")],
-            "avg_daily_trips": [trips]
-        },
-        "to": "online"
-    });
-    http(port, "POST", "/push", Some(&body))
+    push_trips(port, driver, trips, hour)
 }
 
 /// `fvhost get-online-features` of `driver`'s trips (a new process,
@@ -399,7 +342,7 @@ fn serve_acknowledges_a_push_only_once_a_replica_holds_it_when_asked_to() {
             sentinels.connection_string()
         ),
     );
-    let (_serve, port) = serve_with(repo.path(), &["--wait-for-replicas", "1"]);
+    let (_serve, port) = start_serve_on(repo.path(), &["--wait-for-replicas", "1"]);
     let (status, body) = push(port, 1001, 31, 1);
     assert_eq!(status, 200, "{body}");
     let master = sentinels.master_port().unwrap();
@@ -424,7 +367,7 @@ fn serve_acknowledges_a_push_only_once_a_replica_holds_it_when_asked_to() {
     );
 
     // Asking for more replicas than there are: the push is refused, not acknowledged.
-    let (_serve, port) = serve_with(repo.path(), &["--wait-for-replicas", "2"]);
+    let (_serve, port) = start_serve_on(repo.path(), &["--wait-for-replicas", "2"]);
     let (status, body) = push(port, 1002, 7, 1);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("replicas"), "{body}");

@@ -6,37 +6,15 @@
 
 mod support;
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fvhost::local::RedisServer;
 use support::*;
 
-const DEFINITIONS: &str = r#"
-entities:
-  - name: driver
-    join_keys: [driver_id]
-    value_type: INT64
-sources:
-  - name: driver_stats_source
-    type: file
-    path: data/driver_stats
-    timestamp_field: event_timestamp
-  - name: driver_stats_push
-    type: push
-    batch_source: driver_stats_source
-feature_views:
-  - name: driver_trips
-    entities: [driver]
-    ttl: 2d
-    source: driver_stats_push
-    schema:
-      - {name: avg_daily_trips, dtype: Int64}
-"#;
-
 /// A repo on `redis`, with `extra` lines under `online_store:`.
 fn repo_on(redis: &RedisServer, extra: &str) -> TestRepo {
-    let repo = TestRepo::new("cached", DEFINITIONS);
+    let repo = TestRepo::new("cached", TRIPS_PUSH_DEFINITIONS);
     std::fs::write(
         repo.path().join("feature_store.yaml"),
         format!(
@@ -48,53 +26,17 @@ fn repo_on(redis: &RedisServer, extra: &str) -> TestRepo {
     repo
 }
 
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `fvhost serve` on one thread (one cache) with `extra` arguments.
-fn serve(repo: &TestRepo, extra: &[&str]) -> (Serve, u16) {
-    let port = fvhost::local::free_port().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_fvhost"))
-        .args([
-            "serve",
-            "-r",
-            repo.path().to_str().unwrap(),
-            "--threads",
-            "1",
-        ])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(extra)
-        .spawn()
-        .unwrap();
-    let server = Serve(child);
-    wait_for("serve to answer", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && http(port, "GET", "/health", None).0 == 200
-    });
-    (server, port)
+fn serve(repo: &TestRepo, extra: &[&str]) -> (ServeProcess, u16) {
+    start_serve_on(repo.path(), &[&["--threads", "1"], extra].concat())
 }
 
-fn cached_serve(repo: &TestRepo) -> (Serve, u16) {
+fn cached_serve(repo: &TestRepo) -> (ServeProcess, u16) {
     serve(repo, &["--read-cache-mb", "16"])
 }
 
 fn push(port: u16, driver: i64, trips: i64, hour: u32) {
-    let body = serde_json::json!({
-        "push_source_name": "driver_stats_push",
-        "df": {
-            "driver_id": [driver],
-            "event_timestamp": [format!("2026-01-01T{hour:02}:00:00Z")],
-            "avg_daily_trips": [trips]
-        },
-        "to": "online"
-    });
-    let (code, answer) = http(port, "POST", "/push", Some(&body));
+    let (code, answer) = push_trips(port, driver, trips, hour);
     assert_eq!(code, 200, "{answer}");
 }
 

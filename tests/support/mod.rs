@@ -662,3 +662,70 @@ pub fn redis_dump_nodes(ports: &[u16]) -> RedisDump {
     }
     dump
 }
+
+/// A repo whose one view, `driver_trips` (avg_daily_trips, Int64), is fed
+/// by the push source `driver_stats_push`: for tests of `serve` itself.
+pub const TRIPS_PUSH_DEFINITIONS: &str = r#"
+entities:
+  - name: driver
+    join_keys: [driver_id]
+    value_type: INT64
+sources:
+  - name: driver_stats_source
+    type: file
+    path: data/driver_stats
+    timestamp_field: event_timestamp
+  - name: driver_stats_push
+    type: push
+    batch_source: driver_stats_source
+feature_views:
+  - name: driver_trips
+    entities: [driver]
+    ttl: 2d
+    source: driver_stats_push
+    schema:
+      - {name: avg_daily_trips, dtype: Int64}
+"#;
+
+/// A running `fvhost serve`, killed when dropped.
+pub struct ServeProcess(pub Child);
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `fvhost serve` on `repo`'s own store with `extra` arguments, on a free
+/// port, once it answers `/health`.
+pub fn start_serve_on(repo: &Path, extra: &[&str]) -> (ServeProcess, u16) {
+    let port = fvhost::local::free_port().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_fvhost"))
+        .args(["serve", "-r", repo.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .spawn()
+        .unwrap();
+    let server = ServeProcess(child);
+    wait_for("serve to answer", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && http(port, "GET", "/health", None).0 == 200
+    });
+    (server, port)
+}
+
+/// `POST /push` of `driver`'s trips at `hour` on 2026-01-01, to the online
+/// store (a repo of [`TRIPS_PUSH_DEFINITIONS`]).
+pub fn push_trips(port: u16, driver: i64, trips: i64, hour: u32) -> (u16, String) {
+    let body = serde_json::json!({
+        "push_source_name": "driver_stats_push",
+        "df": {
+            "driver_id": [driver],
+            "event_timestamp": [format!("2026-01-01T{hour:02}:00:00Z")],
+            "avg_daily_trips": [trips]
+        },
+        "to": "online"
+    });
+    http(port, "POST", "/push", Some(&body))
+}
